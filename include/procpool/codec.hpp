@@ -1,0 +1,98 @@
+// Codecs and typed jobs: turn requests and responses into bytes and back.
+#pragma once
+
+#include <concepts>
+#include <cstring>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "procpool/result.hpp"
+
+namespace procpool {
+
+/// Thrown by a codec's decode() when the bytes are not a valid encoding. Inside a worker it makes
+/// the job fail with ErrorKind::codec_error; in the host, Future::get() turns it into the same
+/// kind.
+class CodecError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Encodes a T to bytes and decodes it back. Specialise it for your own types:
+///
+///   template <> struct procpool::Codec<MyRequest> {
+///     static procpool::Bytes encode(const MyRequest&);
+///     static MyRequest decode(std::span<const std::byte>);  // throws CodecError on bad input
+///   };
+///
+/// Provided: Bytes, std::string, and trivially copyable types (copied as their object
+/// representation, so only between processes of the same build, which workers always are).
+template <class T, class Enable = void>
+struct Codec;
+
+template <>
+struct Codec<Bytes> {
+  static Bytes encode(const Bytes& value) { return value; }
+  static Bytes decode(std::span<const std::byte> bytes) {
+    return Bytes(bytes.begin(), bytes.end());
+  }
+};
+
+template <>
+struct Codec<std::string> {
+  static Bytes encode(const std::string& value) {
+    const auto* first = reinterpret_cast<const std::byte*>(value.data());
+    return Bytes(first, first + value.size());
+  }
+  static std::string decode(std::span<const std::byte> bytes) {
+    return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  }
+};
+
+template <class T>
+struct Codec<T, std::enable_if_t<std::is_trivially_copyable_v<T> && !std::is_pointer_v<T>>> {
+  static Bytes encode(const T& value) {
+    Bytes out(sizeof(T));
+    std::memcpy(out.data(), &value, sizeof(T));
+    return out;
+  }
+  static T decode(std::span<const std::byte> bytes) {
+    if (bytes.size() != sizeof(T)) {
+      throw CodecError("expected " + std::to_string(sizeof(T)) + " bytes, got " +
+                       std::to_string(bytes.size()));
+    }
+    T value;
+    std::memcpy(&value, bytes.data(), sizeof(T));
+    return value;
+  }
+};
+
+/// A type that has a usable Codec.
+template <class T>
+concept Encodable = requires(const T& value, std::span<const std::byte> bytes) {
+  { Codec<T>::encode(value) } -> std::same_as<Bytes>;
+  { Codec<T>::decode(bytes) } -> std::same_as<T>;
+};
+
+/// A typed job: a name, a Request and a Response type, both Encodable.
+///
+///   struct Resize {
+///     static constexpr std::string_view name = "image.resize";
+///     using Request = ResizeRequest;
+///     using Response = ResizeResponse;
+///   };
+///
+/// Register its handler with JobRegistry::add<Resize>(...) and submit with
+/// Pool::submit<Resize>(...).
+template <class J>
+concept TypedJob = requires {
+  { J::name } -> std::convertible_to<std::string_view>;
+  typename J::Request;
+  typename J::Response;
+}
+&&Encodable<typename J::Request>&& Encodable<typename J::Response>;
+
+}  // namespace procpool

@@ -1,0 +1,88 @@
+// The error model, stated once.
+//
+// procpool reports two kinds of failure, and never mixes them:
+//
+//  * A job's outcome is a value. Every submitted job ends in exactly one JobResult: its bytes, or a
+//    JobError whose ErrorKind says what happened (the handler threw, the worker crashed, the job
+//    timed out, it was cancelled, rejected, ...). Pool::submit never throws because of what a job
+//    did.
+//  * Misuse of the API when something is constructed throws: PoolOptions that cannot work make the
+//    Pool constructor throw ConfigError, whose message names the field and the values it accepts.
+//
+// Destructors never throw.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "procpool/export.hpp"
+
+namespace procpool {
+
+/// What went wrong with a job. Stable: values are only ever added.
+enum class ErrorKind {
+  /// The job's handler threw; JobError::message holds what() of the exception.
+  handler_error,
+  /// The worker running the job died: a signal or an exit code is in the error, with the last lines
+  /// the worker wrote to stderr.
+  worker_crashed,
+  /// The job ran longer than its timeout; its worker got SIGTERM, then SIGKILL after the grace
+  /// period.
+  timeout,
+  /// The worker exceeded a memory limit and was killed while running the job.
+  memory_limit,
+  /// The caller cancelled the job before it was dispatched to a worker.
+  cancelled,
+  /// The pool's queue was full and the pool is configured to reject rather than block.
+  queue_full,
+  /// The pool was shutting down (or already stopped) and did not run the job.
+  shutting_down,
+  /// No handler is registered under the job's name in the worker.
+  unknown_job,
+  /// The payload, or the result, is larger than the pool's configured limit.
+  payload_too_large,
+  /// The worker wrote something the supervisor could not accept (corrupt frame, wrong job id, a
+  /// length
+  /// past the segment, ...). The worker was killed.
+  protocol_violation,
+  /// The pool could not keep workers running (they fail during start-up) and rejects work until one
+  /// starts cleanly again.
+  pool_degraded,
+  /// The request was malformed before it reached a worker (e.g. an empty job name, max_attempts ==
+  /// 0).
+  invalid_request,
+  /// A typed job's request or response bytes could not be decoded by its codec.
+  codec_error,
+};
+
+/// A stable lower_snake_case name for `kind` ("worker_crashed", "timeout", ...). Never throws.
+PROCPOOL_API std::string_view to_string(ErrorKind kind) noexcept;
+
+/// Why a job failed. Carried by a JobResult that is not ok().
+struct JobError {
+  ErrorKind kind = ErrorKind::handler_error;
+  /// Human-readable explanation; for handler_error, the exception's message.
+  std::string message;
+  /// For worker_crashed/timeout/memory_limit: how the worker ended, when known.
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  /// The last lines the worker wrote to stderr before it died (worker_crashed, timeout, ...).
+  std::string worker_stderr;
+  /// How many times the job was started on a worker (0 if it never reached one).
+  unsigned attempts = 0;
+};
+
+/// Thrown by constructors (Pool, JobRegistry::add) when given options that cannot work. what()
+/// names the offending field and the values it accepts; field() returns the field alone.
+class PROCPOOL_API ConfigError : public std::invalid_argument {
+ public:
+  ConfigError(std::string field, const std::string& message);
+  const std::string& field() const noexcept { return field_; }
+
+ private:
+  std::string field_;
+};
+
+}  // namespace procpool

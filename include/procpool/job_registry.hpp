@@ -1,0 +1,92 @@
+// JobRegistry and JobContext: the jobs a worker can run, and what a running job can know.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "procpool/codec.hpp"
+#include "procpool/error.hpp"
+#include "procpool/export.hpp"
+#include "procpool/result.hpp"
+
+namespace procpool {
+
+/// What a job handler can learn about the job it is running. Lives in the worker process, valid
+/// for the duration of the handler call only.
+class JobContext {
+ public:
+  JobContext(std::string_view job_name, std::uint64_t job_id, unsigned attempt,
+             std::uint64_t jobs_done_by_worker,
+             std::optional<std::chrono::steady_clock::time_point> deadline) noexcept
+      : job_name_(job_name),
+        job_id_(job_id),
+        attempt_(attempt),
+        jobs_done_by_worker_(jobs_done_by_worker),
+        deadline_(deadline) {}
+
+  /// The name the job was submitted under.
+  std::string_view job_name() const noexcept { return job_name_; }
+  /// The id Pool::submit returned for this job (the same across retries).
+  std::uint64_t job_id() const noexcept { return job_id_; }
+  /// 1 on the first attempt; higher when an idempotent job is retried after a crash or timeout.
+  unsigned attempt() const noexcept { return attempt_; }
+  /// How many jobs this worker process finished before this one.
+  std::uint64_t jobs_done_by_worker() const noexcept { return jobs_done_by_worker_; }
+  /// When the supervisor will start killing this job, if it has a timeout (this process's clock).
+  std::optional<std::chrono::steady_clock::time_point> deadline() const noexcept {
+    return deadline_;
+  }
+
+ private:
+  std::string_view job_name_;
+  std::uint64_t job_id_;
+  unsigned attempt_;
+  std::uint64_t jobs_done_by_worker_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+};
+
+/// A job handler: takes the payload, returns the result bytes. Throwing makes the job fail with
+/// ErrorKind::handler_error carrying what() of the exception.
+using JobHandler = std::function<Bytes(JobContext&, std::span<const std::byte>)>;
+
+/// The set of jobs a worker process can run, by name. Build it at the top of main(), before
+/// run_worker_if_requested(), in both host and worker (for self-exec they are the same code).
+/// Not thread-safe to mutate; safe to read concurrently once built.
+class PROCPOOL_API JobRegistry {
+ public:
+  /// Registers `handler` under `name`. Throws ConfigError if the name is empty, longer than 255
+  /// bytes, already registered, or the handler is empty.
+  void add(std::string name, JobHandler handler);
+
+  /// Registers a typed job: `handler(JobContext&, const J::Request&)` returns a J::Response. The
+  /// request is decoded and the response encoded with Codec<>; a decode failure fails the job with
+  /// ErrorKind::codec_error.
+  template <TypedJob J, class F>
+  requires std::is_invocable_r_v<typename J::Response, F&, JobContext&, const typename J::Request&>
+  void add(F handler) {
+    add(std::string(J::name),
+        [h = std::move(handler)](JobContext& context, std::span<const std::byte> payload) mutable {
+          typename J::Request request = Codec<typename J::Request>::decode(payload);
+          return Codec<typename J::Response>::encode(h(context, request));
+        });
+  }
+
+  /// The handler registered under `name`, or nullptr. Never throws.
+  const JobHandler* find(std::string_view name) const noexcept;
+
+  /// The registered names, sorted.
+  std::vector<std::string> names() const;
+
+ private:
+  std::map<std::string, JobHandler, std::less<>> handlers_;
+};
+
+}  // namespace procpool

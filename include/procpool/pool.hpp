@@ -1,0 +1,87 @@
+// Pool: runs jobs in recyclable worker processes.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "procpool/codec.hpp"
+#include "procpool/export.hpp"
+#include "procpool/future.hpp"
+#include "procpool/options.hpp"
+#include "procpool/result.hpp"
+#include "procpool/stats.hpp"
+
+namespace procpool {
+
+/// Called once with a job's outcome, on the pool's supervisor thread. Keep it short: the pool does
+/// not dispatch while it runs. It may call submit, cancel and stats, but not shutdown or ~Pool. An
+/// exception escaping it is caught and logged.
+using Completion = std::function<void(JobResult)>;
+
+/// A pool of worker processes, each running one job at a time from a shared queue.
+///
+/// The constructor starts a supervisor thread and spawns the workers; it does not wait for them to
+/// be ready (jobs queue until one is). Every job submitted gets exactly one outcome, including when
+/// the pool is shut down or destroyed with jobs queued or running.
+///
+/// Thread-safety: all member functions may be called concurrently from any thread, except that
+/// shutdown() and the destructor must not be called from a Completion callback.
+class PROCPOOL_API Pool {
+ public:
+  /// Validates `options` (throws ConfigError naming the field on bad values), starts the supervisor
+  /// and spawns the workers. Also throws std::system_error if the OS refuses the supervisor's own
+  /// resources (threads, file descriptors). Failure to start workers is not an error here: it is
+  /// retried with backoff and reported through health and stats.
+  explicit Pool(PoolOptions options = {});
+
+  /// shutdown(options.destructor_drain). Never throws.
+  ~Pool();
+
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  /// Queues the job `job_name` with a copy of `payload`. The returned future yields its outcome.
+  /// Never throws for job failures; a job that cannot be queued (queue full, shutting down, payload
+  /// too large, invalid options) yields a ready future holding that error.
+  JobFuture submit(std::string_view job_name, std::span<const std::byte> payload,
+                   const SubmitOptions& options = {});
+  /// As above, taking ownership of the payload (no copy).
+  JobFuture submit(std::string_view job_name, Bytes&& payload, const SubmitOptions& options = {});
+
+  /// Queues the job and calls `on_done` with its outcome instead of returning a future. If the job
+  /// cannot be queued, `on_done` is called before submit returns, on the calling thread.
+  JobId submit(std::string_view job_name, Bytes payload, const SubmitOptions& options,
+               Completion on_done);
+
+  /// Typed submit: encodes `request` with Codec<J::Request>; the future decodes J::Response.
+  template <TypedJob J>
+  Future<typename J::Response> submit(const typename J::Request& request,
+                                      const SubmitOptions& options = {}) {
+    JobFuture raw = submit(J::name, Codec<typename J::Request>::encode(request), options);
+    JobId id = raw.id();
+    return Future<typename J::Response>(id, std::move(raw).release_inner());
+  }
+
+  /// Cancels a job that is still queued: it completes with ErrorKind::cancelled and this returns
+  /// true. Returns false if the job already went to a worker, finished, or is unknown.
+  bool cancel(JobId id);
+
+  /// A consistent snapshot of the pool and its workers.
+  PoolStats stats() const;
+
+  /// Stops the pool: new submits fail with ErrorKind::shutting_down at once; queued and running
+  /// jobs may finish for up to `drain`; then queued jobs fail with shutting_down, workers still
+  /// running jobs get SIGTERM (SIGKILL after kill_grace) and their jobs fail with shutting_down.
+  /// Returns when every worker has been reaped and every job has its outcome. Calling it again does
+  /// nothing.
+  void shutdown(std::chrono::milliseconds drain = std::chrono::milliseconds{0});
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace procpool

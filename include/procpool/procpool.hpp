@@ -1,0 +1,16 @@
+// procpool: run jobs in recyclable worker processes, so what their native code leaks dies with
+// them.
+//
+// The umbrella header; each part also has its own.
+#pragma once
+
+#include "procpool/codec.hpp"
+#include "procpool/error.hpp"
+#include "procpool/future.hpp"
+#include "procpool/job_registry.hpp"
+#include "procpool/options.hpp"
+#include "procpool/pool.hpp"
+#include "procpool/result.hpp"
+#include "procpool/stats.hpp"
+#include "procpool/version.hpp"
+#include "procpool/worker.hpp"

@@ -1,0 +1,132 @@
+// The shared-memory channel between the supervisor and one worker: segment layout and wire format.
+//
+//   segment = SegmentHeader | request ring data | response ring data
+//
+// Each ring is a single-producer/single-consumer byte ring of `ring_bytes` (a power of two). The
+// stream in it is a sequence of records, each an 8-byte-aligned RecordHeader followed by `length`
+// body bytes padded to 8. A record may wrap around the end of the ring. A producer publishes only
+// whole records, so a reader that sees part of one has found corruption.
+//
+// Positions are byte counts since the start, never reduced modulo the capacity, so
+// `write_pos - read_pos` is the fill level. Each side writes only its own fields: the producer
+// write_pos/write_seq/producer_waiting, the consumer read_pos/read_seq/consumer_waiting.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace procpool::detail {
+
+inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
+inline constexpr std::uint32_t protocol_version = 1;
+
+/// Prefix of every procpool shared-memory name: "procpool-<host pid>-<random>".
+inline constexpr const char* segment_name_prefix = "procpool-";
+
+struct RingControl {
+  // Producer's fields.
+  alignas(64) std::atomic<std::uint64_t> write_pos{0};
+  /// Incremented on every publish; the consumer's futex word.
+  std::atomic<std::uint32_t> write_seq{0};
+  /// 1 while the producer waits for space. Set and cleared by the producer only.
+  std::atomic<std::uint32_t> producer_waiting{0};
+  // Consumer's fields.
+  alignas(64) std::atomic<std::uint64_t> read_pos{0};
+  /// Incremented on every release; the producer's futex word.
+  std::atomic<std::uint32_t> read_seq{0};
+  /// 1 while the consumer waits for data. Set and cleared by the consumer only.
+  std::atomic<std::uint32_t> consumer_waiting{0};
+};
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "rings need lock-free 64-bit atomics");
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free,
+              "rings need lock-free 32-bit atomics");
+
+struct SegmentHeader {
+  std::uint32_t magic = segment_magic;
+  std::uint32_t version = protocol_version;
+  std::uint64_t segment_bytes = 0;
+  std::uint64_t ring_bytes = 0;
+  std::uint64_t max_payload_bytes = 0;
+  std::uint64_t max_result_bytes = 0;
+  std::int32_t host_pid = 0;
+  std::uint32_t reserved = 0;
+  /// Host to worker: jobs.
+  RingControl requests;
+  /// Worker to host: hello and results.
+  RingControl responses;
+};
+
+inline constexpr std::size_t segment_header_bytes = (sizeof(SegmentHeader) + 63) / 64 * 64;
+
+inline constexpr std::size_t segment_bytes_for(std::size_t ring_bytes) {
+  return segment_header_bytes + 2 * ring_bytes;
+}
+
+enum class RecordType : std::uint32_t {
+  // Host to worker.
+  job_start = 1,  ///< body: JobStartBody, then the job name
+  job_data = 2,   ///< body: the next bytes of the payload
+  stop = 3,       ///< no body: finish and exit 0
+  // Worker to host.
+  hello = 16,         ///< body: HelloBody; sent once, after attaching
+  result_start = 17,  ///< body: ResultStartBody
+  result_data = 18,   ///< body: the next bytes of the result (or of the error message)
+};
+
+struct RecordHeader {
+  std::uint32_t type = 0;
+  std::uint32_t length = 0;  ///< body bytes, excluding padding
+  std::uint64_t job_id = 0;
+};
+static_assert(sizeof(RecordHeader) == 16);
+
+inline constexpr std::uint64_t record_alignment = 8;
+
+constexpr std::uint64_t padded(std::uint64_t n) {
+  return (n + record_alignment - 1) & ~(record_alignment - 1);
+}
+
+struct JobStartBody {
+  std::uint64_t payload_bytes = 0;
+  /// Per-job timeout in milliseconds, 0 = none (informational for JobContext::deadline).
+  std::int64_t timeout_ms = 0;
+  std::uint32_t attempt = 1;
+  std::uint32_t name_bytes = 0;
+};
+
+/// Longest job name on the wire.
+inline constexpr std::uint32_t max_job_name_bytes = 255;
+
+enum class ResultStatus : std::uint32_t {
+  ok = 0,
+  handler_error = 1,
+  unknown_job = 2,
+  codec_error = 3,
+  result_too_large = 4,
+};
+
+struct ResultStartBody {
+  std::uint32_t status = 0;
+  std::uint32_t reserved = 0;
+  /// Bytes of result (status ok) or of error message (otherwise) that follow in result_data
+  /// records.
+  std::uint64_t bytes = 0;
+};
+
+/// Longest error message a worker may send.
+inline constexpr std::uint64_t max_error_message_bytes = 64 * 1024;
+
+struct HelloBody {
+  std::uint32_t version = protocol_version;
+  std::int32_t pid = 0;
+};
+
+/// Largest record body: a quarter of the ring, so a producer can refill while the consumer drains.
+constexpr std::uint64_t max_record_body(std::uint64_t ring_bytes) {
+  return ring_bytes / 4 - sizeof(RecordHeader);
+}
+
+}  // namespace procpool::detail

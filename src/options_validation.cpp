@@ -1,0 +1,91 @@
+#include "options_validation.hpp"
+
+#include <thread>
+
+#include "platform/platform.hpp"
+#include "procpool/error.hpp"
+
+namespace procpool::detail {
+
+namespace {
+
+constexpr std::size_t max_workers = 1024;
+constexpr std::size_t min_ring_bytes = std::size_t{64} << 10;
+constexpr std::size_t max_ring_bytes = std::size_t{1} << 30;
+constexpr std::size_t max_message_bytes = std::size_t{4} << 30;
+
+std::string bytes_range(std::size_t low, std::size_t high) {
+  return std::to_string(low) + ".." + std::to_string(high) + " bytes";
+}
+
+}  // namespace
+
+PoolOptions validate(PoolOptions options) {
+  if (options.workers == 0) {
+    options.workers = std::max(1u, std::thread::hardware_concurrency());
+  }
+  if (options.workers > max_workers) {
+    throw ConfigError("PoolOptions::workers", std::to_string(options.workers) +
+                                                  " is too many; allowed: 0 (one per hardware "
+                                                  "thread) to " +
+                                                  std::to_string(max_workers));
+  }
+  if (!options.worker_command.empty()) {
+    const std::string& exe = options.worker_command.front();
+    if (exe.empty()) {
+      throw ConfigError("PoolOptions::worker_command",
+                        "element 0 must be the worker executable's path, got an empty string");
+    }
+    if (std::string why = platform::check_executable(exe); !why.empty()) {
+      throw ConfigError("PoolOptions::worker_command",
+                        "'" + exe + "' cannot be run: " + why +
+                            "; give the path of an executable whose main() calls "
+                            "procpool::worker_main, or leave it empty to re-execute this program");
+    }
+  }
+  if (options.queue_capacity == 0) {
+    throw ConfigError("PoolOptions::queue_capacity", "must be at least 1");
+  }
+  if (options.max_payload_bytes == 0 || options.max_payload_bytes > max_message_bytes) {
+    throw ConfigError("PoolOptions::max_payload_bytes",
+                      std::to_string(options.max_payload_bytes) +
+                          " is out of range; allowed: " + bytes_range(1, max_message_bytes));
+  }
+  if (options.max_result_bytes == 0 || options.max_result_bytes > max_message_bytes) {
+    throw ConfigError("PoolOptions::max_result_bytes",
+                      std::to_string(options.max_result_bytes) +
+                          " is out of range; allowed: " + bytes_range(1, max_message_bytes));
+  }
+  std::size_t ring = options.ring_bytes;
+  if (ring < min_ring_bytes || ring > max_ring_bytes || (ring & (ring - 1)) != 0) {
+    throw ConfigError("PoolOptions::ring_bytes", std::to_string(ring) +
+                                                     " must be a power of two in " +
+                                                     bytes_range(min_ring_bytes, max_ring_bytes));
+  }
+  if (options.job_timeout.count() < 0) {
+    throw ConfigError("PoolOptions::job_timeout", "must be 0 (none) or positive");
+  }
+  if (options.kill_grace.count() < 0) {
+    throw ConfigError("PoolOptions::kill_grace", "must be 0 (SIGKILL at once) or positive");
+  }
+  if (options.start_timeout.count() <= 0) {
+    throw ConfigError("PoolOptions::start_timeout", "must be positive");
+  }
+  if (options.max_consecutive_start_failures == 0) {
+    throw ConfigError("PoolOptions::max_consecutive_start_failures", "must be at least 1");
+  }
+  if (options.start_backoff_initial.count() <= 0 ||
+      options.start_backoff_max < options.start_backoff_initial) {
+    throw ConfigError("PoolOptions::start_backoff_initial",
+                      "must be positive and not above start_backoff_max");
+  }
+  if (options.destructor_drain.count() < 0) {
+    throw ConfigError("PoolOptions::destructor_drain", "must be 0 or positive");
+  }
+  if (options.stderr_tail_lines > 1000) {
+    throw ConfigError("PoolOptions::stderr_tail_lines", "allowed: 0..1000");
+  }
+  return options;
+}
+
+}  // namespace procpool::detail

@@ -1,0 +1,151 @@
+// Descriptors, wake-ups and polling on Linux: eventfd, futex, epoll, pipes.
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdint>
+#include <filesystem>
+
+#include "platform/linux/syscall.hpp"
+#include "platform/platform.hpp"
+
+namespace procpool::platform {
+
+using detail::retry_on_eintr;
+using detail::throw_errno;
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    reset();
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+void UniqueFd::reset() noexcept {
+  if (fd_ >= 0) {
+    // close() must not be retried on EINTR on Linux: the descriptor is gone either way.
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+UniqueFd make_eventfd() {
+  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) throw_errno("eventfd");
+  return UniqueFd(fd);
+}
+
+void eventfd_notify(int fd) noexcept {
+  std::uint64_t one = 1;
+  // EAGAIN means the counter is saturated: the reader is already due to wake.
+  [[maybe_unused]] auto n = retry_on_eintr([&] { return ::write(fd, &one, sizeof one); });
+}
+
+void eventfd_drain(int fd) noexcept {
+  std::uint64_t value = 0;
+  [[maybe_unused]] auto n = retry_on_eintr([&] { return ::read(fd, &value, sizeof value); });
+}
+
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+
+void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                std::optional<std::chrono::nanoseconds> timeout) noexcept {
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (timeout) {
+    auto ns = timeout->count() < 0 ? 0 : timeout->count();
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    tsp = &ts;
+  }
+  // Not FUTEX_PRIVATE: the word lives in memory shared with another process. EINTR, EAGAIN
+  // (value changed) and ETIMEDOUT all mean "re-check", which every caller does.
+  ::syscall(SYS_futex, const_cast<std::atomic<std::uint32_t>*>(&word), FUTEX_WAIT, expected, tsp,
+            nullptr, 0);
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
+  ::syscall(SYS_futex, &word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+Poller::Poller() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+  if (!epoll_) throw_errno("epoll_create1");
+}
+
+void Poller::add(int fd, std::uint64_t key) {
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = key;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) throw_errno("epoll_ctl(ADD)");
+}
+
+void Poller::remove(int fd) noexcept {
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void Poller::wait(std::optional<std::chrono::milliseconds> timeout,
+                  std::vector<std::uint64_t>& ready) {
+  epoll_event events[64];
+  int timeout_ms = -1;
+  if (timeout) {
+    auto ms = timeout->count();
+    timeout_ms = ms < 0 ? 0 : (ms > INT_MAX ? INT_MAX : static_cast<int>(ms));
+  }
+  int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    throw_errno("epoll_wait");
+  }
+  for (int i = 0; i < n; ++i)
+    ready.push_back(events[i].data.u64);
+}
+
+Pipe make_pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");
+  Pipe pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+  int flags = ::fcntl(fds[0], F_GETFL);
+  if (flags < 0 || ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0)
+    throw_errno("fcntl(O_NONBLOCK)");
+  return pipe;
+}
+
+std::optional<std::size_t> read_some(int fd, void* buffer, std::size_t size) noexcept {
+  auto n = retry_on_eintr([&] { return ::read(fd, buffer, size); });
+  if (n < 0) return std::nullopt;
+  return static_cast<std::size_t>(n);
+}
+
+bool write_all(int fd, const void* data, std::size_t size) noexcept {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    auto n = retry_on_eintr([&] { return ::write(fd, p, size); });
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+void set_cloexec(int fd) noexcept {
+  int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+std::size_t count_open_fds() {
+  std::size_t count = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++count;
+  }
+  return count == 0 ? 0 : count - 1;  // minus the directory's own descriptor
+}
+
+}  // namespace procpool::platform

@@ -1,0 +1,166 @@
+// The platform seam: every operating-system call procpool makes goes through this header. The rest
+// of src/ includes no OS header. A port to another OS is a new folder beside linux/.
+//
+// Error policy: functions that can fail for reasons the caller must handle throw std::system_error
+// with the call's name in the message; "query" functions that may legitimately find nothing return
+// std::optional. System calls are retried on EINTR here, once, so callers never see it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace procpool::platform {
+
+/// Owns a file descriptor; closes it on destruction. Move-only.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset() noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+// ---- Wake-ups ------------------------------------------------------------------------------
+
+/// A non-blocking, close-on-exec eventfd.
+UniqueFd make_eventfd();
+/// Adds one to the eventfd's counter (wakes a poller). Never fails on a valid eventfd.
+void eventfd_notify(int fd) noexcept;
+/// Resets the eventfd's counter to zero.
+void eventfd_drain(int fd) noexcept;
+
+/// Sleeps while `word` holds `expected` (a process-shared futex), until woken or `timeout` passes.
+/// Returns at once if the value differs. Spurious returns are possible; callers re-check.
+void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                std::optional<std::chrono::nanoseconds> timeout = std::nullopt) noexcept;
+/// Wakes every thread or process sleeping on `word`.
+void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+
+/// Waits on many descriptors at once (epoll). Each descriptor is registered with a 64-bit key that
+/// comes back when it is ready. Not thread-safe.
+class Poller {
+ public:
+  Poller();
+  /// Watches `fd` for readability (and hang-up). Throws std::system_error.
+  void add(int fd, std::uint64_t key);
+  /// Stops watching `fd`. Never throws.
+  void remove(int fd) noexcept;
+  /// Waits until at least one descriptor is ready or `timeout` passes (nullopt = forever) and
+  /// appends the keys of the ready descriptors to `ready`.
+  void wait(std::optional<std::chrono::milliseconds> timeout, std::vector<std::uint64_t>& ready);
+
+ private:
+  UniqueFd epoll_;
+};
+
+// ---- Pipes ---------------------------------------------------------------------------------
+
+struct Pipe {
+  UniqueFd read_end;   ///< non-blocking, close-on-exec
+  UniqueFd write_end;  ///< close-on-exec
+};
+Pipe make_pipe();
+
+/// Reads up to `size` bytes. Returns the count, 0 at end of file, nullopt if nothing is available
+/// now (EAGAIN) or on error (treated as end by callers that also see 0 later).
+std::optional<std::size_t> read_some(int fd, void* buffer, std::size_t size) noexcept;
+/// Writes all of `data` to a blocking descriptor; false if the descriptor is gone.
+bool write_all(int fd, const void* data, std::size_t size) noexcept;
+
+// ---- Processes -----------------------------------------------------------------------------
+
+struct SpawnRequest {
+  /// Absolute or relative path of the program, and argv[1..].
+  std::string executable;
+  std::vector<std::string> arguments;
+  /// Becomes the child's stdout and stderr.
+  int output_fd = -1;
+  /// Becomes the child's descriptor 3 (the wake-up doorbell). Nothing else is inherited.
+  int doorbell_fd = -1;
+};
+
+struct SpawnedProcess {
+  int pid = 0;
+  /// A pidfd: readable when the process exits. Keeps the pid from being reused until reaped.
+  UniqueFd pidfd;
+};
+
+/// The descriptor number a worker finds its doorbell on.
+inline constexpr int worker_doorbell_fd = 3;
+
+/// Starts `request.executable` with vfork+exec (never a plain fork of the host), stdin from
+/// /dev/null, and only descriptors 0-3 open. Throws std::system_error if the program cannot be
+/// started (the message names it).
+SpawnedProcess spawn(const SpawnRequest& request);
+
+/// How a process ended.
+struct ExitStatus {
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+};
+
+/// Reaps `pid` if it has exited; nullopt if it is still running. If the host made children
+/// self-reaping (SIGCHLD ignored) the status is unknown and both fields are empty.
+std::optional<ExitStatus> try_reap(int pid) noexcept;
+
+/// Waits for `pid` to exit and reaps it. Only for a process already sent SIGKILL.
+void reap_blocking(int pid) noexcept;
+
+/// Sends SIGTERM / SIGKILL through the pidfd (safe against pid reuse). Never throws.
+void terminate_process(int pidfd) noexcept;
+void kill_process(int pidfd) noexcept;
+
+/// "SIGSEGV"-style name of a signal number.
+std::string signal_name(int signal);
+
+/// True if a process with this pid exists (it may be a zombie).
+bool process_exists(int pid) noexcept;
+int current_pid() noexcept;
+
+/// Worker side: asks the kernel to SIGKILL this process when its parent dies, then checks the
+/// parent is still `expected_parent` (it may have died before the request). False if it is not.
+bool die_with_parent(int expected_parent) noexcept;
+
+/// Marks a descriptor close-on-exec so the worker's own children do not inherit it.
+void set_cloexec(int fd) noexcept;
+
+// ---- Files ---------------------------------------------------------------------------------
+
+/// The running executable, as a path usable with exec ("/proc/self/exe" resolved at call time).
+std::string self_executable_path();
+/// Empty if `path` names an executable regular file; otherwise why it does not.
+std::string check_executable(const std::string& path);
+
+/// Names in the shared-memory filesystem (/dev/shm) starting with `prefix`.
+std::vector<std::string> list_shared_memory(std::string_view prefix);
+
+/// Descriptors open in this process, for leak checks.
+std::size_t count_open_fds();
+
+// ---- Memory --------------------------------------------------------------------------------
+
+/// Resident set size of `pid` from /proc/<pid>/statm; nullopt if it is gone.
+std::optional<std::uint64_t> read_rss_bytes(int pid) noexcept;
+
+}  // namespace procpool::platform

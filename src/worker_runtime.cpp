@@ -1,0 +1,235 @@
+// The worker side of the channel: attach, say hello, run jobs until told to stop.
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string_view>
+
+#include "channel/layout.hpp"
+#include "channel/ring.hpp"
+#include "channel/segment.hpp"
+#include "platform/platform.hpp"
+#include "procpool/worker.hpp"
+#include "worker_args.hpp"
+
+namespace procpool {
+
+namespace detail {
+
+std::optional<WorkerArgs> parse_worker_args(int argc, char** argv) {
+  for (int i = 1; i + 2 < argc; ++i) {
+    if (std::string_view(argv[i]) != worker_flag) continue;
+    WorkerArgs args;
+    args.segment_name = argv[i + 1];
+    std::string_view pid = argv[i + 2];
+    auto [end, ec] = std::from_chars(pid.data(), pid.data() + pid.size(), args.host_pid);
+    if (ec != std::errc() || end != pid.data() + pid.size() || args.host_pid <= 0)
+      return std::nullopt;
+    return args;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Runs in the worker process. The host is trusted here (it created the segment); what is checked is
+// checked to fail loudly rather than to defend.
+class WorkerLoop {
+ public:
+  WorkerLoop(Segment& segment, const JobRegistry& registry)
+      : segment_(segment),
+        registry_(registry),
+        requests_(&segment.header().requests, segment.request_data(), segment.ring_bytes()),
+        responses_(&segment.header().responses, segment.response_data(), segment.ring_bytes()),
+        max_body_(max_record_body(segment.ring_bytes())) {}
+
+  int run() {
+    HelloBody hello{protocol_version, platform::current_pid()};
+    send(RecordType::hello, 0, as_bytes(hello));
+    flush();
+    for (;;) {
+      RecordView record = next_record();
+      auto type = static_cast<RecordType>(record.header.type);
+      if (type == RecordType::stop) return 0;
+      if (type != RecordType::job_start) fail("unexpected record from the host");
+      run_job(record);
+    }
+  }
+
+ private:
+  template <class T>
+  static std::span<const std::byte> as_bytes(const T& value) {
+    return {reinterpret_cast<const std::byte*>(&value), sizeof value};
+  }
+
+  [[noreturn]] static void fail(const char* what) {
+    std::fprintf(stderr, "procpool worker: %s; exiting\n", what);
+    std::fflush(stderr);
+    std::_Exit(4);
+  }
+
+  RecordView next_record() {
+    RecordView record;
+    for (;;) {
+      switch (requests_.peek(record, max_body_)) {
+        case ReadStatus::ready:
+          return record;
+        case ReadStatus::corrupt:
+          fail("corrupt request ring");
+        case ReadStatus::empty:
+          break;
+      }
+      std::uint32_t seen = requests_.begin_wait();
+      if (!requests_.has_data()) platform::futex_wait(requests_.wait_word(), seen);
+      requests_.end_wait();
+    }
+  }
+
+  void consume(const RecordView& record) {
+    requests_.consume(record);
+    if (requests_.release()) platform::eventfd_notify(platform::worker_doorbell_fd);
+  }
+
+  void run_job(const RecordView& start) {
+    JobStartBody body;
+    if (start.header.length < sizeof body) fail("short job_start record");
+    requests_.copy_body(start, 0, &body, sizeof body);
+    if (body.name_bytes > max_job_name_bytes ||
+        sizeof body + body.name_bytes != start.header.length ||
+        body.payload_bytes > segment_.header().max_payload_bytes) {
+      fail("malformed job_start record");
+    }
+    std::string name(body.name_bytes, '\0');
+    requests_.copy_body(start, sizeof body, name.data(), body.name_bytes);
+    std::uint64_t job_id = start.header.job_id;
+    consume(start);
+
+    Bytes payload(body.payload_bytes);
+    std::uint64_t received = 0;
+    while (received < payload.size()) {
+      RecordView data = next_record();
+      if (data.header.type != static_cast<std::uint32_t>(RecordType::job_data) ||
+          data.header.job_id != job_id || data.header.length > payload.size() - received) {
+        fail("malformed job_data record");
+      }
+      requests_.copy_body(data, 0, payload.data() + received, data.header.length);
+      received += data.header.length;
+      consume(data);
+    }
+
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (body.timeout_ms > 0) {
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(body.timeout_ms);
+    }
+    JobContext context(name, job_id, body.attempt, jobs_done_, deadline);
+    const JobHandler* handler = registry_.find(name);
+    if (!handler) {
+      reply(job_id, ResultStatus::unknown_job,
+            "no job named '" + name + "' is registered in this worker");
+      return;
+    }
+    Bytes result;
+    try {
+      result = (*handler)(context, payload);
+    } catch (const CodecError& e) {
+      reply(job_id, ResultStatus::codec_error,
+            std::string("cannot decode the request: ") + e.what());
+      return;
+    } catch (const std::exception& e) {
+      reply(job_id, ResultStatus::handler_error, e.what());
+      return;
+    } catch (...) {
+      reply(job_id, ResultStatus::handler_error, "the handler threw a non-std::exception");
+      return;
+    }
+    payload = Bytes();  // free the request before the result is copied out
+    if (result.size() > segment_.header().max_result_bytes) {
+      reply(job_id, ResultStatus::result_too_large,
+            "the result is " + std::to_string(result.size()) + " bytes, over max_result_bytes (" +
+                std::to_string(segment_.header().max_result_bytes) + ")");
+      return;
+    }
+    reply(job_id, ResultStatus::ok, result);
+  }
+
+  void reply(std::uint64_t job_id, ResultStatus status, std::string_view message) {
+    message = message.substr(0, max_error_message_bytes);
+    reply(job_id, status,
+          std::span<const std::byte>(reinterpret_cast<const std::byte*>(message.data()),
+                                     message.size()));
+  }
+
+  void reply(std::uint64_t job_id, ResultStatus status, std::span<const std::byte> bytes) {
+    ResultStartBody start{static_cast<std::uint32_t>(status), 0, bytes.size()};
+    send(RecordType::result_start, job_id, as_bytes(start));
+    for (std::size_t offset = 0; offset < bytes.size();) {
+      std::size_t n = std::min<std::size_t>(bytes.size() - offset, max_body_);
+      send(RecordType::result_data, job_id, bytes.subspan(offset, n));
+      offset += n;
+    }
+    ++jobs_done_;
+    flush();
+  }
+
+  // Appends a record, publishing what is pending and waiting for the host to make room if needed.
+  void send(RecordType type, std::uint64_t job_id, std::span<const std::byte> body) {
+    while (!responses_.append(type, job_id, body)) {
+      flush();
+      std::uint32_t seen = responses_.begin_wait();
+      auto space = responses_.free_bytes();
+      if (!space) fail("corrupt response ring");
+      if (*space < RingWriter::record_bytes(body.size())) {
+        platform::futex_wait(responses_.wait_word(), seen);
+      }
+      responses_.end_wait();
+    }
+  }
+
+  void flush() {
+    if (responses_.publish()) platform::eventfd_notify(platform::worker_doorbell_fd);
+  }
+
+  Segment& segment_;
+  const JobRegistry& registry_;
+  RingReader requests_;
+  RingWriter responses_;
+  std::uint64_t max_body_;
+  std::uint64_t jobs_done_ = 0;
+};
+
+int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
+  if (!platform::die_with_parent(args.host_pid)) {
+    std::fprintf(stderr, "procpool worker: the host (pid %d) is gone; exiting\n", args.host_pid);
+    return 3;
+  }
+  // Our own children (a job may spawn some) must not inherit the doorbell.
+  platform::set_cloexec(platform::worker_doorbell_fd);
+  Segment segment;
+  try {
+    segment = Segment::open(args.segment_name);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "procpool worker: %s\n", e.what());
+    return 3;
+  }
+  return WorkerLoop(segment, registry).run();
+}
+
+}  // namespace
+}  // namespace detail
+
+std::optional<int> run_worker_if_requested(int argc, char** argv, const JobRegistry& registry) {
+  auto args = detail::parse_worker_args(argc, argv);
+  if (!args) return std::nullopt;
+  return detail::run_worker(*args, registry);
+}
+
+int worker_main(int argc, char** argv, const JobRegistry& registry) {
+  if (auto rc = run_worker_if_requested(argc, argv, registry)) return *rc;
+  std::fprintf(stderr,
+               "%s: this is a procpool worker executable; it is started by a procpool::Pool "
+               "(PoolOptions::worker_command), not by hand\n",
+               argc > 0 ? argv[0] : "worker");
+  return 2;
+}
+
+}  // namespace procpool
