@@ -64,6 +64,13 @@ struct DoorbellAtFd3 {
   void on_exec_error(Args&&...) const {
     ::_exit(127);
   }
+
+  // In the parent, when the launch failed after the vfork: Boost returns without reaping the child
+  // that could not exec, which would stay a zombie. (Same five/four-argument probe as above.)
+  template <class Launcher, class... Args>
+  void on_error(Launcher& launcher, Args&&...) const {
+    if (launcher.pid > 0) ::waitpid(launcher.pid, nullptr, 0);
+  }
 };
 
 }  // namespace
@@ -78,7 +85,9 @@ SpawnedProcess spawn(const SpawnRequest& request) {
   boost::asio::io_context context;
   bp::posix::vfork_launcher launcher;
   bp::error_code ec;
-  auto child = launcher(context, ec, std::filesystem::path(request.executable), request.arguments,
+  // (The executor overload: Boost 1.81's execution-context overload drops `ec` and throws.)
+  auto child = launcher(context.get_executor(), ec, std::filesystem::path(request.executable),
+                        request.arguments,
                         bp::process_stdio{dev_null.get(), request.output_fd, request.output_fd},
                         DoorbellAtFd3{request.doorbell_fd});
   if (ec) {

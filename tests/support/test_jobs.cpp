@@ -1,0 +1,180 @@
+#include "test_jobs.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "channel/layout.hpp"
+
+namespace procpool::test {
+
+namespace {
+
+Bytes text_bytes(const std::string& s) {
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return Bytes(p, p + s.size());
+}
+
+std::string as_text(std::span<const std::byte> in) {
+  return std::string(reinterpret_cast<const char*>(in.data()), in.size());
+}
+
+template <class T>
+T value_of(std::span<const std::byte> in) {
+  T value{};
+  if (in.size() != sizeof(T)) throw std::runtime_error("bad test payload size");
+  std::memcpy(&value, in.data(), sizeof(T));
+  return value;
+}
+
+[[noreturn]] void hang() {
+  for (;;)
+    ::pause();
+}
+
+// Finds this worker's shared-memory segment the way a corrupt native library might stumble on it:
+// through the address space, not through any procpool API.
+std::byte* find_segment() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("/dev/shm/procpool-") == std::string::npos) continue;
+    return reinterpret_cast<std::byte*>(std::stoull(line.substr(0, line.find('-')), nullptr, 16));
+  }
+  throw std::runtime_error("no procpool segment mapped");
+}
+
+// Writes something the supervisor must reject into the response ring, wakes the supervisor, and
+// hangs so that the runtime never writes the real result.
+[[noreturn]] void write_garbage(const std::string& mode, std::uint64_t job_id) {
+  std::byte* base = find_segment();
+  auto* header = reinterpret_cast<detail::SegmentHeader*>(base);
+  detail::RingControl& ring = header->responses;
+  std::uint64_t capacity = header->ring_bytes;
+  std::byte* data = base + detail::segment_header_bytes + capacity;
+  std::uint64_t pos = ring.write_pos.load();
+  auto put = [&](const void* src, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      data[(pos + i) & (capacity - 1)] = static_cast<const std::byte*>(src)[i];
+    }
+  };
+  if (mode == "length") {
+    detail::RecordHeader h{static_cast<std::uint32_t>(detail::RecordType::result_data), 0xFFFFFFF0u,
+                           job_id};
+    put(&h, sizeof h);
+    ring.write_pos.store(pos + 64);
+  } else if (mode == "position") {
+    ring.write_pos.store(pos + capacity * 4);
+  } else if (mode == "job_id") {
+    detail::RecordHeader h{static_cast<std::uint32_t>(detail::RecordType::result_start),
+                           sizeof(detail::ResultStartBody), job_id + 1000};
+    detail::ResultStartBody body{0, 0, 0};
+    put(&h, sizeof h);
+    pos += sizeof h;
+    put(&body, sizeof body);
+    ring.write_pos.store(pos + sizeof body);
+  } else if (mode == "random") {
+    std::mt19937_64 random(job_id);
+    std::byte noise[256];
+    for (auto& b : noise)
+      b = static_cast<std::byte>(random());
+    put(noise, sizeof noise);
+    ring.write_pos.store(pos + sizeof noise);
+  } else if (mode == "scribble") {
+    // Overwrite the whole control block and ring with noise.
+    std::mt19937_64 random(job_id);
+    for (std::uint64_t i = 0; i < sizeof(detail::RingControl); ++i) {
+      reinterpret_cast<std::byte*>(&ring)[i] = static_cast<std::byte>(random());
+    }
+  }
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(3, &one, sizeof one);  // the doorbell
+  hang();
+}
+
+}  // namespace
+
+JobRegistry make_test_registry() {
+  JobRegistry jobs;
+  jobs.add("echo",
+           [](JobContext&, std::span<const std::byte> in) { return Bytes(in.begin(), in.end()); });
+  jobs.add("fail", [](JobContext&, std::span<const std::byte> in) -> Bytes {
+    throw std::runtime_error("handler failed: " + as_text(in));
+  });
+  jobs.add("throw_int", [](JobContext&, std::span<const std::byte>) -> Bytes { throw 42; });
+  jobs.add("segv", [](JobContext&, std::span<const std::byte>) -> Bytes {
+    ::raise(SIGSEGV);
+    hang();
+  });
+  jobs.add("sigkill", [](JobContext&, std::span<const std::byte>) -> Bytes {
+    ::raise(SIGKILL);
+    hang();
+  });
+  jobs.add("abort", [](JobContext&, std::span<const std::byte>) -> Bytes { std::abort(); });
+  jobs.add("exit", [](JobContext&, std::span<const std::byte> in) -> Bytes {
+    ::_exit(in.empty() ? 3 : static_cast<int>(in[0]));
+  });
+  jobs.add("hang", [](JobContext&, std::span<const std::byte>) -> Bytes { hang(); });
+  jobs.add("hang_ignoring_term", [](JobContext&, std::span<const std::byte>) -> Bytes {
+    ::signal(SIGTERM, SIG_IGN);
+    hang();
+  });
+  jobs.add("sleep_ms", [](JobContext&, std::span<const std::byte> in) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(value_of<std::uint32_t>(in)));
+    return Bytes(in.begin(), in.end());
+  });
+  jobs.add("garbage", [](JobContext& context, std::span<const std::byte> in) -> Bytes {
+    write_garbage(as_text(in), context.job_id());
+  });
+  jobs.add("produce", [](JobContext&, std::span<const std::byte> in) {
+    auto n = value_of<std::uint64_t>(in);
+    Bytes out(n);
+    for (std::uint64_t i = 0; i < n; ++i)
+      out[i] = static_cast<std::byte>((i * 31 + 7) & 0xff);
+    return out;
+  });
+  jobs.add("pid", [](JobContext&, std::span<const std::byte>) {
+    return text_bytes(std::to_string(::getpid()));
+  });
+  jobs.add("crash_first_attempt", [](JobContext& context, std::span<const std::byte>) {
+    if (context.attempt() == 1) ::raise(SIGKILL);
+    return text_bytes("attempt " + std::to_string(context.attempt()));
+  });
+  jobs.add("timeout_first_attempt", [](JobContext& context, std::span<const std::byte>) {
+    if (context.attempt() == 1) hang();
+    return text_bytes("attempt " + std::to_string(context.attempt()));
+  });
+  jobs.add("open_fds", [](JobContext&, std::span<const std::byte>) {
+    std::string list;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      auto target = std::filesystem::read_symlink(entry.path(), ec);
+      if (!ec && target.string().starts_with("/proc/") && target.string().ends_with("/fd"))
+        continue;
+      list += entry.path().filename().string() + " ";
+    }
+    return text_bytes(list);
+  });
+  jobs.add("stderr_then_exit", [](JobContext&, std::span<const std::byte>) -> Bytes {
+    std::fprintf(stderr, "first line\nlast words before exit\n");
+    std::fflush(stderr);
+    ::_exit(9);
+  });
+  jobs.add("context", [](JobContext& context, std::span<const std::byte>) {
+    return text_bytes(std::string(context.job_name()) +
+                      " attempt=" + std::to_string(context.attempt()) +
+                      " done=" + std::to_string(context.jobs_done_by_worker()) +
+                      " deadline=" + (context.deadline() ? "yes" : "no"));
+  });
+  return jobs;
+}
+
+}  // namespace procpool::test

@@ -1,0 +1,125 @@
+#include "test_support.hpp"
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace procpool::test {
+
+Bytes bytes(std::string_view text) {
+  const auto* p = reinterpret_cast<const std::byte*>(text.data());
+  return Bytes(p, p + text.size());
+}
+
+std::string text(const Bytes& bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+PoolOptions quiet_options(std::size_t workers) {
+  PoolOptions options;
+  options.workers = workers;
+  options.ring_bytes = std::size_t{64} << 10;
+  options.kill_grace = std::chrono::milliseconds(200);
+  options.log = [](LogLevel, std::string_view) {};
+  return options;
+}
+
+std::string test_worker_path() {
+  return PROCPOOL_TEST_WORKER;
+}
+
+namespace {
+
+struct ProcStat {
+  int pid = 0;
+  char state = '?';
+  int ppid = 0;
+};
+
+std::optional<ProcStat> read_stat(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  // pid (comm) state ppid ...; comm may contain spaces and parentheses: split at the last ')'.
+  auto close = line.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  ProcStat stat;
+  stat.pid = pid;
+  std::istringstream rest(line.substr(close + 2));
+  rest >> stat.state >> stat.ppid;
+  return stat;
+}
+
+template <class F>
+void for_each_process(F&& f) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (auto stat = read_stat(std::stoi(name))) f(*stat);
+  }
+}
+
+}  // namespace
+
+std::vector<int> child_pids(int parent) {
+  std::vector<int> pids;
+  for_each_process([&](const ProcStat& s) {
+    if (s.ppid == parent) pids.push_back(s.pid);
+  });
+  return pids;
+}
+
+std::vector<int> zombie_children(int parent) {
+  std::vector<int> pids;
+  for_each_process([&](const ProcStat& s) {
+    if (s.ppid == parent && s.state == 'Z') pids.push_back(s.pid);
+  });
+  return pids;
+}
+
+bool process_alive(int pid) {
+  auto stat = read_stat(pid);
+  return stat && stat->state != 'Z' && stat->state != 'X';
+}
+
+std::vector<std::string> shm_entries_for(int pid) {
+  std::vector<std::string> names;
+  std::string prefix = "procpool-" + std::to_string(pid) + "-";
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+    std::string name = entry.path().filename().string();
+    if (name.starts_with(prefix)) names.push_back(name);
+  }
+  return names;
+}
+
+std::size_t open_fd_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+    ++n;
+  return n;
+}
+
+std::uint64_t self_rss_bytes() {
+  std::ifstream in("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  in >> size >> resident;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace procpool::test

@@ -1,0 +1,47 @@
+// Helpers shared by the tests: bytes, waiting on conditions with deadlines, process inspection.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <procpool/options.hpp>
+#include <procpool/result.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace procpool::test {
+
+Bytes bytes(std::string_view text);
+std::string text(const Bytes& bytes);
+template <class T>
+Bytes encode_value(const T& value) {
+  Bytes out(sizeof(T));
+  std::memcpy(out.data(), &value, sizeof(T));
+  return out;
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held. For conditions
+/// the test cannot be told about (a process disappearing); never a substitute for a future.
+bool eventually(const std::function<bool()>& condition,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+/// Pool options for tests: quiet log, small ring so large payloads really stream.
+PoolOptions quiet_options(std::size_t workers = 2);
+
+/// The test worker executable (a separate binary calling procpool::worker_main).
+std::string test_worker_path();
+
+/// Children of this process, and those of them that are zombies.
+std::vector<int> child_pids(int parent);
+std::vector<int> zombie_children(int parent);
+bool process_alive(int pid);
+
+/// /dev/shm entries created by procpool for host `pid`.
+std::vector<std::string> shm_entries_for(int pid);
+
+std::size_t open_fd_count();
+std::uint64_t self_rss_bytes();
+
+}  // namespace procpool::test

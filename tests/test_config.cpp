@@ -1,0 +1,130 @@
+// Bad configuration fails at construction, with a message naming the field and what it accepts.
+#include <filesystem>
+#include <fstream>
+#include <procpool/procpool.hpp>
+#include <string>
+
+#include "catch.hpp"
+#include "test_support.hpp"
+
+using namespace procpool;
+
+namespace {
+
+std::string config_error(const PoolOptions& options) {
+  try {
+    Pool pool(options);
+  } catch (const ConfigError& e) {
+    return std::string(e.field()) + " | " + e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("options that cannot work are rejected with the field and the allowed values") {
+  PoolOptions options = test::quiet_options();
+
+  SECTION("too many workers") {
+    options.workers = 5000;
+    auto message = config_error(options);
+    CHECK(message.find("PoolOptions::workers") == 0);
+    CHECK(message.find("1024") != std::string::npos);
+  }
+  SECTION("a worker executable that does not exist") {
+    options.worker_command = {"/nonexistent/worker"};
+    auto message = config_error(options);
+    CHECK(message.find("PoolOptions::worker_command") == 0);
+    CHECK(message.find("/nonexistent/worker") != std::string::npos);
+    CHECK(message.find("No such file") != std::string::npos);
+  }
+  SECTION("a worker path that is not executable") {
+    std::string path = std::filesystem::temp_directory_path() / "procpool-test-not-executable";
+    { std::ofstream(path) << "#!/bin/sh\n"; }
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    options.worker_command = {path};
+    auto message = config_error(options);
+    std::filesystem::remove(path);
+    CHECK(message.find("PoolOptions::worker_command") == 0);
+    CHECK(message.find("not executable") != std::string::npos);
+  }
+  SECTION("a worker path that is a directory") {
+    options.worker_command = {"/tmp"};
+    CHECK(config_error(options).find("not a regular file") != std::string::npos);
+  }
+  SECTION("an empty worker path") {
+    options.worker_command = {""};
+    CHECK(config_error(options).find("PoolOptions::worker_command") == 0);
+  }
+  SECTION("a ring that is not a power of two") {
+    options.ring_bytes = 100'000;
+    auto message = config_error(options);
+    CHECK(message.find("PoolOptions::ring_bytes") == 0);
+    CHECK(message.find("power of two") != std::string::npos);
+  }
+  SECTION("a payload limit larger than the protocol can address") {
+    options.max_payload_bytes = std::size_t{1} << 40;
+    auto message = config_error(options);
+    CHECK(message.find("PoolOptions::max_payload_bytes") == 0);
+    CHECK(message.find("allowed") != std::string::npos);
+  }
+  SECTION("a zero result limit") {
+    options.max_result_bytes = 0;
+    CHECK(config_error(options).find("PoolOptions::max_result_bytes") == 0);
+  }
+  SECTION("a zero queue") {
+    options.queue_capacity = 0;
+    CHECK(config_error(options).find("PoolOptions::queue_capacity") == 0);
+  }
+  SECTION("negative durations") {
+    options.job_timeout = std::chrono::milliseconds(-1);
+    CHECK(config_error(options).find("PoolOptions::job_timeout") == 0);
+  }
+  SECTION("a zero start timeout") {
+    options.start_timeout = std::chrono::milliseconds(0);
+    CHECK(config_error(options).find("PoolOptions::start_timeout") == 0);
+  }
+  SECTION("a backoff that starts above its cap") {
+    options.start_backoff_initial = std::chrono::seconds(20);
+    options.start_backoff_max = std::chrono::seconds(1);
+    CHECK(config_error(options).find("PoolOptions::start_backoff_initial") == 0);
+  }
+}
+
+TEST_CASE("zero workers means one per hardware thread") {
+  PoolOptions options = test::quiet_options();
+  options.workers = 0;
+  Pool pool(options);
+  CHECK(test::eventually([&] {
+    return pool.stats().workers.size() == std::max(1u, std::thread::hardware_concurrency());
+  }));
+}
+
+TEST_CASE("a registry rejects empty, duplicate and over-long names and empty handlers") {
+  JobRegistry jobs;
+  auto echo = [](JobContext&, std::span<const std::byte> in) {
+    return Bytes(in.begin(), in.end());
+  };
+  jobs.add("echo", echo);
+  CHECK_THROWS_AS(jobs.add("echo", echo), ConfigError);
+  CHECK_THROWS_AS(jobs.add("", echo), ConfigError);
+  CHECK_THROWS_AS(jobs.add(std::string(300, 'x'), echo), ConfigError);
+  CHECK_THROWS_AS(jobs.add("empty", JobHandler{}), ConfigError);
+  CHECK(jobs.find("echo") != nullptr);
+  CHECK(jobs.find("nope") == nullptr);
+  CHECK(jobs.names() == std::vector<std::string>{"echo"});
+}
+
+TEST_CASE("a worker executable started by hand explains itself and exits 2") {
+  std::string command = test::test_worker_path() + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[512] = {};
+  std::string out;
+  while (std::fgets(buffer, sizeof buffer, pipe))
+    out += buffer;
+  int status = ::pclose(pipe);
+  CHECK(WEXITSTATUS(status) == 2);
+  CHECK(out.find("procpool worker executable") != std::string::npos);
+}

@@ -1,0 +1,64 @@
+// Payloads and results far larger than a ring stream through it intact.
+#include <procpool/procpool.hpp>
+
+#include "catch.hpp"
+#include "test_support.hpp"
+
+using namespace procpool;
+
+namespace {
+
+Bytes pattern(std::size_t n) {
+  Bytes out(n);
+  for (std::size_t i = 0; i < n; ++i)
+    out[i] = static_cast<std::byte>((i * 31 + 7) & 0xff);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a 64 MiB payload goes in and a 64 MiB result comes out through a 64 KiB ring") {
+  PoolOptions options = test::quiet_options(1);  // 64 KiB rings: 1024 ring-fulls each way
+  Pool pool(options);
+  const std::size_t size = std::size_t{64} << 20;
+  Bytes payload = pattern(size);
+  JobResult echoed = pool.submit("echo", std::span<const std::byte>(payload)).get();
+  REQUIRE(echoed.ok());
+  REQUIRE(echoed.value().size() == size);
+  CHECK(echoed.value() == payload);
+
+  std::uint64_t n = size;
+  JobResult produced = pool.submit("produce", test::encode_value(n)).get();
+  REQUIRE(produced.ok());
+  CHECK(produced.value() == payload);
+}
+
+TEST_CASE("sizes around the ring's record boundaries arrive intact") {
+  Pool pool(test::quiet_options(1));
+  const std::size_t ring = std::size_t{64} << 10;
+  const std::size_t body = ring / 4 - 16;  // one full record
+  for (std::size_t size : {std::size_t{1}, std::size_t{7}, std::size_t{8}, body - 1, body, body + 1,
+                           ring - 1, ring, ring + 1, 3 * ring + 5}) {
+    INFO(size);
+    Bytes payload = pattern(size);
+    JobResult result = pool.submit("echo", std::span<const std::byte>(payload)).get();
+    REQUIRE(result.ok());
+    CHECK(result.value() == payload);
+  }
+}
+
+TEST_CASE("large and small jobs interleave on several workers without mixing bytes") {
+  Pool pool(test::quiet_options(2));
+  std::vector<std::pair<Bytes, JobFuture>> jobs;
+  for (std::size_t i = 0; i < 12; ++i) {
+    Bytes payload = pattern((i % 3 == 0) ? (std::size_t{3} << 20) + i : 100 + i);
+    payload[0] = static_cast<std::byte>(i);
+    JobFuture f = pool.submit("echo", std::span<const std::byte>(payload));
+    jobs.emplace_back(std::move(payload), std::move(f));
+  }
+  for (auto& [payload, future] : jobs) {
+    JobResult result = future.get();
+    REQUIRE(result.ok());
+    CHECK(result.value() == payload);
+  }
+}

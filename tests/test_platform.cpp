@@ -1,0 +1,169 @@
+// The platform seam on Linux: spawning through Boost.Process, descriptors handed to the child,
+// pidfd readiness, reaping, and futex/eventfd wake-ups.
+#include <signal.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <set>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include "catch.hpp"
+#include "platform/platform.hpp"
+#include "test_support.hpp"
+
+using namespace procpool;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::atomic<int> atexit_calls{0};
+void count_atexit() {
+  atexit_calls.fetch_add(1);
+}
+
+struct Child {
+  platform::SpawnedProcess process;
+  platform::Pipe output;
+  platform::UniqueFd doorbell;
+};
+
+Child start(const std::string& exe, std::vector<std::string> args) {
+  Child child;
+  child.output = platform::make_pipe();
+  child.doorbell = platform::make_eventfd();
+  platform::SpawnRequest request{exe, std::move(args), child.output.write_end.get(),
+                                 child.doorbell.get()};
+  child.process = platform::spawn(request);
+  child.output.write_end.reset();
+  return child;
+}
+
+platform::ExitStatus wait_exit(Child& child) {
+  platform::Poller poller;
+  poller.add(child.process.pidfd.get(), 1);
+  std::vector<std::uint64_t> ready;
+  poller.wait(std::chrono::milliseconds(10'000), ready);
+  REQUIRE(ready == std::vector<std::uint64_t>{1});
+  auto status = platform::try_reap(child.process.pid);
+  REQUIRE(status.has_value());
+  return *status;
+}
+
+std::string read_all(int fd) {
+  std::string out;
+  char buffer[512];
+  platform::Poller poller;
+  poller.add(fd, 1);
+  for (;;) {
+    std::vector<std::uint64_t> ready;
+    poller.wait(std::chrono::milliseconds(10'000), ready);
+    REQUIRE_FALSE(ready.empty());
+    auto n = platform::read_some(fd, buffer, sizeof buffer);
+    if (!n) continue;
+    if (*n == 0) return out;
+    out.append(buffer, *n);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a spawned child's exit is seen through its pidfd and reaped with its status") {
+  Child ok = start("/bin/sh", {"-c", "exit 0"});
+  CHECK(wait_exit(ok).exit_code == 0);
+  Child failing = start("/bin/sh", {"-c", "exit 7"});
+  CHECK(wait_exit(failing).exit_code == 7);
+  Child killed = start("/bin/sh", {"-c", "kill -9 $$"});
+  auto status = wait_exit(killed);
+  CHECK_FALSE(status.exit_code.has_value());
+  CHECK(status.signal == SIGKILL);
+  CHECK(test::zombie_children(::getpid()).empty());
+}
+
+TEST_CASE("a child inherits exactly stdin, stdout/stderr and the doorbell at fd 3") {
+  // A descriptor the child must NOT see, deliberately without close-on-exec: Boost's launcher
+  // closes everything but the whitelist in the child.
+  int leaky = ::fcntl(1, F_DUPFD, 50);
+  REQUIRE(leaky >= 50);
+  Child child =
+      start("/bin/sh", {"-c", "readlink /proc/$$/fd/0 /proc/$$/fd/3; exec ls /proc/self/fd"});
+  std::string out = read_all(child.output.read_end.get());
+  ::close(leaky);
+  CHECK(wait_exit(child).exit_code == 0);
+  INFO(out);
+  std::istringstream lines(out);
+  std::string stdin_target, doorbell_target, line;
+  std::getline(lines, stdin_target);
+  std::getline(lines, doorbell_target);
+  CHECK(stdin_target == "/dev/null");
+  CHECK(doorbell_target == "anon_inode:[eventfd]");
+  std::set<int> fds;
+  while (std::getline(lines, line))
+    fds.insert(std::stoi(line));
+  // ls itself opens one descriptor (4) to read the directory.
+  CHECK(fds == std::set<int>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE(
+    "a program that cannot be executed fails the spawn cleanly, without running the host's exit "
+    "handlers") {
+  static bool registered = (std::atexit(count_atexit), true);
+  (void)registered;
+  int before = atexit_calls.load();
+  try {
+    start("/nonexistent/procpool-worker", {});
+    FAIL("spawn of a missing program did not throw");
+  } catch (const std::system_error& e) {
+    CHECK(std::string(e.what()).find("/nonexistent/procpool-worker") != std::string::npos);
+  }
+  // Had the vfork child run exit(), it would have run our atexit handler in our own memory.
+  CHECK(atexit_calls.load() == before);
+  CHECK(test::zombie_children(::getpid()).empty());
+}
+
+TEST_CASE("a futex waiter wakes when the word changes, and not before") {
+  std::atomic<std::uint32_t> word{0};
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] {
+    while (word.load() == 0)
+      platform::futex_wait(word, 0);
+    woke = true;
+  });
+  word.store(1);
+  platform::futex_wake_all(word);
+  waiter.join();
+  CHECK(woke.load());
+  // A wait on a value that already differs returns at once.
+  platform::futex_wait(word, 0);
+  // A wait with a timeout returns when it expires.
+  auto start_time = std::chrono::steady_clock::now();
+  platform::futex_wait(word, 1, std::chrono::milliseconds(20));
+  CHECK(std::chrono::steady_clock::now() - start_time >= 15ms);
+}
+
+TEST_CASE("an eventfd wakes a poller, and draining it resets it") {
+  platform::UniqueFd fd = platform::make_eventfd();
+  platform::Poller poller;
+  poller.add(fd.get(), 42);
+  std::vector<std::uint64_t> ready;
+  poller.wait(std::chrono::milliseconds(0), ready);
+  CHECK(ready.empty());
+  platform::eventfd_notify(fd.get());
+  platform::eventfd_notify(fd.get());
+  poller.wait(std::chrono::milliseconds(1000), ready);
+  CHECK(ready == std::vector<std::uint64_t>{42});
+  platform::eventfd_drain(fd.get());
+  ready.clear();
+  poller.wait(std::chrono::milliseconds(0), ready);
+  CHECK(ready.empty());
+}
+
+TEST_CASE("signal names are readable") {
+  CHECK(platform::signal_name(SIGSEGV) == "SIGSEGV");
+  CHECK(platform::signal_name(SIGKILL) == "SIGKILL");
+}

@@ -1,0 +1,182 @@
+// The shared-memory ring: framing, wrap-around, and rejection of everything a peer could corrupt.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "catch.hpp"
+#include "channel/layout.hpp"
+#include "channel/ring.hpp"
+
+using namespace procpool::detail;
+
+namespace {
+
+struct TestRing {
+  static constexpr std::uint64_t capacity = 1024;
+  RingControl control;
+  std::vector<std::byte> data = std::vector<std::byte>(capacity);
+  RingWriter writer{&control, data.data(), capacity};
+  RingReader reader{&control, data.data(), capacity};
+};
+
+std::vector<std::byte> pattern(std::size_t n, int seed) {
+  std::vector<std::byte> v(n);
+  for (std::size_t i = 0; i < n; ++i)
+    v[i] = static_cast<std::byte>((i * 7 + seed) & 0xff);
+  return v;
+}
+
+std::vector<std::byte> read_body(RingReader& reader, const RecordView& record) {
+  std::vector<std::byte> body(record.header.length);
+  reader.copy_body(record, 0, body.data(), body.size());
+  return body;
+}
+
+}  // namespace
+
+TEST_CASE("records written are read back in order with their type, job id and body") {
+  TestRing ring;
+  auto a = pattern(10, 1), b = pattern(33, 2);
+  REQUIRE(ring.writer.append(RecordType::job_start, 7, a));
+  REQUIRE(ring.writer.append(RecordType::job_data, 7, b, a));
+  RecordView record;
+  CHECK(ring.reader.peek(record, 512) == ReadStatus::empty);  // nothing published yet
+  ring.writer.publish();
+
+  REQUIRE(ring.reader.peek(record, 512) == ReadStatus::ready);
+  CHECK(record.header.type == static_cast<std::uint32_t>(RecordType::job_start));
+  CHECK(record.header.job_id == 7);
+  CHECK(read_body(ring.reader, record) == a);
+  ring.reader.consume(record);
+
+  REQUIRE(ring.reader.peek(record, 512) == ReadStatus::ready);
+  std::vector<std::byte> expected(b.size() + a.size());
+  std::copy(b.begin(), b.end(), expected.begin());
+  std::copy(a.begin(), a.end(), expected.begin() + static_cast<std::ptrdiff_t>(b.size()));
+  CHECK(read_body(ring.reader, record) == expected);
+  ring.reader.consume(record);
+  CHECK(ring.reader.peek(record, 512) == ReadStatus::empty);
+}
+
+TEST_CASE("records wrap around the end of the ring intact") {
+  TestRing ring;
+  RecordView record;
+  for (int round = 0; round < 200; ++round) {
+    auto body = pattern(static_cast<std::size_t>(37 + round % 150), round);
+    REQUIRE(ring.writer.append(RecordType::result_data, static_cast<std::uint64_t>(round), body));
+    ring.writer.publish();
+    REQUIRE(ring.reader.peek(record, 512) == ReadStatus::ready);
+    CHECK(record.header.job_id == static_cast<std::uint64_t>(round));
+    CHECK(read_body(ring.reader, record) == body);
+    ring.reader.consume(record);
+    ring.reader.release();
+  }
+}
+
+TEST_CASE("a writer cannot overrun space the reader has not released") {
+  TestRing ring;
+  auto body = pattern(200, 3);
+  int written = 0;
+  while (ring.writer.append(RecordType::job_data, 1, body))
+    ++written;
+  CHECK(written == 4);  // 4 x (16 + 200) = 864 of 1024 bytes
+  ring.writer.publish();
+  RecordView record;
+  REQUIRE(ring.reader.peek(record, 512) == ReadStatus::ready);
+  ring.reader.consume(record);
+  CHECK_FALSE(ring.writer.append(RecordType::job_data, 1, body));  // consumed but not released
+  CHECK(ring.reader.release() == false);                           // nobody waiting
+  CHECK(ring.writer.append(RecordType::job_data, 1, body));
+}
+
+TEST_CASE("publish and release report a sleeping peer, and only then") {
+  TestRing ring;
+  auto body = pattern(8, 4);
+  REQUIRE(ring.writer.append(RecordType::job_data, 1, body));
+  CHECK_FALSE(ring.writer.publish());
+  ring.reader.begin_wait();
+  REQUIRE(ring.writer.append(RecordType::job_data, 1, body));
+  CHECK(ring.writer.publish());
+  ring.reader.end_wait();
+
+  RecordView record;
+  REQUIRE(ring.reader.peek(record, 512) == ReadStatus::ready);
+  ring.reader.consume(record);
+  ring.writer.begin_wait();
+  CHECK(ring.reader.release());
+  ring.writer.end_wait();
+}
+
+TEST_CASE("a reader rejects a writer position that is impossible") {
+  TestRing ring;
+  RecordView record;
+  SECTION("past the ring's capacity") {
+    ring.control.write_pos.store(TestRing::capacity + 8);
+    CHECK(ring.reader.peek(record, 512) == ReadStatus::corrupt);
+  }
+  SECTION("moving backwards") {
+    auto body = pattern(8, 5);
+    REQUIRE(ring.writer.append(RecordType::job_data, 1, body));
+    ring.writer.publish();
+    REQUIRE(ring.reader.peek(record, 512) == ReadStatus::ready);
+    ring.control.write_pos.store(8);
+    CHECK(ring.reader.peek(record, 512) == ReadStatus::corrupt);
+  }
+  SECTION("a partial record") {
+    ring.control.write_pos.store(8);
+    CHECK(ring.reader.peek(record, 512) == ReadStatus::corrupt);
+  }
+}
+
+TEST_CASE("a reader rejects a record whose length is over the limit or past what was published") {
+  TestRing ring;
+  RecordView record;
+  RecordHeader header{static_cast<std::uint32_t>(RecordType::result_data), 0, 1};
+  SECTION("over the caller's limit") {
+    header.length = 600;
+    std::memcpy(ring.data.data(), &header, sizeof header);
+    ring.control.write_pos.store(sizeof header + 600);
+    CHECK(ring.reader.peek(record, 512) == ReadStatus::corrupt);
+  }
+  SECTION("longer than the published bytes") {
+    header.length = 100;
+    std::memcpy(ring.data.data(), &header, sizeof header);
+    ring.control.write_pos.store(sizeof header + 40);
+    CHECK(ring.reader.peek(record, 512) == ReadStatus::corrupt);
+  }
+  SECTION("a huge length") {
+    header.length = 0xFFFFFFFFu;
+    std::memcpy(ring.data.data(), &header, sizeof header);
+    ring.control.write_pos.store(64);
+    CHECK(ring.reader.peek(record, 512) == ReadStatus::corrupt);
+  }
+}
+
+TEST_CASE("a writer rejects a reader position that is impossible") {
+  TestRing ring;
+  auto body = pattern(8, 6);
+  REQUIRE(ring.writer.append(RecordType::job_data, 1, body));
+  ring.writer.publish();
+  SECTION("past what was published") {
+    ring.control.read_pos.store(4096);
+    CHECK_FALSE(ring.writer.free_bytes().has_value());
+    CHECK_FALSE(ring.writer.append(RecordType::job_data, 1, body));
+  }
+  SECTION("moving backwards") {
+    ring.control.read_pos.store(24);
+    REQUIRE(ring.writer.free_bytes().has_value());
+    ring.control.read_pos.store(0);
+    CHECK_FALSE(ring.writer.free_bytes().has_value());
+  }
+}
+
+TEST_CASE("only known record types are accepted from each side") {
+  CHECK(is_request_record(static_cast<std::uint32_t>(RecordType::job_start)));
+  CHECK_FALSE(is_request_record(static_cast<std::uint32_t>(RecordType::hello)));
+  CHECK(is_response_record(static_cast<std::uint32_t>(RecordType::result_data)));
+  CHECK_FALSE(is_response_record(static_cast<std::uint32_t>(RecordType::job_data)));
+  CHECK_FALSE(is_response_record(0));
+  CHECK_FALSE(is_response_record(0xdeadbeef));
+}
