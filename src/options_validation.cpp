@@ -71,13 +71,55 @@ PoolOptions validate(PoolOptions options) {
   if (options.start_timeout.count() <= 0) {
     throw ConfigError("PoolOptions::start_timeout", "must be positive");
   }
-  if (options.max_consecutive_start_failures == 0) {
-    throw ConfigError("PoolOptions::max_consecutive_start_failures", "must be at least 1");
+  if (options.restart_storm_threshold == 0) {
+    throw ConfigError("PoolOptions::restart_storm_threshold", "must be at least 1");
   }
-  if (options.start_backoff_initial.count() <= 0 ||
-      options.start_backoff_max < options.start_backoff_initial) {
-    throw ConfigError("PoolOptions::start_backoff_initial",
-                      "must be positive and not above start_backoff_max");
+  if (options.restart_storm_window.count() <= 0) {
+    throw ConfigError("PoolOptions::restart_storm_window", "must be positive");
+  }
+  if (options.restart_backoff_initial.count() < 0 ||
+      options.restart_backoff_max < options.restart_backoff_initial) {
+    throw ConfigError("PoolOptions::restart_backoff_initial",
+                      "must be 0 or positive and not above restart_backoff_max");
+  }
+  if (options.min_workers && *options.min_workers > options.workers) {
+    throw ConfigError("PoolOptions::min_workers",
+                      std::to_string(*options.min_workers) + " is above workers (" +
+                          std::to_string(options.workers) + "), the maximum; allowed: 0.." +
+                          std::to_string(options.workers));
+  }
+  const RecyclePolicy& recycle = options.recycle;
+  if (recycle.rss_soft_limit && recycle.rss_hard_limit &&
+      recycle.rss_soft_limit >= recycle.rss_hard_limit) {
+    throw ConfigError("RecyclePolicy::rss_soft_limit",
+                      std::to_string(recycle.rss_soft_limit) + " is not below rss_hard_limit (" +
+                          std::to_string(recycle.rss_hard_limit) +
+                          "): the soft limit retires gracefully before the hard limit kills, so it "
+                          "must be lower (or set one of them to 0)");
+  }
+  if (recycle.max_jobs == 0 && recycle.max_jobs_jitter != 0) {
+    throw ConfigError("RecyclePolicy::max_jobs_jitter", "is set but max_jobs is 0 (no limit)");
+  }
+  if (recycle.max_lifetime.count() < 0 || recycle.max_lifetime_jitter.count() < 0 ||
+      recycle.idle_timeout.count() < 0) {
+    throw ConfigError("RecyclePolicy::max_lifetime", "durations must be 0 (off) or positive");
+  }
+  if (recycle.max_lifetime.count() == 0 && recycle.max_lifetime_jitter.count() != 0) {
+    throw ConfigError("RecyclePolicy::max_lifetime_jitter",
+                      "is set but max_lifetime is 0 (no limit)");
+  }
+  if (recycle.memory_sample_interval < std::chrono::milliseconds(10)) {
+    throw ConfigError("RecyclePolicy::memory_sample_interval", "must be at least 10 ms");
+  }
+  if (recycle.max_concurrent_recycles == 0) {
+    throw ConfigError("RecyclePolicy::max_concurrent_recycles", "must be at least 1");
+  }
+  if (recycle.baseline_after_jobs == 0) {
+    throw ConfigError("RecyclePolicy::baseline_after_jobs", "must be at least 1");
+  }
+  if (recycle.address_space_limit && recycle.address_space_limit < (std::uint64_t{64} << 20)) {
+    throw ConfigError("RecyclePolicy::address_space_limit",
+                      "below 64 MiB a worker cannot even load its libraries; use 0 for no limit");
   }
   if (options.destructor_drain.count() < 0) {
     throw ConfigError("PoolOptions::destructor_drain", "must be 0 or positive");

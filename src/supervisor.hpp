@@ -1,58 +1,33 @@
 // The supervisor: one event-loop thread per pool that owns the workers, dispatches jobs, reads
-// results, watches deaths and timers, and gives every job exactly one outcome.
+// results, watches deaths, memory and timers, applies the recycle policy, and gives every job
+// exactly one outcome.
 //
 // Threads: submitters push onto the queue under queue_mutex_; the supervisor thread does all
 // worker I/O and holds state_mutex_ while it changes worker state, so stats() sees a consistent
 // picture. Lock order: state_mutex_, then queue_mutex_. Outcomes (promises, callbacks) are
 // delivered with no lock held. No lock here is ever shared with a worker process.
+//
+// The code is split by concern: supervisor.cpp (public entry points and the loop),
+// supervisor_channel.cpp (ring I/O with workers), supervisor_lifecycle.cpp (spawning, exits,
+// stopping, recycling, restart backoff).
 #pragma once
 
 #include <array>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
-#include <cstdint>
 #include <deque>
 #include <map>
-#include <memory>
 #include <mutex>
-#include <optional>
-#include <string>
+#include <random>
 #include <thread>
-#include <variant>
 #include <vector>
 
-#include "channel/ring.hpp"
-#include "channel/segment.hpp"
-#include "platform/platform.hpp"
-#include "procpool/options.hpp"
-#include "procpool/pool.hpp"
-#include "procpool/stats.hpp"
+#include "job_stats.hpp"
+#include "policy.hpp"
+#include "procpool/events.hpp"
+#include "worker_process.hpp"
 
 namespace procpool::detail {
-
-using Clock = std::chrono::steady_clock;
-
-/// Where a job's outcome goes: a promise (future-returning submit) or a callback.
-using OutcomeSink = std::variant<std::promise<JobResult>, Completion>;
-
-/// Everything the supervisor keeps for one job. Owned by exactly one place at a time: the queue, a
-/// worker's slot, or the list of outcomes about to be delivered; so when a job ends, nothing of it
-/// remains anywhere.
-struct Job {
-  JobId id = 0;
-  std::string name;
-  Bytes payload;
-  SubmitOptions options;
-  std::chrono::milliseconds timeout{0};
-  OutcomeSink sink;
-  unsigned attempts = 0;
-};
-
-/// Why the supervisor is stopping a worker; decides the outcome of the job it was running.
-enum class StopReason { none, start_timeout, job_timeout, protocol_violation, shutdown };
-
-struct WorkerProcess;
 
 class Supervisor {
  public:
@@ -71,37 +46,49 @@ class Supervisor {
     JobResult result;
   };
 
-  // Supervisor thread.
+  // supervisor.cpp: the loop.
   void run() noexcept;
   void loop();
   std::optional<Clock::duration> step(Clock::time_point now);
   void on_ready_key(std::uint64_t key, Clock::time_point now);
-  void spawn_workers(Clock::time_point now);
-  void spawn_one(Clock::time_point now);
   void dispatch(Clock::time_point now);
-  void send_request(WorkerProcess& worker);
-  void read_responses(WorkerProcess& worker, Clock::time_point now);
-  void handle_record(WorkerProcess& worker, const RecordView& record, Clock::time_point now);
-  void finish_job(WorkerProcess& worker, Clock::time_point now);
-  void read_output(WorkerProcess& worker, bool until_eof);
-  void on_exit(WorkerProcess& worker, Clock::time_point now);
-  void stop_worker(WorkerProcess& worker, StopReason reason, Clock::time_point now,
-                   std::string detail = {});
-  void violation(WorkerProcess& worker, const std::string& what, Clock::time_point now);
-  void note_start_failure(Clock::time_point now, const std::string& why);
-  void begin_final_stop(Clock::time_point now);
   std::optional<Clock::time_point> check_timers(Clock::time_point now);
   bool prepare_sleep();
   void end_sleep();
   void fail_queue(ErrorKind kind, const std::string& message);
-  void deliver_outcomes();
   void emergency_stop() noexcept;
+
+  // supervisor_channel.cpp: talking to a worker through its rings and output pipe.
+  void send_request(WorkerProcess& worker);
+  void read_responses(WorkerProcess& worker, Clock::time_point now);
+  void handle_record(WorkerProcess& worker, const RecordView& record, Clock::time_point now);
+  void on_hello(WorkerProcess& worker, Clock::time_point now);
+  void finish_job(WorkerProcess& worker, Clock::time_point now);
+  void read_output(WorkerProcess& worker, bool until_eof);
+  void keep_output_line(WorkerProcess& worker);
+
+  // supervisor_lifecycle.cpp: workers coming and going.
+  std::size_t target_workers() const;
+  void spawn_workers(Clock::time_point now);
+  void spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor);
+  void on_exit(WorkerProcess& worker, Clock::time_point now);
+  void stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
+                   std::string detail = {});
+  void violation(WorkerProcess& worker, const std::string& what, Clock::time_point now);
+  void sample_memory(WorkerProcess& worker, Clock::time_point now);
+  void apply_policy(WorkerProcess& worker, Clock::time_point now);
+  void release_retired(WorkerProcess& worker, Clock::time_point now);
+  void note_unplanned_exit(Clock::time_point now, const std::string& why);
+  void note_job_completed();
+  void set_degraded(bool degraded, const std::string& why);
+  void begin_final_stop(Clock::time_point now);
 
   // Any thread.
   void complete(std::unique_ptr<Job> job, JobResult result);
   void complete_now(OutcomeSink sink, JobResult result) noexcept;
   void count(const JobResult& result) noexcept;
   void log(LogLevel level, const std::string& line) const noexcept;
+  void emit(PoolEvent event, LogLevel level) const noexcept;
   void wake() noexcept;
 
   const PoolOptions options_;
@@ -114,7 +101,7 @@ class Supervisor {
   std::condition_variable queue_space_;
   std::deque<std::unique_ptr<Job>> queue_;
   bool stopping_ = false;  // no new jobs
-  bool degraded_ = false;  // workers keep failing to start
+  bool degraded_ = false;  // the restart-storm breaker tripped
   bool supervisor_sleeping_ = false;
   std::optional<std::chrono::milliseconds> shutdown_drain_;
 
@@ -127,11 +114,17 @@ class Supervisor {
   std::map<std::uint64_t, std::unique_ptr<WorkerProcess>> workers_;
   std::uint64_t next_worker_id_ = 1;
   std::vector<Outcome> outcomes_;  // delivered after state_mutex_ is released
-  unsigned consecutive_start_failures_ = 0;
+  std::size_t scaled_target_ = 0;  // workers wanted now, between min and max
+  std::deque<std::optional<RecycleReason>> pending_replacements_;  // reasons for workers owed
+  std::deque<Clock::time_point> unplanned_exits_;                  // the current run of failures
   Clock::time_point next_spawn_at_{};
   std::optional<Clock::time_point> drain_deadline_;
   bool final_stop_ = false;
+  bool reported_above_soft_limit_ = false;
   std::uint64_t workers_started_ = 0, workers_exited_ = 0, start_failures_ = 0;
+  std::array<std::uint64_t, recycle_reason_count> recycles_{};
+  JobStatsTable job_stats_;
+  std::mt19937_64 random_;
 
   platform::Poller poller_;
   platform::UniqueFd wake_fd_;

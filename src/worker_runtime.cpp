@@ -211,6 +211,13 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
     std::fprintf(stderr, "procpool worker: %s\n", e.what());
     return 3;
   }
+  if (std::uint64_t limit = segment.header().address_space_limit) {
+    if (!platform::limit_address_space(limit)) {
+      std::fprintf(stderr, "procpool worker: cannot set RLIMIT_AS to %llu bytes\n",
+                   static_cast<unsigned long long>(limit));
+      return 3;
+    }
+  }
   return WorkerLoop(segment, registry).run();
 }
 

@@ -86,9 +86,39 @@ TEST_CASE("options that cannot work are rejected with the field and the allowed 
     CHECK(config_error(options).find("PoolOptions::start_timeout") == 0);
   }
   SECTION("a backoff that starts above its cap") {
-    options.start_backoff_initial = std::chrono::seconds(20);
-    options.start_backoff_max = std::chrono::seconds(1);
-    CHECK(config_error(options).find("PoolOptions::start_backoff_initial") == 0);
+    options.restart_backoff_initial = std::chrono::seconds(20);
+    options.restart_backoff_max = std::chrono::seconds(1);
+    CHECK(config_error(options).find("PoolOptions::restart_backoff_initial") == 0);
+  }
+  SECTION("min_workers above workers") {
+    options.workers = 2;
+    options.min_workers = 3;
+    auto message = config_error(options);
+    CHECK(message.find("PoolOptions::min_workers") == 0);
+    CHECK(message.find("allowed: 0..2") != std::string::npos);
+  }
+  SECTION("a soft limit at or above the hard limit") {
+    options.recycle.rss_soft_limit = 200 << 20;
+    options.recycle.rss_hard_limit = 100 << 20;
+    auto message = config_error(options);
+    CHECK(message.find("RecyclePolicy::rss_soft_limit") == 0);
+    CHECK(message.find("rss_hard_limit") != std::string::npos);
+  }
+  SECTION("jitter without a limit") {
+    options.recycle.max_jobs_jitter = 5;
+    CHECK(config_error(options).find("RecyclePolicy::max_jobs_jitter") == 0);
+  }
+  SECTION("a memory sample interval too short to be cheap") {
+    options.recycle.memory_sample_interval = std::chrono::milliseconds(1);
+    CHECK(config_error(options).find("RecyclePolicy::memory_sample_interval") == 0);
+  }
+  SECTION("no recycling slot") {
+    options.recycle.max_concurrent_recycles = 0;
+    CHECK(config_error(options).find("RecyclePolicy::max_concurrent_recycles") == 0);
+  }
+  SECTION("an address-space cap too small to start") {
+    options.recycle.address_space_limit = 1 << 20;
+    CHECK(config_error(options).find("RecyclePolicy::address_space_limit") == 0);
   }
 }
 

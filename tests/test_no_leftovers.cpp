@@ -126,7 +126,11 @@ TEST_CASE("recycling workers many times leaks no descriptor and no segment") {
   const int host = ::getpid();
   const std::size_t fds_before = test::open_fd_count();
   {
-    Pool pool(test::quiet_options(2));
+    PoolOptions options = test::quiet_options(2);
+    options.restart_storm_threshold = 1000;  // a crash every job is the point here, not a storm
+    options.restart_backoff_initial = 0ms;
+    options.restart_backoff_max = 0ms;
+    Pool pool(options);
     for (int i = 0; i < 100; ++i) {
       JobResult r = pool.submit("sigkill", Bytes{}).get();
       REQUIRE_FALSE(r.ok());

@@ -293,9 +293,9 @@ TEST_CASE("a worker binary that cannot start degrades the pool, which then fails
   // A "worker" that exits at once: every start fails.
   PoolOptions options = test::quiet_options(1);
   options.worker_command = {"/bin/false"};
-  options.max_consecutive_start_failures = 3;
-  options.start_backoff_initial = 1ms;
-  options.start_backoff_max = 20ms;
+  options.restart_storm_threshold = 3;
+  options.restart_backoff_initial = 1ms;
+  options.restart_backoff_max = 20ms;
   Pool pool(options);
   JobFuture queued = pool.submit("echo", bytes("x"));
   JobError error = error_of(queued.get());

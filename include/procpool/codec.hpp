@@ -29,7 +29,8 @@ class CodecError : public std::runtime_error {
 ///   };
 ///
 /// Provided: Bytes, std::string, and trivially copyable types (copied as their object
-/// representation, so only between processes of the same build, which workers always are).
+/// representation: host and worker must be the same build for the same ABI, which a self-exec'd
+/// worker is unless the binary on disk was replaced after the Pool was constructed).
 template <class T, class Enable = void>
 struct Codec;
 

@@ -35,7 +35,8 @@ enum class ErrorKind {
   memory_limit,
   /// The caller cancelled the job before it was dispatched to a worker.
   cancelled,
-  /// The pool's queue was full and the pool is configured to reject rather than block.
+  /// The pool's queue was full and the pool rejects rather than blocks (QueueFullPolicy::reject,
+  /// or a submit from a completion callback, which must not block the supervisor).
   queue_full,
   /// The pool was shutting down (or already stopped) and did not run the job.
   shutting_down,
@@ -68,7 +69,7 @@ struct JobError {
   /// For worker_crashed/timeout/memory_limit: how the worker ended, when known.
   std::optional<int> exit_code;
   std::optional<int> signal;
-  /// The last lines the worker wrote to stderr before it died (worker_crashed, timeout, ...).
+  /// The last lines the worker wrote to stderr or stdout before it died (worker_crashed, timeout).
   std::string worker_stderr;
   /// How many times the job was started on a worker (0 if it never reached one).
   unsigned attempts = 0;

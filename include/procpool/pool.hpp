@@ -16,16 +16,19 @@
 
 namespace procpool {
 
-/// Called once with a job's outcome, on the pool's supervisor thread. Keep it short: the pool does
-/// not dispatch while it runs. It may call submit, cancel and stats, but not shutdown or ~Pool. An
-/// exception escaping it is caught and logged.
+/// Called once with a job's outcome: on the pool's supervisor thread, or on the calling thread when
+/// the job ends inside submit() (rejected) or cancel(). Keep it short: the pool does not dispatch
+/// while it runs. It may call submit, cancel and stats; calling shutdown or destroying the Pool
+/// from it is a programming error (shutdown logs and returns; ~Pool would terminate). An exception
+/// escaping it is caught and logged.
 using Completion = std::function<void(JobResult)>;
 
 /// A pool of worker processes, each running one job at a time from a shared queue.
 ///
-/// The constructor starts a supervisor thread and spawns the workers; it does not wait for them to
-/// be ready (jobs queue until one is). Every job submitted gets exactly one outcome, including when
-/// the pool is shut down or destroyed with jobs queued or running.
+/// The constructor starts a supervisor thread, which spawns the workers (so that their
+/// parent-death signal is tied to a thread that lives as long as the pool); it does not wait for
+/// them to be ready (jobs queue until one is). Every job submitted gets exactly one outcome,
+/// including when the pool is shut down or destroyed with jobs queued or running.
 ///
 /// Thread-safety: all member functions may be called concurrently from any thread, except that
 /// shutdown() and the destructor must not be called from a Completion callback.

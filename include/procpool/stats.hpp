@@ -27,9 +27,35 @@ enum class WorkerState {
   idle,
   /// Running a job.
   busy,
-  /// Being stopped (timeout, protocol violation, shutdown); gets no new jobs.
+  /// A policy retired it: it takes no new job and leaves after its current one.
+  retiring,
+  /// Being stopped (timeout, protocol violation, memory, shutdown); gets no new jobs.
   stopping,
 };
+
+/// Why a worker left (and so why its successor was started). Stable: values are only added.
+enum class RecycleReason {
+  max_jobs,
+  max_lifetime,
+  idle_timeout,
+  /// Idle past idle_timeout while the pool had more than min_workers: stopped, not replaced.
+  scale_down,
+  rss_soft_limit,
+  rss_hard_limit,
+  rss_growth,
+  job_timeout,
+  /// Died on its own, with or without a job.
+  crash,
+  /// Died or hung before reporting ready.
+  start_failure,
+  protocol_violation,
+  shutdown,
+};
+
+inline constexpr std::size_t recycle_reason_count =
+    static_cast<std::size_t>(RecycleReason::shutdown) + 1;
+
+PROCPOOL_API std::string_view to_string(RecycleReason reason) noexcept;
 
 /// Whether the pool can run jobs.
 enum class PoolHealth {
@@ -56,12 +82,39 @@ struct WorkerStats {
   /// Time since its last job finished (or since it became ready); 0 while busy.
   std::chrono::milliseconds idle_for{0};
   std::chrono::milliseconds age{0};
-  /// Resident set size at the last reading (after its last job, or at ready), and the peak seen.
+  /// Resident set size at the last reading (after its last job, at a sample, or at ready), and
+  /// the peak seen.
   std::uint64_t rss_bytes = 0;
   std::uint64_t peak_rss_bytes = 0;
+  /// The figure the recycle limits use (RecyclePolicy::memory_metric; equals rss_bytes for rss).
+  std::uint64_t memory_bytes = 0;
+  /// Memory after RecyclePolicy::baseline_after_jobs jobs, once reached.
+  std::optional<std::uint64_t> baseline_bytes;
+  /// Growth since the baseline per job and per minute: how fast this worker leaks.
+  double growth_bytes_per_job = 0;
+  double growth_bytes_per_minute = 0;
+  /// Why the worker this one replaced left; empty for the pool's first workers.
+  std::optional<RecycleReason> predecessor_reason;
+  /// Why it is retiring or stopping, while it is.
+  std::optional<RecycleReason> leaving_reason;
 };
 
-/// A whole pool, taken under one lock so the figures agree with each other.
+/// Figures per job name: which job is slow, and which one leaks.
+struct JobStats {
+  std::string name;
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  /// Latency from dispatch to outcome, over the most recent jobs (up to 1024), in milliseconds.
+  double latency_p50_ms = 0;
+  double latency_p99_ms = 0;
+  /// Change in the worker's memory across one job of this name (after minus before), over the
+  /// jobs that completed: the mean and the largest. A steadily positive mean is a leak.
+  double memory_delta_mean_bytes = 0;
+  std::int64_t memory_delta_max_bytes = 0;
+};
+
+/// A whole pool. Worker and queue figures are taken together under the supervisor's locks; the job
+/// counters are atomics read at the same moment and may be a few jobs ahead of them.
 struct PoolStats {
   PoolHealth health = PoolHealth::healthy;
   std::vector<WorkerStats> workers;
@@ -83,6 +136,17 @@ struct PoolStats {
   /// Entries the supervisor holds for unfinished jobs across all its tables. 0 when the pool is
   /// idle: anything else is a leak.
   std::size_t tracked_jobs = 0;
+  /// Workers that left, by reason (index with static_cast<std::size_t>(reason)).
+  std::array<std::uint64_t, recycle_reason_count> recycles_by_reason{};
+  /// Per job name, sorted by name (at most 256 names; later ones are counted under "(other)").
+  std::vector<JobStats> jobs;
+  /// The configured worker bounds.
+  std::size_t min_workers = 0;
+  std::size_t max_workers = 0;
+
+  std::uint64_t recycles(RecycleReason reason) const noexcept {
+    return recycles_by_reason[static_cast<std::size_t>(reason)];
+  }
 
   std::uint64_t failures(ErrorKind kind) const noexcept {
     return failed_by_kind[static_cast<std::size_t>(kind)];

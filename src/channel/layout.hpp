@@ -51,6 +51,8 @@ struct SegmentHeader {
   std::uint64_t ring_bytes = 0;
   std::uint64_t max_payload_bytes = 0;
   std::uint64_t max_result_bytes = 0;
+  /// RLIMIT_AS the worker applies to itself before it reports ready; 0 = none.
+  std::uint64_t address_space_limit = 0;
   std::int32_t host_pid = 0;
   std::uint32_t reserved = 0;
   /// Host to worker: jobs.

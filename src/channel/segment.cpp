@@ -16,6 +16,8 @@ namespace bip = boost::interprocess;
 
 struct Segment::Impl {
   std::string name;
+  // Kept here, not re-read from the header: the peer can write the header.
+  std::uint64_t ring_bytes = 0;
   bip::mapped_region region;
   bool linked = false;
 };
@@ -59,6 +61,7 @@ Segment Segment::create(std::size_t ring_bytes, std::size_t max_payload_bytes,
     throw std::runtime_error("cannot create shared memory segment '" + impl.name + "' of " +
                              std::to_string(bytes) + " bytes: " + e.what());
   }
+  impl.ring_bytes = ring_bytes;
   auto* header = new (impl.region.get_address()) SegmentHeader();
   header->segment_bytes = bytes;
   header->ring_bytes = ring_bytes;
@@ -94,6 +97,7 @@ Segment Segment::open(const std::string& name) {
       impl.region.get_size() < header->segment_bytes) {
     throw std::runtime_error("shared memory segment '" + name + "' has an inconsistent header");
   }
+  impl.ring_bytes = rb;
   return segment;
 }
 
@@ -121,7 +125,7 @@ std::byte* Segment::response_data() noexcept {
 }
 
 std::uint64_t Segment::ring_bytes() const noexcept {
-  return static_cast<SegmentHeader*>(impl_->region.get_address())->ring_bytes;
+  return impl_->ring_bytes;
 }
 
 std::size_t Segment::remove_stale() {

@@ -3,7 +3,8 @@
 //
 // Error policy: functions that can fail for reasons the caller must handle throw std::system_error
 // with the call's name in the message; "query" functions that may legitimately find nothing return
-// std::optional. System calls are retried on EINTR here, once, so callers never see it.
+// std::optional. System calls are retried on EINTR here so callers never see it (Poller::wait
+// returns early instead, and its caller loops).
 #pragma once
 
 #include <atomic>
@@ -147,7 +148,8 @@ void set_cloexec(int fd) noexcept;
 
 // ---- Files ---------------------------------------------------------------------------------
 
-/// The running executable, as a path usable with exec ("/proc/self/exe" resolved at call time).
+/// The running executable's path, resolved now from /proc/self/exe (or "/proc/self/exe" itself if
+/// the file is gone).
 std::string self_executable_path();
 /// Empty if `path` names an executable regular file; otherwise why it does not.
 std::string check_executable(const std::string& path);
@@ -162,5 +164,16 @@ std::size_t count_open_fds();
 
 /// Resident set size of `pid` from /proc/<pid>/statm; nullopt if it is gone.
 std::optional<std::uint64_t> read_rss_bytes(int pid) noexcept;
+
+/// Proportional and unique set sizes of `pid` from /proc/<pid>/smaps_rollup (costlier than
+/// statm: the kernel walks the page tables); nullopt if it is gone or the file is missing.
+struct SharedMemoryUsage {
+  std::uint64_t pss = 0;
+  std::uint64_t uss = 0;  ///< Private_Clean + Private_Dirty
+};
+std::optional<SharedMemoryUsage> read_pss_uss(int pid) noexcept;
+
+/// Worker side: caps this process's address space (RLIMIT_AS). False if the kernel refused.
+bool limit_address_space(std::uint64_t bytes) noexcept;
 
 }  // namespace procpool::platform

@@ -1,5 +1,8 @@
 // Reading the system on Linux: /proc and /dev/shm.
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <cstdio>
 #include <filesystem>
@@ -30,6 +33,34 @@ std::optional<std::uint64_t> read_rss_bytes(int pid) noexcept {
   if (fields != 2) return std::nullopt;
   static const long page_size = ::sysconf(_SC_PAGESIZE);
   return static_cast<std::uint64_t>(resident_pages) * static_cast<std::uint64_t>(page_size);
+}
+
+std::optional<SharedMemoryUsage> read_pss_uss(int pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
+  std::FILE* file = std::fopen(path, "re");
+  if (!file) return std::nullopt;
+  SharedMemoryUsage usage;
+  bool found_pss = false;
+  char line[256];
+  while (std::fgets(line, sizeof line, file)) {
+    unsigned long long kib = 0;
+    if (std::sscanf(line, "Pss: %llu kB", &kib) == 1) {
+      usage.pss = kib * 1024;
+      found_pss = true;
+    } else if (std::sscanf(line, "Private_Clean: %llu kB", &kib) == 1 ||
+               std::sscanf(line, "Private_Dirty: %llu kB", &kib) == 1) {
+      usage.uss += kib * 1024;
+    }
+  }
+  std::fclose(file);
+  if (!found_pss) return std::nullopt;
+  return usage;
+}
+
+bool limit_address_space(std::uint64_t bytes) noexcept {
+  rlimit limit{static_cast<rlim_t>(bytes), static_cast<rlim_t>(bytes)};
+  return ::setrlimit(RLIMIT_AS, &limit) == 0;
 }
 
 }  // namespace procpool::platform

@@ -1,0 +1,65 @@
+#include "job_stats.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace procpool::detail {
+
+namespace {
+
+constexpr const char* overflow_name = "(other)";
+
+double percentile(std::vector<float> samples, double p) {
+  if (samples.empty()) return 0;
+  auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(samples.size()))) - 1;
+  rank = std::min(rank, samples.size() - 1);
+  std::nth_element(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(rank),
+                   samples.end());
+  return samples[rank];
+}
+
+}  // namespace
+
+void JobStatsTable::record(const std::string& name, bool succeeded,
+                           std::chrono::nanoseconds latency,
+                           std::optional<std::int64_t> memory_delta) {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    std::string key = entries_.size() < max_job_names ? name : overflow_name;
+    it = entries_.try_emplace(std::move(key)).first;
+  }
+  Entry& e = it->second;
+  (succeeded ? e.completed : e.failed) += 1;
+  auto ms = static_cast<float>(std::chrono::duration<double, std::milli>(latency).count());
+  if (e.latencies_ms.size() < latency_window) {
+    e.latencies_ms.push_back(ms);
+  } else {
+    e.latencies_ms[e.next_latency] = ms;
+    e.next_latency = (e.next_latency + 1) % latency_window;
+  }
+  if (memory_delta) {
+    e.delta_sum += static_cast<double>(*memory_delta);
+    e.delta_max = e.delta_count == 0 ? *memory_delta : std::max(e.delta_max, *memory_delta);
+    ++e.delta_count;
+  }
+}
+
+std::vector<JobStats> JobStatsTable::snapshot() const {
+  std::vector<JobStats> out;
+  out.reserve(entries_.size());
+  for (const auto& [name, e] : entries_) {
+    JobStats s;
+    s.name = name;
+    s.completed = e.completed;
+    s.failed = e.failed;
+    s.latency_p50_ms = percentile(e.latencies_ms, 0.50);
+    s.latency_p99_ms = percentile(e.latencies_ms, 0.99);
+    s.memory_delta_mean_bytes =
+        e.delta_count ? e.delta_sum / static_cast<double>(e.delta_count) : 0;
+    s.memory_delta_max_bytes = e.delta_max;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace procpool::detail

@@ -1,0 +1,44 @@
+// Figures per job name: counts, latency percentiles over a bounded window, and memory attribution.
+// Bounded in every dimension: at most max_job_names names (later ones share one "(other)" entry)
+// and latency_window samples per name. Supervisor thread only.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "procpool/stats.hpp"
+
+namespace procpool::detail {
+
+class JobStatsTable {
+ public:
+  static constexpr std::size_t max_job_names = 256;
+  static constexpr std::size_t latency_window = 1024;
+
+  /// A job of this name reached an outcome after `latency`. `memory_delta`: the worker's memory
+  /// after the job minus before, when both readings exist (jobs that completed in the worker).
+  void record(const std::string& name, bool succeeded, std::chrono::nanoseconds latency,
+              std::optional<std::int64_t> memory_delta);
+
+  std::vector<JobStats> snapshot() const;
+
+  std::size_t size() const noexcept { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::uint64_t completed = 0, failed = 0;
+    std::vector<float> latencies_ms;  // ring of the latest latency_window samples
+    std::size_t next_latency = 0;
+    double delta_sum = 0;
+    std::uint64_t delta_count = 0;
+    std::int64_t delta_max = 0;
+  };
+  std::map<std::string, Entry, std::less<>> entries_;
+};
+
+}  // namespace procpool::detail

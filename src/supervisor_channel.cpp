@@ -1,0 +1,276 @@
+// The supervisor's side of the channel: streaming requests into a worker's ring, reading and
+// validating everything it writes back, and collecting its output lines.
+#include <fmt/format.h>
+
+#include "supervisor.hpp"
+
+namespace procpool::detail {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+namespace {
+
+template <class T>
+std::span<const std::byte> as_bytes(const T& value) {
+  return {reinterpret_cast<const std::byte*>(&value), sizeof value};
+}
+
+constexpr std::size_t max_line_bytes = 4096;
+
+}  // namespace
+
+void Supervisor::send_request(WorkerProcess& w) {
+  Job& job = *w.job;
+  if (!w.requests.free_bytes()) {
+    violation(w, "its read position in the request ring is impossible", Clock::now());
+    return;
+  }
+  w.waiting_for_space = true;
+  if (!w.job_start_sent) {
+    JobStartBody body;
+    body.payload_bytes = job.payload.size();
+    body.timeout_ms = job.timeout.count();
+    body.attempt = job.attempts;
+    body.name_bytes = static_cast<std::uint32_t>(job.name.size());
+    auto name = std::as_bytes(std::span(job.name.data(), job.name.size()));
+    w.job_start_sent = w.requests.append(RecordType::job_start, job.id, as_bytes(body), name);
+  }
+  if (w.job_start_sent) {
+    std::span<const std::byte> payload(job.payload);
+    while (w.sent < payload.size()) {
+      std::uint64_t n = std::min<std::uint64_t>(payload.size() - w.sent, w.max_body);
+      if (!w.requests.append(RecordType::job_data, job.id, payload.subspan(w.sent, n))) break;
+      w.sent += n;
+    }
+    w.waiting_for_space = w.sent < payload.size();
+  }
+  if (w.requests.publish()) platform::futex_wake_all(w.requests.wake_word());
+}
+
+void Supervisor::read_responses(WorkerProcess& w, Clock::time_point now) {
+  for (;;) {
+    RecordView record;
+    ReadStatus status = w.responses.peek(record, w.max_body);
+    if (status == ReadStatus::empty) break;
+    if (status == ReadStatus::corrupt) {
+      violation(
+          w,
+          "its response ring is corrupt (impossible position, partial record or oversized length)",
+          now);
+      return;
+    }
+    if (!is_response_record(record.header.type)) {
+      violation(w, fmt::format("it sent an unknown record type {}", record.header.type), now);
+      return;
+    }
+    handle_record(w, record, now);
+    if (w.untrusted) return;
+    w.responses.consume(record);
+  }
+  if (w.responses.release()) platform::futex_wake_all(w.responses.wake_word());
+}
+
+void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock::time_point now) {
+  const RecordHeader& header = record.header;
+  switch (static_cast<RecordType>(header.type)) {
+    case RecordType::hello: {
+      HelloBody hello;
+      if (w.ready || header.length != sizeof hello) {
+        return violation(w, "it sent a second or malformed hello", now);
+      }
+      w.responses.copy_body(record, 0, &hello, sizeof hello);
+      if (hello.version != protocol_version) {
+        return violation(w,
+                         fmt::format("it speaks protocol version {}, the host {}", hello.version,
+                                     protocol_version),
+                         now);
+      }
+      return on_hello(w, now);
+    }
+    case RecordType::result_start: {
+      ResultStartBody body;
+      if (!w.job || w.receiving || header.job_id != w.job->id || header.length != sizeof body ||
+          !w.job_start_sent || w.sent != w.job->payload.size()) {
+        return violation(
+            w, fmt::format("it sent a result for job {} that it was not running", header.job_id),
+            now);
+      }
+      w.responses.copy_body(record, 0, &body, sizeof body);
+      if (body.status > static_cast<std::uint32_t>(ResultStatus::result_too_large)) {
+        return violation(w, fmt::format("it sent an unknown result status {}", body.status), now);
+      }
+      auto status = static_cast<ResultStatus>(body.status);
+      std::uint64_t limit =
+          status == ResultStatus::ok ? options_.max_result_bytes : max_error_message_bytes;
+      if (body.bytes > limit) {
+        return violation(w,
+                         fmt::format("it announced a result of {} bytes, over the limit of {}",
+                                     body.bytes, limit),
+                         now);
+      }
+      w.receiving = true;
+      w.result_status = status;
+      w.expected = body.bytes;
+      w.received.clear();
+      w.received.reserve(body.bytes);
+      if (w.expected == 0) finish_job(w, now);
+      return;
+    }
+    case RecordType::result_data: {
+      if (!w.receiving || header.job_id != w.job->id ||
+          header.length > w.expected - w.received.size()) {
+        return violation(w, "it sent result bytes that do not belong to the current result", now);
+      }
+      std::size_t at = w.received.size();
+      w.received.resize(at + header.length);
+      w.responses.copy_body(record, 0, w.received.data() + at, header.length);
+      if (w.received.size() == w.expected) finish_job(w, now);
+      return;
+    }
+    default:
+      return violation(w, "it sent a host-to-worker record", now);
+  }
+}
+
+void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
+  w.ready = true;
+  w.segment.unlink();  // both sides have it mapped: nothing needs the name any more
+  w.start_deadline.reset();
+  w.ready_at = w.idle_since = now;
+  if (!w.leaving) w.state = WorkerState::idle;
+  sample_memory(w, now);
+  const RecyclePolicy& policy = options_.recycle;
+  if (policy.rss_soft_limit && w.memory && *w.memory > policy.rss_soft_limit) {
+    // Replacing it would give a worker just as big: keep it, say so once.
+    w.soft_limit_waived = true;
+    if (!std::exchange(reported_above_soft_limit_, true)) {
+      PoolEvent event;
+      event.type = EventType::above_soft_limit_at_start;
+      event.worker_id = w.id;
+      event.pid = w.pid;
+      event.message = fmt::format(
+          "worker {} (pid {}) uses {} right after start-up, over rss_soft_limit ({}); workers are "
+          "not "
+          "recycled for the soft limit until they grow past their start-up size; raise the limit",
+          w.id, w.pid, format_bytes(*w.memory), format_bytes(policy.rss_soft_limit));
+      emit(std::move(event), LogLevel::warning);
+    }
+  }
+  bool healed = false;
+  {
+    std::lock_guard lock(queue_mutex_);
+    healed = degraded_;
+  }
+  if (healed) set_degraded(false, "a worker started cleanly");
+  next_spawn_at_ = {};
+  PoolEvent event;
+  event.type = EventType::ready;
+  event.worker_id = w.id;
+  event.pid = w.pid;
+  event.reason = w.predecessor_reason;
+  event.message = fmt::format("worker {} (pid {}) ready in {} ms", w.id, w.pid,
+                              duration_cast<milliseconds>(now - w.spawned_at).count());
+  emit(std::move(event), LogLevel::debug);
+  release_retired(w, now);
+  apply_policy(w, now);
+}
+
+void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
+  std::unique_ptr<Job> job = std::move(w.job);
+  Bytes bytes = std::move(w.received);
+  w.received = Bytes();
+  w.receiving = false;
+  w.job_deadline.reset();
+  w.next_sample_at.reset();
+  w.waiting_for_space = false;
+  ++w.jobs_done;
+  w.idle_since = now;
+  if (!w.leaving) w.state = WorkerState::idle;
+  sample_memory(w, now);
+  if (!w.baseline && w.memory && w.jobs_done >= options_.recycle.baseline_after_jobs) {
+    w.baseline = w.memory;
+    w.baseline_at = now;
+    w.baseline_jobs = w.jobs_done;
+  }
+  std::optional<std::int64_t> delta;
+  if (w.memory && w.memory_before_job) {
+    delta = static_cast<std::int64_t>(*w.memory) - static_cast<std::int64_t>(*w.memory_before_job);
+  }
+  bool ok = w.result_status == ResultStatus::ok;
+  job_stats_.record(job->name, ok, now - w.job_started_at, delta);
+  note_job_completed();
+  if (ok) {
+    complete(std::move(job), JobResult::success(std::move(bytes)));
+  } else {
+    ErrorKind kind = ErrorKind::handler_error;
+    switch (w.result_status) {
+      case ResultStatus::unknown_job:
+        kind = ErrorKind::unknown_job;
+        break;
+      case ResultStatus::codec_error:
+        kind = ErrorKind::codec_error;
+        break;
+      case ResultStatus::result_too_large:
+        kind = ErrorKind::payload_too_large;
+        break;
+      default:
+        break;
+    }
+    JobError error;
+    error.kind = kind;
+    error.message.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    error.attempts = job->attempts;
+    PoolEvent event;
+    event.type = EventType::job_failed;
+    event.worker_id = w.id;
+    event.pid = w.pid;
+    event.job_name = job->name;
+    event.error = kind;
+    event.message =
+        fmt::format("job '{}' failed ({}): {}", job->name, to_string(kind), error.message);
+    emit(std::move(event), LogLevel::debug);
+    complete(std::move(job), JobResult::failure(std::move(error)));
+  }
+  if (w.leaving) {
+    release_retired(w, now);  // its last job is done
+  } else {
+    apply_policy(w, now);
+  }
+}
+
+void Supervisor::read_output(WorkerProcess& w, bool until_eof) {
+  if (!w.output) return;
+  char buffer[4096];
+  for (;;) {
+    auto n = platform::read_some(w.output.get(), buffer, sizeof buffer);
+    if (!n) {
+      if (!until_eof) return;  // nothing more for now
+      break;                   // the worker is gone; whatever a grandchild writes later is dropped
+    }
+    if (*n == 0) break;  // EOF
+    for (std::size_t i = 0; i < *n; ++i) {
+      if (buffer[i] == '\n') {
+        keep_output_line(w);
+      } else {
+        if (w.partial_line.size() == max_line_bytes) keep_output_line(w);  // cut an over-long line
+        w.partial_line += buffer[i];
+      }
+    }
+  }
+  // End of output (or of the worker): stop watching, or a closed pipe would wake us forever.
+  if (!w.partial_line.empty()) keep_output_line(w);
+  poller_.remove(w.output.get());
+  w.output.reset();
+}
+
+void Supervisor::keep_output_line(WorkerProcess& w) {
+  log(LogLevel::info, fmt::format("worker {}: {}", w.pid, w.partial_line));
+  if (options_.stderr_tail_lines > 0) {
+    if (w.stderr_tail.size() == options_.stderr_tail_lines) w.stderr_tail.pop_front();
+    w.stderr_tail.push_back(std::move(w.partial_line));
+  }
+  w.partial_line.clear();
+}
+
+}  // namespace procpool::detail

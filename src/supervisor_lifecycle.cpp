@@ -1,0 +1,442 @@
+// Workers coming and going: spawning (with jittered limits), exits and what they mean for the job
+// in hand, stopping, the recycle policy, restart backoff and the restart-storm breaker.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "supervisor.hpp"
+#include "worker_args.hpp"
+
+namespace procpool::detail {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+namespace {
+
+enum KeyKind : std::uint64_t { doorbell_key = 1, exit_key = 2, output_key = 3 };
+
+std::uint64_t key_for(std::uint64_t worker_id, KeyKind kind) {
+  return worker_id * 4 + kind;
+}
+
+std::string describe_exit(const platform::ExitStatus& status) {
+  if (status.signal) return "was killed by " + platform::signal_name(*status.signal);
+  if (status.exit_code) return fmt::format("exited with code {}", *status.exit_code);
+  return "exited (status unknown: SIGCHLD is ignored in this process)";
+}
+
+std::string join_lines(const std::deque<std::string>& lines) {
+  std::string out;
+  for (const auto& line : lines) {
+    out += line;
+    out += '\n';
+  }
+  return out;
+}
+
+/// The reasons a policy retires a worker gracefully (it finishes its job first).
+bool is_retirement(RecycleReason reason) {
+  switch (reason) {
+    case RecycleReason::max_jobs:
+    case RecycleReason::max_lifetime:
+    case RecycleReason::idle_timeout:
+    case RecycleReason::scale_down:
+    case RecycleReason::rss_soft_limit:
+    case RecycleReason::rss_growth:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// What the job a worker was running when it died becomes, given why the worker was leaving.
+ErrorKind outcome_for(std::optional<RecycleReason> leaving) {
+  if (!leaving) return ErrorKind::worker_crashed;
+  switch (*leaving) {
+    case RecycleReason::job_timeout:
+      return ErrorKind::timeout;
+    case RecycleReason::protocol_violation:
+      return ErrorKind::protocol_violation;
+    case RecycleReason::shutdown:
+      return ErrorKind::shutting_down;
+    case RecycleReason::rss_hard_limit:
+      return ErrorKind::memory_limit;
+    default:
+      return ErrorKind::worker_crashed;  // it died on its own during its last job
+  }
+}
+
+}  // namespace
+
+std::size_t Supervisor::target_workers() const {
+  if (!options_.min_workers) return options_.workers;
+  return std::clamp(scaled_target_, *options_.min_workers, options_.workers);
+}
+
+void Supervisor::spawn_workers(Clock::time_point now) {
+  auto live = static_cast<std::size_t>(std::count_if(
+      workers_.begin(), workers_.end(), [](const auto& w) { return !w.second->leaving; }));
+  std::size_t target = target_workers();
+  while (pending_replacements_.size() > target)
+    pending_replacements_.pop_front();
+  while (live < target && now >= next_spawn_at_) {
+    std::optional<RecycleReason> predecessor;
+    if (!pending_replacements_.empty()) {
+      predecessor = pending_replacements_.front();
+      pending_replacements_.pop_front();
+    }
+    try {
+      spawn_one(now, predecessor);
+      ++live;
+    } catch (const std::exception& e) {
+      ++start_failures_;
+      ++recycles_[static_cast<std::size_t>(RecycleReason::start_failure)];
+      note_unplanned_exit(now, e.what());
+      return;
+    }
+  }
+}
+
+void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor) {
+  auto worker = std::make_unique<WorkerProcess>();
+  worker->id = next_worker_id_++;
+  worker->predecessor_reason = predecessor;
+  worker->segment = Segment::create(options_.ring_bytes, options_.max_payload_bytes,
+                                    options_.max_result_bytes, host_pid_);
+  SegmentHeader& header = worker->segment.header();
+  header.address_space_limit = options_.recycle.address_space_limit;
+  worker->requests =
+      RingWriter(&header.requests, worker->segment.request_data(), options_.ring_bytes);
+  worker->responses =
+      RingReader(&header.responses, worker->segment.response_data(), options_.ring_bytes);
+  worker->max_body = max_record_body(options_.ring_bytes);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  worker->job_limit = jittered_job_limit(options_.recycle, unit(random_));
+  worker->lifetime_limit = jittered_lifetime(options_.recycle, unit(random_));
+  worker->doorbell = platform::make_eventfd();
+  platform::Pipe output = platform::make_pipe();
+
+  platform::SpawnRequest request;
+  request.executable = executable_;
+  request.arguments = base_arguments_;
+  request.arguments.insert(request.arguments.end(),
+                           {worker_flag, worker->segment.name(), std::to_string(host_pid_)});
+  request.output_fd = output.write_end.get();
+  request.doorbell_fd = worker->doorbell.get();
+  platform::SpawnedProcess spawned = platform::spawn(request);
+  output.write_end
+      .reset();  // the child has its own copy; EOF comes when it (and its children) exit
+
+  worker->pid = spawned.pid;
+  worker->pidfd = std::move(spawned.pidfd);
+  worker->output = std::move(output.read_end);
+  worker->spawned_at = now;
+  worker->start_deadline = now + options_.start_timeout;
+  try {
+    poller_.add(worker->doorbell.get(), key_for(worker->id, doorbell_key));
+    poller_.add(worker->pidfd.get(), key_for(worker->id, exit_key));
+    poller_.add(worker->output.get(), key_for(worker->id, output_key));
+  } catch (...) {
+    platform::kill_process(worker->pidfd.get());
+    poller_.remove(worker->doorbell.get());
+    poller_.remove(worker->pidfd.get());
+    platform::reap_blocking(worker->pid);
+    throw;
+  }
+  ++workers_started_;
+  PoolEvent event;
+  event.type = EventType::spawned;
+  event.worker_id = worker->id;
+  event.pid = worker->pid;
+  event.reason = predecessor;
+  event.message = fmt::format(
+      "worker {} spawned (pid {}){}", worker->id, worker->pid,
+      predecessor ? fmt::format(", replacing one that left: {}", to_string(*predecessor)) : "");
+  emit(std::move(event), LogLevel::debug);
+  workers_.emplace(worker->id, std::move(worker));
+}
+
+void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
+  std::optional<platform::ExitStatus> status = platform::try_reap(w.pid);
+  if (!status) return;
+  read_output(w, true);
+  if (!w.untrusted) read_responses(w, now);  // a result written just before it died still counts
+  std::string how = describe_exit(*status);
+  bool planned = w.leaving.has_value();
+  RecycleReason reason =
+      w.leaving.value_or(w.ready ? RecycleReason::crash : RecycleReason::start_failure);
+  if (!w.ready && reason != RecycleReason::shutdown) reason = RecycleReason::start_failure;
+  if (!planned) {
+    // It stops counting as live only now: its successor replaces a crash.
+    pending_replacements_.push_back(reason);
+  }
+
+  if (w.job) {
+    std::unique_ptr<Job> job = std::move(w.job);
+    ErrorKind kind = outcome_for(w.leaving);
+    std::string message;
+    switch (kind) {
+      case ErrorKind::timeout:
+        message = fmt::format(
+            "job '{}' ran longer than its timeout of {} ms; its worker (pid {}) was stopped and {}",
+            job->name, job->timeout.count(), w.pid, how);
+        break;
+      case ErrorKind::protocol_violation:
+        message =
+            fmt::format("worker (pid {}) broke the protocol while running '{}': {}; it was killed",
+                        w.pid, job->name, w.leaving_detail);
+        break;
+      case ErrorKind::shutting_down:
+        message = fmt::format("the pool shut down while '{}' was running; its worker (pid {}) {}",
+                              job->name, w.pid, how);
+        break;
+      case ErrorKind::memory_limit:
+        message = fmt::format("worker (pid {}) was killed while running '{}': {}", w.pid, job->name,
+                              w.leaving_detail);
+        break;
+      default:
+        message = fmt::format("worker (pid {}) {} while running '{}'", w.pid, how, job->name);
+        break;
+    }
+    job_stats_.record(job->name, false, now - w.job_started_at, std::nullopt);
+    bool retryable = kind == ErrorKind::worker_crashed || kind == ErrorKind::timeout ||
+                     kind == ErrorKind::memory_limit;
+    bool degraded;
+    {
+      std::lock_guard lock(queue_mutex_);
+      degraded = degraded_;
+    }
+    if (retryable && job->options.idempotent && job->attempts < job->options.max_attempts &&
+        !final_stop_ && !degraded) {
+      log(LogLevel::warning, fmt::format("{}; retrying (attempt {} of {})", message,
+                                         job->attempts + 1, job->options.max_attempts));
+      retries_.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard lock(queue_mutex_);
+      queue_.push_front(std::move(job));
+    } else {
+      JobError error;
+      error.kind = kind;
+      error.message = message;
+      error.exit_code = status->exit_code;
+      error.signal = status->signal;
+      error.worker_stderr = join_lines(w.stderr_tail);
+      error.attempts = job->attempts;
+      PoolEvent event;
+      event.type = EventType::job_failed;
+      event.worker_id = w.id;
+      event.pid = w.pid;
+      event.job_name = job->name;
+      event.error = kind;
+      event.message = message;
+      emit(std::move(event), LogLevel::warning);
+      complete(std::move(job), JobResult::failure(std::move(error)));
+    }
+  }
+
+  ++workers_exited_;
+  ++recycles_[static_cast<std::size_t>(reason)];
+  PoolEvent event;
+  event.type = EventType::exited;
+  event.worker_id = w.id;
+  event.pid = w.pid;
+  event.reason = reason;
+  event.exit_code = status->exit_code;
+  event.signal = status->signal;
+  if (reason == RecycleReason::start_failure) {
+    ++start_failures_;
+    std::string tail = join_lines(w.stderr_tail);
+    std::string why = w.leaving_detail.empty() ? how : w.leaving_detail;
+    event.message = fmt::format("worker (pid {}) {} before it was ready{}{}", w.pid, why,
+                                tail.empty() ? "" : "; its output:\n", tail);
+    emit(std::move(event), LogLevel::error);
+    note_unplanned_exit(now, fmt::format("worker (pid {}) {} before it was ready", w.pid, why));
+  } else {
+    event.message = fmt::format("worker {} (pid {}) {} after {} job(s) ({})", w.id, w.pid, how,
+                                w.jobs_done, to_string(reason));
+    emit(std::move(event), planned ? LogLevel::debug : LogLevel::warning);
+    if (!planned) note_unplanned_exit(now, fmt::format("worker (pid {}) {}", w.pid, how));
+  }
+  poller_.remove(w.doorbell.get());
+  poller_.remove(w.pidfd.get());
+  if (w.output) poller_.remove(w.output.get());
+  workers_.erase(w.id);  // `w` is gone from here on
+}
+
+void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time_point now,
+                             std::string detail) {
+  if (w.stop_sent) return;
+  if (!w.leaving) {
+    w.leaving = reason;
+    if (reason != RecycleReason::shutdown && reason != RecycleReason::scale_down) {
+      pending_replacements_.push_back(reason);
+    }
+  }
+  if (!detail.empty()) w.leaving_detail = std::move(detail);
+  w.stop_sent = true;
+  w.state = WorkerState::stopping;
+  w.waiting_for_space = false;
+  bool graceful = reason == RecycleReason::job_timeout || reason == RecycleReason::shutdown ||
+                  is_retirement(reason);
+  if (!graceful || !w.ready || options_.kill_grace.count() == 0) {
+    platform::kill_process(w.pidfd.get());
+    return;
+  }
+  if (!w.job) {
+    // Idle: ask it to leave through the ring; SIGKILL if it has not after the grace period.
+    w.requests.append(RecordType::stop, 0, {});
+    if (w.requests.publish()) platform::futex_wake_all(w.requests.wake_word());
+  } else {
+    platform::terminate_process(w.pidfd.get());
+  }
+  w.kill_at = now + options_.kill_grace;
+}
+
+void Supervisor::violation(WorkerProcess& w, const std::string& what, Clock::time_point now) {
+  if (w.untrusted) return;
+  log(LogLevel::error,
+      fmt::format("worker {} (pid {}) broke the protocol: {}; killing it", w.id, w.pid, what));
+  w.untrusted = true;
+  // A violation overrides any gentler stop under way: the worker is not to be trusted.
+  if (!w.leaving) pending_replacements_.push_back(RecycleReason::protocol_violation);
+  w.leaving = RecycleReason::protocol_violation;
+  w.leaving_detail = what;
+  w.stop_sent = true;
+  w.state = WorkerState::stopping;
+  w.waiting_for_space = false;
+  w.kill_at.reset();
+  platform::kill_process(w.pidfd.get());
+  (void)now;
+}
+
+void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point) {
+  auto rss = platform::read_rss_bytes(w.pid);
+  if (!rss) return;  // exiting; its exit event follows
+  w.rss = *rss;
+  w.peak_rss = std::max(w.peak_rss, *rss);
+  switch (options_.recycle.memory_metric) {
+    case MemoryMetric::rss:
+      w.memory = *rss;
+      break;
+    case MemoryMetric::pss:
+    case MemoryMetric::uss:
+      if (auto usage = platform::read_pss_uss(w.pid)) {
+        w.memory = options_.recycle.memory_metric == MemoryMetric::pss ? usage->pss : usage->uss;
+      }
+      break;
+  }
+}
+
+void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
+  if (w.leaving || !w.ready || w.stop_sent || final_stop_) return;
+  auto live = static_cast<std::size_t>(std::count_if(
+      workers_.begin(), workers_.end(), [](const auto& x) { return !x.second->leaving; }));
+  WorkerFacts facts;
+  facts.ready_at = w.ready_at;
+  facts.jobs_done = w.jobs_done;
+  facts.busy = w.job != nullptr;
+  facts.idle_since = w.idle_since;
+  facts.memory = w.memory;
+  facts.baseline = w.baseline;
+  facts.job_limit = w.job_limit;
+  facts.lifetime_limit = w.lifetime_limit;
+  facts.soft_limit_waived = w.soft_limit_waived;
+  facts.scale_down_when_idle = options_.min_workers && live > *options_.min_workers;
+  Decision decision = decide(facts, options_.recycle, now);
+  w.policy_recheck_at = decision.recheck_at;
+  if (decision.verdict == Verdict::keep) return;
+
+  if (decision.verdict == Verdict::kill_now) {
+    log(LogLevel::warning,
+        fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, decision.detail));
+    stop_worker(w, decision.reason, now, decision.detail);
+    return;
+  }
+  // Retire, unless too many are retiring already: then it keeps serving and asks again shortly.
+  auto retiring =
+      static_cast<std::size_t>(std::count_if(workers_.begin(), workers_.end(), [](const auto& x) {
+        return x.second->leaving && is_retirement(*x.second->leaving);
+      }));
+  if (retiring >= options_.recycle.max_concurrent_recycles) {
+    w.policy_recheck_at = now + milliseconds(20);
+    return;
+  }
+  w.leaving = decision.reason;
+  w.leaving_detail = decision.detail;
+  w.state = w.job ? WorkerState::retiring : WorkerState::stopping;
+  if (decision.reason == RecycleReason::scale_down) {
+    scaled_target_ = std::max(options_.min_workers.value_or(0), target_workers() - 1);
+  } else {
+    pending_replacements_.push_back(decision.reason);  // spawned at once, before this one leaves
+  }
+  PoolEvent event;
+  event.type = EventType::retiring;
+  event.worker_id = w.id;
+  event.pid = w.pid;
+  event.reason = decision.reason;
+  event.message = fmt::format("worker {} (pid {}) retiring ({}): {}", w.id, w.pid,
+                              to_string(decision.reason), decision.detail);
+  emit(std::move(event), LogLevel::info);
+  release_retired(w, now);
+}
+
+void Supervisor::release_retired(WorkerProcess& w, Clock::time_point now) {
+  if (!w.leaving || w.stop_sent || w.job || !is_retirement(*w.leaving)) return;
+  stop_worker(w, *w.leaving, now);
+}
+
+void Supervisor::note_unplanned_exit(Clock::time_point now, const std::string& why) {
+  unplanned_exits_.push_back(now);
+  while (!unplanned_exits_.empty() &&
+         now - unplanned_exits_.front() > options_.restart_storm_window) {
+    unplanned_exits_.pop_front();
+  }
+  auto failures = static_cast<unsigned>(unplanned_exits_.size());
+  unsigned shift = std::min(failures - 1, 20u);
+  auto backoff = std::min<milliseconds>(options_.restart_backoff_initial * (1u << shift),
+                                        options_.restart_backoff_max);
+  next_spawn_at_ = now + backoff;
+  log(LogLevel::warning, fmt::format("{} unplanned worker exit(s) in a row; next start in {} ms",
+                                     failures, backoff.count()));
+  if (failures >= options_.restart_storm_threshold) {
+    set_degraded(
+        true, fmt::format("{} workers in a row failed to start or crashed within {} ms; last: {}",
+                          failures, options_.restart_storm_window.count(), why));
+  }
+}
+
+void Supervisor::note_job_completed() {
+  unplanned_exits_.clear();  // a worker did real work: the run of failures is over
+}
+
+void Supervisor::set_degraded(bool degraded, const std::string& why) {
+  bool changed;
+  {
+    std::lock_guard lock(queue_mutex_);
+    changed = std::exchange(degraded_, degraded) != degraded;
+  }
+  if (!changed) return;
+  PoolEvent event;
+  event.type = degraded ? EventType::degraded : EventType::recovered;
+  if (degraded) {
+    event.message = fmt::format(
+        "the pool is degraded: {}; jobs fail with pool_degraded until a worker starts", why);
+    emit(std::move(event), LogLevel::error);
+    fail_queue(ErrorKind::pool_degraded, fmt::format("the pool is degraded: {}", why));
+  } else {
+    event.message = fmt::format("the pool is healthy again: {}", why);
+    emit(std::move(event), LogLevel::info);
+  }
+}
+
+void Supervisor::begin_final_stop(Clock::time_point now) {
+  final_stop_ = true;
+  fail_queue(ErrorKind::shutting_down, "the pool shut down before the job started");
+  for (auto& [id, worker] : workers_) {
+    if (worker->stop_sent) continue;
+    worker->leaving.reset();  // a retirement in progress becomes a shutdown
+    stop_worker(*worker, RecycleReason::shutdown, now);
+  }
+}
+
+}  // namespace procpool::detail

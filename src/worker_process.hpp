@@ -1,0 +1,98 @@
+// One worker process as the supervisor sees it. Touched only by the supervisor thread (and read by
+// stats() under the state lock).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "channel/layout.hpp"
+#include "channel/ring.hpp"
+#include "channel/segment.hpp"
+#include "platform/platform.hpp"
+#include "procpool/future.hpp"
+#include "procpool/options.hpp"
+#include "procpool/pool.hpp"
+#include "procpool/stats.hpp"
+
+namespace procpool::detail {
+
+using Clock = std::chrono::steady_clock;
+
+/// Where a job's outcome goes: a promise (future-returning submit) or a callback.
+using OutcomeSink = std::variant<std::promise<JobResult>, Completion>;
+
+/// Everything the supervisor keeps for one job. Owned by exactly one place at a time: the queue, a
+/// worker's slot, or the list of outcomes about to be delivered; so when a job ends, nothing of it
+/// remains anywhere.
+struct Job {
+  JobId id = 0;
+  std::string name;
+  Bytes payload;
+  SubmitOptions options;
+  std::chrono::milliseconds timeout{0};
+  OutcomeSink sink;
+  unsigned attempts = 0;
+};
+
+struct WorkerProcess {
+  std::uint64_t id = 0;
+  int pid = 0;
+  platform::UniqueFd pidfd, doorbell, output;
+  Segment segment;
+  RingWriter requests;
+  RingReader responses;
+  std::uint64_t max_body = 0;
+
+  WorkerState state = WorkerState::starting;
+  bool ready = false;
+  Clock::time_point spawned_at, ready_at, idle_since, job_started_at;
+  std::optional<Clock::time_point> start_deadline, job_deadline, kill_at, next_sample_at,
+      policy_recheck_at;
+
+  // Recycling: this worker's own limits (jitter applied) and what is known of its memory.
+  std::uint64_t job_limit = 0;
+  std::chrono::milliseconds lifetime_limit{0};
+  std::uint64_t rss = 0, peak_rss = 0;
+  std::optional<std::uint64_t> memory;  // in the policy's metric
+  std::optional<std::uint64_t> memory_before_job;
+  std::optional<std::uint64_t> baseline;
+  Clock::time_point baseline_at;
+  std::uint64_t baseline_jobs = 0;
+  bool soft_limit_waived = false;
+  std::optional<RecycleReason> predecessor_reason;
+
+  /// Why it is leaving, once decided: a policy retired it, or the supervisor is stopping it.
+  std::optional<RecycleReason> leaving;
+  /// A stop record, SIGTERM or SIGKILL was sent.
+  bool stop_sent = false;
+  /// The protocol was broken: nothing more is read from its segment.
+  bool untrusted = false;
+  std::string leaving_detail;
+
+  // The job it runs, and how far its request has been sent.
+  std::unique_ptr<Job> job;
+  bool job_start_sent = false;
+  std::uint64_t sent = 0;
+  bool waiting_for_space = false;
+
+  // The result being received.
+  bool receiving = false;
+  ResultStatus result_status = ResultStatus::ok;
+  std::uint64_t expected = 0;
+  Bytes received;
+
+  std::deque<std::string> stderr_tail;
+  std::string partial_line;
+  std::uint64_t jobs_done = 0;
+
+  /// Can take a new job now.
+  bool dispatchable() const noexcept {
+    return ready && !leaving && !job && state == WorkerState::idle;
+  }
+};
+
+}  // namespace procpool::detail
