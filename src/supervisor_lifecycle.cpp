@@ -50,6 +50,11 @@ bool is_retirement(RecycleReason reason) {
   }
 }
 
+/// Retirements that strike many workers at once unless capped.
+bool is_synchronised(RecycleReason reason) {
+  return reason == RecycleReason::max_lifetime || reason == RecycleReason::idle_timeout;
+}
+
 /// What the job a worker was running when it died becomes, given why the worker was leaving.
 ErrorKind outcome_for(std::optional<RecycleReason> leaving) {
   if (!leaving) return ErrorKind::worker_crashed;
@@ -352,14 +357,18 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
     stop_worker(w, decision.reason, now, decision.detail);
     return;
   }
-  // Retire, unless too many are retiring already: then it keeps serving and asks again shortly.
-  auto retiring =
-      static_cast<std::size_t>(std::count_if(workers_.begin(), workers_.end(), [](const auto& x) {
-        return x.second->leaving && is_retirement(*x.second->leaving);
-      }));
-  if (retiring >= options_.recycle.max_concurrent_recycles) {
-    w.policy_recheck_at = now + milliseconds(20);
-    return;
+  // Time-based retirements (lifetime, idle) strike workers started together at the same moment:
+  // past the cap, the worker keeps serving and asks again shortly. Job-count and memory
+  // retirements are each worker's own (and jittered), and are never postponed.
+  if (is_synchronised(decision.reason)) {
+    auto retiring =
+        static_cast<std::size_t>(std::count_if(workers_.begin(), workers_.end(), [](const auto& x) {
+          return x.second->leaving && is_synchronised(*x.second->leaving);
+        }));
+    if (retiring >= options_.recycle.max_concurrent_recycles) {
+      w.policy_recheck_at = now + milliseconds(20);
+      return;
+    }
   }
   w.leaving = decision.reason;
   w.leaving_detail = decision.detail;

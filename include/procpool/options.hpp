@@ -85,8 +85,10 @@ struct RecyclePolicy {
   /// RLIMIT_AS for each worker in bytes (its allocations fail beyond it). 0 = inherit the host's.
   std::uint64_t address_space_limit = 0;
 
-  /// Workers that may be retiring at once; more retirements wait their turn (the worker keeps
-  /// serving meanwhile), so a policy never replaces the whole pool in one instant. Allowed: >= 1.
+  /// Workers that may be retiring at once for max_lifetime or idle_timeout (which strike workers
+  /// started together at the same moment); more wait their turn, serving meanwhile, so a policy
+  /// never replaces the whole pool in one instant. Job-count and memory retirements are each
+  /// worker's own and are never postponed. Allowed: >= 1.
   std::size_t max_concurrent_recycles = 1;
 };
 

@@ -6,11 +6,13 @@
 
 #include "procpool/codec.hpp"
 #include "procpool/error.hpp"
+#include "procpool/events.hpp"
 #include "procpool/future.hpp"
 #include "procpool/job_registry.hpp"
 #include "procpool/options.hpp"
 #include "procpool/pool.hpp"
 #include "procpool/result.hpp"
 #include "procpool/stats.hpp"
+#include "procpool/stats_format.hpp"
 #include "procpool/version.hpp"
 #include "procpool/worker.hpp"

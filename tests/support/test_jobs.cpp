@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -100,6 +101,21 @@ std::byte* find_segment() {
   hang();
 }
 
+// Memory a leaky native library would never give back: allocated, touched so it is resident, kept.
+std::vector<std::unique_ptr<char[]>>& leaked_blocks() {
+  static std::vector<std::unique_ptr<char[]>> blocks;
+  return blocks;
+}
+
+void leak_mebibytes(std::uint32_t mib) {
+  for (std::uint32_t i = 0; i < mib; ++i) {
+    auto block = std::make_unique<char[]>(std::size_t{1} << 20);
+    for (std::size_t offset = 0; offset < (std::size_t{1} << 20); offset += 4096)
+      block[offset] = 1;
+    leaked_blocks().push_back(std::move(block));
+  }
+}
+
 }  // namespace
 
 JobRegistry make_test_registry() {
@@ -173,6 +189,27 @@ JobRegistry make_test_registry() {
                       " attempt=" + std::to_string(context.attempt()) +
                       " done=" + std::to_string(context.jobs_done_by_worker()) +
                       " deadline=" + (context.deadline() ? "yes" : "no"));
+  });
+  jobs.add("leak_mb", [](JobContext& context, std::span<const std::byte> in) {
+    leak_mebibytes(value_of<std::uint32_t>(in));
+    return text_bytes(std::to_string(::getpid()) + " " +
+                      std::to_string(context.jobs_done_by_worker()));
+  });
+  // Grows by 8 MiB every 5 ms up to the payload's MiB, then holds: a job that balloons mid-run.
+  jobs.add("balloon_mb", [](JobContext&, std::span<const std::byte> in) -> Bytes {
+    std::uint32_t target = value_of<std::uint32_t>(in);
+    for (std::uint32_t done = 0; done < target; done += 8) {
+      leak_mebibytes(8);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    hang();
+  });
+  jobs.add("alloc_mb", [](JobContext&, std::span<const std::byte> in) {
+    std::size_t bytes = std::size_t{value_of<std::uint32_t>(in)} << 20;
+    std::vector<char> block(bytes);  // throws std::bad_alloc past RLIMIT_AS
+    for (std::size_t offset = 0; offset < bytes; offset += 4096)
+      block[offset] = 1;
+    return text_bytes("allocated");
   });
   return jobs;
 }
