@@ -12,8 +12,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-enum KeyKind : std::uint64_t { wake_key = 0, doorbell_key = 1, exit_key = 2, output_key = 3 };
-
 JobResult failure(ErrorKind kind, std::string message, unsigned attempts = 0) {
   JobError error;
   error.kind = kind;
@@ -277,6 +275,27 @@ void Supervisor::wake() noexcept {
   platform::eventfd_notify(wake_fd_.get());
 }
 
+PoolEvent Supervisor::worker_event(EventType type, const WorkerProcess& worker,
+                                   std::string message) {
+  PoolEvent event;
+  event.type = type;
+  event.worker_id = worker.id;
+  event.pid = worker.pid;
+  event.message = std::move(message);
+  return event;
+}
+
+void Supervisor::fail_job(const WorkerProcess& worker, std::unique_ptr<Job> job, JobError error,
+                          LogLevel level) {
+  PoolEvent event = worker_event(
+      EventType::job_failed, worker,
+      fmt::format("job '{}' failed ({}): {}", job->name, to_string(error.kind), error.message));
+  event.job_name = job->name;
+  event.error = error.kind;
+  emit(std::move(event), level);
+  complete(std::move(job), JobResult::failure(std::move(error)));
+}
+
 void Supervisor::complete(std::unique_ptr<Job> job, JobResult result) {
   count(result);
   outcomes_.push_back(Outcome{std::move(job->sink), std::move(result)});
@@ -461,10 +480,7 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
       }
     }
   }
-  if (!final_stop_ && next_spawn_at_ > now && !pending_replacements_.empty())
-    consider(next_spawn_at_);
-  if (!final_stop_ && next_spawn_at_ > now && workers_.size() < target_workers())
-    consider(next_spawn_at_);
+  if (!final_stop_ && next_spawn_at_ > now) consider(next_spawn_at_);  // a held-back spawn
   if (drain_deadline_ && !final_stop_) consider(drain_deadline_);
   return next;
 }

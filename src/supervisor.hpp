@@ -74,7 +74,7 @@ class Supervisor {
   void on_exit(WorkerProcess& worker, Clock::time_point now);
   void stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
                    std::string detail = {});
-  void violation(WorkerProcess& worker, const std::string& what, Clock::time_point now);
+  void violation(WorkerProcess& worker, const std::string& what);
   void sample_memory(WorkerProcess& worker, Clock::time_point now);
   void apply_policy(WorkerProcess& worker, Clock::time_point now);
   void release_retired(WorkerProcess& worker, Clock::time_point now);
@@ -82,6 +82,12 @@ class Supervisor {
   void note_job_completed();
   void set_degraded(bool degraded, const std::string& why);
   void begin_final_stop(Clock::time_point now);
+
+  /// Fails a job that reached a worker: reports a job_failed event, then completes it.
+  void fail_job(const WorkerProcess& worker, std::unique_ptr<Job> job, JobError error,
+                LogLevel level);
+  /// An event about `worker`, with its id and pid filled in.
+  static PoolEvent worker_event(EventType type, const WorkerProcess& worker, std::string message);
 
   // Any thread.
   void complete(std::unique_ptr<Job> job, JobResult result);

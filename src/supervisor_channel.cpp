@@ -23,7 +23,7 @@ constexpr std::size_t max_line_bytes = 4096;
 void Supervisor::send_request(WorkerProcess& w) {
   Job& job = *w.job;
   if (!w.requests.free_bytes()) {
-    violation(w, "its read position in the request ring is impossible", Clock::now());
+    violation(w, "its read position in the request ring is impossible");
     return;
   }
   w.waiting_for_space = true;
@@ -56,12 +56,11 @@ void Supervisor::read_responses(WorkerProcess& w, Clock::time_point now) {
     if (status == ReadStatus::corrupt) {
       violation(
           w,
-          "its response ring is corrupt (impossible position, partial record or oversized length)",
-          now);
+          "its response ring is corrupt (impossible position, partial record or oversized length)");
       return;
     }
     if (!is_response_record(record.header.type)) {
-      violation(w, fmt::format("it sent an unknown record type {}", record.header.type), now);
+      violation(w, fmt::format("it sent an unknown record type {}", record.header.type));
       return;
     }
     handle_record(w, record, now);
@@ -77,14 +76,12 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
     case RecordType::hello: {
       HelloBody hello;
       if (w.ready || header.length != sizeof hello) {
-        return violation(w, "it sent a second or malformed hello", now);
+        return violation(w, "it sent a second or malformed hello");
       }
       w.responses.copy_body(record, 0, &hello, sizeof hello);
       if (hello.version != protocol_version) {
-        return violation(w,
-                         fmt::format("it speaks protocol version {}, the host {}", hello.version,
-                                     protocol_version),
-                         now);
+        return violation(w, fmt::format("it speaks protocol version {}, the host {}", hello.version,
+                                        protocol_version));
       }
       return on_hello(w, now);
     }
@@ -93,21 +90,18 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
       if (!w.job || w.receiving || header.job_id != w.job->id || header.length != sizeof body ||
           !w.job_start_sent || w.sent != w.job->payload.size()) {
         return violation(
-            w, fmt::format("it sent a result for job {} that it was not running", header.job_id),
-            now);
+            w, fmt::format("it sent a result for job {} that it was not running", header.job_id));
       }
       w.responses.copy_body(record, 0, &body, sizeof body);
       if (body.status > static_cast<std::uint32_t>(ResultStatus::result_too_large)) {
-        return violation(w, fmt::format("it sent an unknown result status {}", body.status), now);
+        return violation(w, fmt::format("it sent an unknown result status {}", body.status));
       }
       auto status = static_cast<ResultStatus>(body.status);
       std::uint64_t limit =
           status == ResultStatus::ok ? options_.max_result_bytes : max_error_message_bytes;
       if (body.bytes > limit) {
-        return violation(w,
-                         fmt::format("it announced a result of {} bytes, over the limit of {}",
-                                     body.bytes, limit),
-                         now);
+        return violation(w, fmt::format("it announced a result of {} bytes, over the limit of {}",
+                                        body.bytes, limit));
       }
       w.receiving = true;
       w.result_status = status;
@@ -120,7 +114,7 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
     case RecordType::result_data: {
       if (!w.receiving || header.job_id != w.job->id ||
           header.length > w.expected - w.received.size()) {
-        return violation(w, "it sent result bytes that do not belong to the current result", now);
+        return violation(w, "it sent result bytes that do not belong to the current result");
       }
       std::size_t at = w.received.size();
       w.received.resize(at + header.length);
@@ -129,7 +123,7 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
       return;
     }
     default:
-      return violation(w, "it sent a host-to-worker record", now);
+      return violation(w, "it sent a host-to-worker record");
   }
 }
 
@@ -145,16 +139,13 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
     // Replacing it would give a worker just as big: keep it, say so once.
     w.soft_limit_waived = true;
     if (!std::exchange(reported_above_soft_limit_, true)) {
-      PoolEvent event;
-      event.type = EventType::above_soft_limit_at_start;
-      event.worker_id = w.id;
-      event.pid = w.pid;
-      event.message = fmt::format(
-          "worker {} (pid {}) uses {} right after start-up, over rss_soft_limit ({}); workers are "
-          "not "
-          "recycled for the soft limit until they grow past their start-up size; raise the limit",
-          w.id, w.pid, format_bytes(*w.memory), format_bytes(policy.rss_soft_limit));
-      emit(std::move(event), LogLevel::warning);
+      emit(worker_event(EventType::above_soft_limit_at_start, w,
+                        fmt::format("worker {} (pid {}) uses {} right after start-up, over "
+                                    "rss_soft_limit ({}); such workers are kept rather than "
+                                    "recycled after every job; raise the limit",
+                                    w.id, w.pid, format_bytes(*w.memory),
+                                    format_bytes(policy.rss_soft_limit))),
+           LogLevel::warning);
     }
   }
   bool healed = false;
@@ -164,15 +155,12 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
   }
   if (healed) set_degraded(false, "a worker started cleanly");
   next_spawn_at_ = {};
-  PoolEvent event;
-  event.type = EventType::ready;
-  event.worker_id = w.id;
-  event.pid = w.pid;
+  PoolEvent event =
+      worker_event(EventType::ready, w,
+                   fmt::format("worker {} (pid {}) ready in {} ms", w.id, w.pid,
+                               duration_cast<milliseconds>(now - w.spawned_at).count()));
   event.reason = w.predecessor_reason;
-  event.message = fmt::format("worker {} (pid {}) ready in {} ms", w.id, w.pid,
-                              duration_cast<milliseconds>(now - w.spawned_at).count());
   emit(std::move(event), LogLevel::debug);
-  release_retired(w, now);
   apply_policy(w, now);
 }
 
@@ -221,16 +209,7 @@ void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
     error.kind = kind;
     error.message.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     error.attempts = job->attempts;
-    PoolEvent event;
-    event.type = EventType::job_failed;
-    event.worker_id = w.id;
-    event.pid = w.pid;
-    event.job_name = job->name;
-    event.error = kind;
-    event.message =
-        fmt::format("job '{}' failed ({}): {}", job->name, to_string(kind), error.message);
-    emit(std::move(event), LogLevel::debug);
-    complete(std::move(job), JobResult::failure(std::move(error)));
+    fail_job(w, std::move(job), std::move(error), LogLevel::debug);
   }
   if (w.leaving) {
     release_retired(w, now);  // its last job is done

@@ -14,12 +14,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-enum KeyKind : std::uint64_t { doorbell_key = 1, exit_key = 2, output_key = 3 };
-
-std::uint64_t key_for(std::uint64_t worker_id, KeyKind kind) {
-  return worker_id * 4 + kind;
-}
-
 std::string describe_exit(const platform::ExitStatus& status) {
   if (status.signal) return "was killed by " + platform::signal_name(*status.signal);
   if (status.exit_code) return fmt::format("exited with code {}", *status.exit_code);
@@ -139,9 +133,9 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   worker->spawned_at = now;
   worker->start_deadline = now + options_.start_timeout;
   try {
-    poller_.add(worker->doorbell.get(), key_for(worker->id, doorbell_key));
-    poller_.add(worker->pidfd.get(), key_for(worker->id, exit_key));
-    poller_.add(worker->output.get(), key_for(worker->id, output_key));
+    poller_.add(worker->doorbell.get(), poll_key(worker->id, doorbell_key));
+    poller_.add(worker->pidfd.get(), poll_key(worker->id, exit_key));
+    poller_.add(worker->output.get(), poll_key(worker->id, output_key));
   } catch (...) {
     platform::kill_process(worker->pidfd.get());
     poller_.remove(worker->doorbell.get());
@@ -150,14 +144,13 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
     throw;
   }
   ++workers_started_;
-  PoolEvent event;
-  event.type = EventType::spawned;
-  event.worker_id = worker->id;
-  event.pid = worker->pid;
+  PoolEvent event = worker_event(
+      EventType::spawned, *worker,
+      fmt::format("worker {} spawned (pid {}){}", worker->id, worker->pid,
+                  predecessor
+                      ? fmt::format(", replacing one that left: {}", to_string(*predecessor))
+                      : ""));
   event.reason = predecessor;
-  event.message = fmt::format(
-      "worker {} spawned (pid {}){}", worker->id, worker->pid,
-      predecessor ? fmt::format(", replacing one that left: {}", to_string(*predecessor)) : "");
   emit(std::move(event), LogLevel::debug);
   workers_.emplace(worker->id, std::move(worker));
 }
@@ -227,24 +220,13 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
       error.signal = status->signal;
       error.worker_stderr = join_lines(w.stderr_tail);
       error.attempts = job->attempts;
-      PoolEvent event;
-      event.type = EventType::job_failed;
-      event.worker_id = w.id;
-      event.pid = w.pid;
-      event.job_name = job->name;
-      event.error = kind;
-      event.message = message;
-      emit(std::move(event), LogLevel::warning);
-      complete(std::move(job), JobResult::failure(std::move(error)));
+      fail_job(w, std::move(job), std::move(error), LogLevel::warning);
     }
   }
 
   ++workers_exited_;
   ++recycles_[static_cast<std::size_t>(reason)];
-  PoolEvent event;
-  event.type = EventType::exited;
-  event.worker_id = w.id;
-  event.pid = w.pid;
+  PoolEvent event = worker_event(EventType::exited, w, {});
   event.reason = reason;
   event.exit_code = status->exit_code;
   event.signal = status->signal;
@@ -297,7 +279,7 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
   w.kill_at = now + options_.kill_grace;
 }
 
-void Supervisor::violation(WorkerProcess& w, const std::string& what, Clock::time_point now) {
+void Supervisor::violation(WorkerProcess& w, const std::string& what) {
   if (w.untrusted) return;
   log(LogLevel::error,
       fmt::format("worker {} (pid {}) broke the protocol: {}; killing it", w.id, w.pid, what));
@@ -311,7 +293,6 @@ void Supervisor::violation(WorkerProcess& w, const std::string& what, Clock::tim
   w.waiting_for_space = false;
   w.kill_at.reset();
   platform::kill_process(w.pidfd.get());
-  (void)now;
 }
 
 void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point) {
@@ -378,13 +359,10 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   } else {
     pending_replacements_.push_back(decision.reason);  // spawned at once, before this one leaves
   }
-  PoolEvent event;
-  event.type = EventType::retiring;
-  event.worker_id = w.id;
-  event.pid = w.pid;
+  PoolEvent event = worker_event(EventType::retiring, w,
+                                 fmt::format("worker {} (pid {}) retiring ({}): {}", w.id, w.pid,
+                                             to_string(decision.reason), decision.detail));
   event.reason = decision.reason;
-  event.message = fmt::format("worker {} (pid {}) retiring ({}): {}", w.id, w.pid,
-                              to_string(decision.reason), decision.detail);
   emit(std::move(event), LogLevel::info);
   release_retired(w, now);
 }

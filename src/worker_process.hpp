@@ -38,6 +38,13 @@ struct Job {
   unsigned attempts = 0;
 };
 
+/// What a poller key refers to: worker id * 4 + kind; key 0 is the supervisor's own wake-up.
+enum PollKey : std::uint64_t { wake_key = 0, doorbell_key = 1, exit_key = 2, output_key = 3 };
+
+inline std::uint64_t poll_key(std::uint64_t worker_id, PollKey kind) {
+  return worker_id * 4 + kind;
+}
+
 struct WorkerProcess {
   std::uint64_t id = 0;
   int pid = 0;

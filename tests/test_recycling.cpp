@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <procpool/procpool.hpp>
 #include <set>
@@ -339,4 +341,40 @@ TEST_CASE("events report the life of workers with reasons and exit status") {
   });
   CHECK(replacement != events.end());
   CHECK(log.count(EventType::exited) == 2);  // the crash, and the replacement at shutdown
+}
+
+TEST_CASE("a pool degraded by failing starts heals itself when a worker starts cleanly") {
+  // A worker "binary" that fails its first three starts, then becomes the real test worker.
+  auto dir =
+      std::filesystem::temp_directory_path() / ("procpool-storm-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto counter = dir / "starts";
+  auto script = dir / "flaky-worker.sh";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\n"
+        << "n=$(cat '" << counter.string() << "' 2>/dev/null || echo 0)\n"
+        << "echo $((n + 1)) > '" << counter.string() << "'\n"
+        << "if [ \"$n\" -lt 3 ]; then echo 'flaky worker: failing on purpose' >&2; exit 1; fi\n"
+        << "exec '" << test::test_worker_path() << "' \"$@\"\n";
+  }
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  EventLog log;
+  PoolOptions options = test::quiet_options(1);
+  options.worker_command = {script.string()};
+  options.restart_storm_threshold = 2;
+  options.restart_backoff_initial = 5ms;
+  options.restart_backoff_max = 20ms;
+  options.on_event = log.callback();
+  Pool pool(options);
+  REQUIRE(test::eventually([&] { return log.count(EventType::degraded) == 1; }));
+  REQUIRE(test::eventually([&] { return pool.stats().health == PoolHealth::healthy; }));
+  CHECK(log.count(EventType::recovered) == 1);
+  JobResult r = pool.submit("echo", test::bytes("healed")).get();
+  REQUIRE(r.ok());
+  CHECK(test::text(r.value()) == "healed");
+  CHECK(pool.stats().start_failures == 3);
+  CHECK(pool.stats().recycles(RecycleReason::start_failure) == 3);
+  pool.shutdown(0ms);
+  std::filesystem::remove_all(dir);
 }
