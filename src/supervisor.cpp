@@ -450,7 +450,6 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
             fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the worker",
                         w.job->name, w.id, w.pid, w.job->timeout.count()));
         w.job_deadline.reset();
-        w.leaving.reset();  // a retirement in progress is overtaken by the timeout
         stop_worker(w, RecycleReason::job_timeout, now);
       } else {
         consider(w.job_deadline);

@@ -46,7 +46,8 @@ bool is_retirement(RecycleReason reason) {
 
 /// Retirements that strike many workers at once unless capped.
 bool is_synchronised(RecycleReason reason) {
-  return reason == RecycleReason::max_lifetime || reason == RecycleReason::idle_timeout;
+  return reason == RecycleReason::max_lifetime || reason == RecycleReason::idle_timeout ||
+         reason == RecycleReason::scale_down;
 }
 
 /// What the job a worker was running when it died becomes, given why the worker was leaving.
@@ -89,6 +90,7 @@ void Supervisor::spawn_workers(Clock::time_point now) {
       spawn_one(now, predecessor);
       ++live;
     } catch (const std::exception& e) {
+      log(LogLevel::error, fmt::format("cannot start a worker: {}", e.what()));
       ++start_failures_;
       ++recycles_[static_cast<std::size_t>(RecycleReason::start_failure)];
       note_unplanned_exit(now, e.what());
@@ -161,18 +163,24 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   read_output(w, true);
   if (!w.untrusted) read_responses(w, now);  // a result written just before it died still counts
   std::string how = describe_exit(*status);
-  bool planned = w.leaving.has_value();
-  RecycleReason reason =
-      w.leaving.value_or(w.ready ? RecycleReason::crash : RecycleReason::start_failure);
+  // Planned only if the supervisor asked it to go; a retiring worker that dies during its last job
+  // crashed. A worker killed for the hard limit before its first job is the limit's fault, not a
+  // job's: counted like a failed start, so a limit below a fresh worker's size backs off and trips
+  // the breaker instead of respawning in a loop.
+  bool killed_at_start = w.leaving == RecycleReason::rss_hard_limit && w.jobs_done == 0 && !w.job;
+  bool planned = w.stop_sent && !killed_at_start;
+  RecycleReason reason = w.stop_sent && w.leaving
+                             ? *w.leaving
+                             : (w.ready ? RecycleReason::crash : RecycleReason::start_failure);
   if (!w.ready && reason != RecycleReason::shutdown) reason = RecycleReason::start_failure;
-  if (!planned) {
+  if (!w.leaving) {
     // It stops counting as live only now: its successor replaces a crash.
     pending_replacements_.push_back(reason);
   }
 
   if (w.job) {
     std::unique_ptr<Job> job = std::move(w.job);
-    ErrorKind kind = outcome_for(w.leaving);
+    ErrorKind kind = outcome_for(w.stop_sent ? w.leaving : std::nullopt);
     std::string message;
     switch (kind) {
       case ErrorKind::timeout:
@@ -253,12 +261,12 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
 void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time_point now,
                              std::string detail) {
   if (w.stop_sent) return;
-  if (!w.leaving) {
-    w.leaving = reason;
-    if (reason != RecycleReason::shutdown && reason != RecycleReason::scale_down) {
-      pending_replacements_.push_back(reason);
-    }
+  // The stop's reason decides what the job in hand becomes (a timeout or a shutdown overtakes a
+  // retirement under way); a successor is owed only once per worker.
+  if (!w.leaving && reason != RecycleReason::shutdown && reason != RecycleReason::scale_down) {
+    pending_replacements_.push_back(reason);
   }
+  w.leaving = reason;
   if (!detail.empty()) w.leaving_detail = std::move(detail);
   w.stop_sent = true;
   w.state = WorkerState::stopping;
@@ -314,7 +322,19 @@ void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point) {
 }
 
 void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
-  if (w.leaving || !w.ready || w.stop_sent || final_stop_) return;
+  if (!w.ready || w.stop_sent || final_stop_) return;
+  if (w.leaving) {
+    // Retiring, its last job still running: only the hard limit still applies.
+    const std::uint64_t hard = options_.recycle.rss_hard_limit;
+    if (hard && w.memory && *w.memory > hard) {
+      std::string detail = fmt::format("memory {} is over the hard limit of {}",
+                                       format_bytes(*w.memory), format_bytes(hard));
+      log(LogLevel::warning,
+          fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, detail));
+      stop_worker(w, RecycleReason::rss_hard_limit, now, std::move(detail));
+    }
+    return;
+  }
   auto live = static_cast<std::size_t>(std::count_if(
       workers_.begin(), workers_.end(), [](const auto& x) { return !x.second->leaving; }));
   WorkerFacts facts;
@@ -421,7 +441,6 @@ void Supervisor::begin_final_stop(Clock::time_point now) {
   fail_queue(ErrorKind::shutting_down, "the pool shut down before the job started");
   for (auto& [id, worker] : workers_) {
     if (worker->stop_sent) continue;
-    worker->leaving.reset();  // a retirement in progress becomes a shutdown
     stop_worker(*worker, RecycleReason::shutdown, now);
   }
 }

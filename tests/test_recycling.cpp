@@ -378,3 +378,49 @@ TEST_CASE("a pool degraded by failing starts heals itself when a worker starts c
   pool.shutdown(0ms);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("a worker retiring mid-job for the soft limit is still killed at the hard limit") {
+  std::uint64_t base = fresh_worker_rss();
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.rss_soft_limit = base + 32 * MiB;
+  options.recycle.rss_hard_limit = base + 160 * MiB;
+  options.recycle.memory_sample_interval = 20ms;
+  Pool pool(options);
+  JobResult r = pool.submit("balloon_mb", mebibytes(2000)).get();  // grows past both, then hangs
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == ErrorKind::memory_limit);
+  CHECK(pool.stats().recycles(RecycleReason::rss_hard_limit) == 1);
+}
+
+TEST_CASE("a retiring worker that dies during its last job is recorded as a crash") {
+  std::uint64_t base = fresh_worker_rss();
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.rss_soft_limit = base + 16 * MiB;
+  options.recycle.memory_sample_interval = 20ms;
+  Pool pool(options);
+  JobResult r = pool.submit("leak_then_crash", mebibytes(48)).get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == ErrorKind::worker_crashed);
+  CHECK(r.error().signal == SIGKILL);
+  PoolStats stats = pool.stats();
+  CHECK(stats.recycles(RecycleReason::crash) == 1);
+  CHECK(stats.recycles(RecycleReason::rss_soft_limit) == 0);
+  CHECK(pool.submit("echo", test::bytes("next")).get().ok());
+}
+
+TEST_CASE("a hard limit below a fresh worker's size backs off and degrades instead of looping") {
+  EventLog log;
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.rss_hard_limit = 1 * MiB;  // below any real process
+  options.restart_storm_threshold = 3;
+  options.restart_backoff_initial = 5ms;
+  options.restart_backoff_max = 50ms;
+  options.on_event = log.callback();
+  Pool pool(options);
+  JobFuture job = pool.submit("echo", test::bytes("never runs"));
+  JobResult r = job.get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == ErrorKind::pool_degraded);
+  CHECK(log.count(EventType::degraded) >= 1);
+  CHECK(pool.stats().recycles(RecycleReason::rss_hard_limit) >= 3);
+}

@@ -204,6 +204,14 @@ JobRegistry make_test_registry() {
     }
     hang();
   });
+  // Leaks the payload's MiB, lingers long enough to be sampled, then dies: a retiring worker
+  // crashing.
+  jobs.add("leak_then_crash", [](JobContext&, std::span<const std::byte> in) -> Bytes {
+    leak_mebibytes(value_of<std::uint32_t>(in));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ::raise(SIGKILL);
+    hang();
+  });
   jobs.add("alloc_mb", [](JobContext&, std::span<const std::byte> in) {
     std::size_t bytes = std::size_t{value_of<std::uint32_t>(in)} << 20;
     std::vector<char> block(bytes);  // throws std::bad_alloc past RLIMIT_AS
