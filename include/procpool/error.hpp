@@ -48,8 +48,8 @@ enum class ErrorKind {
   /// length
   /// past the segment, ...). The worker was killed.
   protocol_violation,
-  /// The pool could not keep workers running (they fail during start-up) and rejects work until one
-  /// starts cleanly again.
+  /// The restart-storm breaker tripped: workers kept crashing or failing to start (see
+  /// PoolOptions::restart_storm_threshold). The pool rejects work until a worker starts cleanly.
   pool_degraded,
   /// The request was malformed before it reached a worker (e.g. an empty job name, max_attempts ==
   /// 0).
@@ -69,7 +69,9 @@ struct JobError {
   /// For worker_crashed/timeout/memory_limit: how the worker ended, when known.
   std::optional<int> exit_code;
   std::optional<int> signal;
-  /// The last lines the worker wrote to stderr or stdout before it died (worker_crashed, timeout).
+  /// The last lines the worker wrote to stderr or stdout before it died (every kind that ends
+  /// with the worker's death: worker_crashed, timeout, memory_limit, protocol_violation,
+  /// shutting_down).
   std::string worker_stderr;
   /// How many times the job was started on a worker (0 if it never reached one).
   unsigned attempts = 0;

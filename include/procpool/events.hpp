@@ -47,8 +47,9 @@ struct PoolEvent {
   std::string message;
 };
 
-/// Receives every PoolEvent, on the supervisor thread. Same rules as LogSink: keep it short, do not
-/// call Pool::shutdown from it. Exceptions are caught and logged.
+/// Receives every PoolEvent, on the supervisor thread while it holds the pool's state lock. Same
+/// rules as LogSink: keep it short and call no method of the same Pool (stats() would deadlock).
+/// Exceptions are caught and logged.
 using EventCallback = std::function<void(const PoolEvent&)>;
 
 }  // namespace procpool

@@ -36,7 +36,8 @@ class JobContext {
   std::string_view job_name() const noexcept { return job_name_; }
   /// The id Pool::submit returned for this job (the same across retries).
   std::uint64_t job_id() const noexcept { return job_id_; }
-  /// 1 on the first attempt; higher when an idempotent job is retried after a crash or timeout.
+  /// 1 on the first attempt; higher when an idempotent job is retried after a crash, a timeout or
+  /// a memory kill.
   unsigned attempt() const noexcept { return attempt_; }
   /// How many jobs this worker process finished before this one.
   std::uint64_t jobs_done_by_worker() const noexcept { return jobs_done_by_worker_; }

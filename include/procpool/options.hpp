@@ -25,9 +25,10 @@ enum class QueueFullPolicy {
 /// Severity of a log line.
 enum class LogLevel { debug, info, warning, error };
 
-/// Receives one line per event, without a trailing newline. Called from the pool's supervisor
-/// thread while it holds the pool's state lock (and from a submitting thread for a callback that
-/// threw there): it must be quick and must not call any method of the same Pool.
+/// Receives one line per event, without a trailing newline. Called mostly from the pool's
+/// supervisor thread while it holds the pool's state lock, and also from the thread constructing
+/// the Pool and from a submitting or cancelling thread whose completion callback threw: it must be
+/// quick, thread-safe, and must not call any method of the same Pool.
 using LogSink = std::function<void(LogLevel, std::string_view)>;
 
 /// Which memory figure the recycle limits are compared against.
@@ -144,13 +145,15 @@ struct PoolOptions {
   /// Restart-storm breaker: when this many workers in a row fail to start or crash (with no job
   /// completed in between) within `restart_storm_window`, the pool is degraded: queued and new jobs
   /// fail at once with ErrorKind::pool_degraded, while it keeps trying to start a worker with
-  /// backoff. The next worker that starts cleanly heals it. Planned recycles never count.
-  /// Allowed: >= 1.
+  /// backoff. The next worker that starts cleanly heals it, but the run of failures goes on until a
+  /// job completes, so one more failure degrades it again at once. Planned recycles never count;
+  /// a worker killed by rss_hard_limit before its first job does (the limit is below a fresh
+  /// worker's size). Allowed: >= 1.
   unsigned restart_storm_threshold = 5;
   std::chrono::milliseconds restart_storm_window{60'000};
-  /// Delay before replacing a worker that failed to start or crashed: `restart_backoff_initial`
-  /// after the first failure of a run, doubling with each further one, capped at
-  /// `restart_backoff_max`. A job completed by any worker ends the run.
+  /// After a worker fails to start or crashes, no worker (replacement, recycle successor or
+  /// scale-up) is started for `restart_backoff_initial`, doubling with each further failure of the
+  /// run, capped at `restart_backoff_max`. A job completed by any worker ends the run.
   std::chrono::milliseconds restart_backoff_initial{50};
   std::chrono::milliseconds restart_backoff_max{10'000};
 

@@ -29,7 +29,8 @@ enum class WorkerState {
   busy,
   /// A policy retired it: it takes no new job and leaves after its current one.
   retiring,
-  /// Being stopped (timeout, protocol violation, memory, shutdown); gets no new jobs.
+  /// Asked to exit or being killed (a retired idle worker, timeout, protocol violation, hard
+  /// memory limit, start timeout, shutdown); gets no new jobs.
   stopping,
 };
 
@@ -60,7 +61,8 @@ PROCPOOL_API std::string_view to_string(RecycleReason reason) noexcept;
 /// Whether the pool can run jobs.
 enum class PoolHealth {
   healthy,
-  /// Workers keep failing to start; submit fails fast with ErrorKind::pool_degraded.
+  /// Workers keep crashing or failing to start (the restart-storm breaker tripped); submit fails
+  /// fast with ErrorKind::pool_degraded.
   degraded,
   /// shutdown() began; submit fails with ErrorKind::shutting_down.
   stopped,
