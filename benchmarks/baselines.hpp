@@ -1,0 +1,44 @@
+// Baselines the harness builds and runs itself: what the hardware and the kernel allow.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "bench_util.hpp"
+
+namespace bench {
+
+enum class PingPongKind {
+  /// One byte each way over two pipes.
+  pipe,
+  /// A shared-memory word, with FUTEX_WAIT / FUTEX_WAKE (no spinning).
+  futex,
+  /// Two eventfds, a write and a blocking read each way.
+  eventfd,
+};
+const char* to_string(PingPongKind kind) noexcept;
+
+struct PingPongRun {
+  /// One round trip each, in nanoseconds.
+  std::vector<double> rtt_ns;
+  /// Wall time of the whole timed loop.
+  double elapsed_ns = 0;
+};
+
+/// A two-process ping-pong: forks a child, places both by `placement`, runs `warmup` untimed
+/// round trips and then `n` timed ones. Call only while this process has a single thread.
+PingPongRun ping_pong(PingPongKind kind, Placement placement, std::size_t n, std::size_t warmup);
+
+/// memcpy of `bytes` between two buffers already faulted in: one timing per sample, in ns.
+std::vector<double> memcpy_ns(std::size_t bytes, std::size_t samples);
+
+/// Spawn-to-ready of a small dynamically linked C++ program (this binary, started with
+/// `--bench-spawn-child`, which writes one byte to stdout and exits): posix_spawn until that byte
+/// is read, in ns, one per sample.
+std::vector<double> spawn_to_ready_ns(const std::string& self_exe, std::size_t samples);
+
+/// What the `--bench-spawn-child` process does.
+int spawn_child_main();
+
+}  // namespace bench

@@ -1,0 +1,937 @@
+// procpool-bench: procpool measured side by side with baselines run in the same process.
+//
+//   procpool-bench [--quick] [--json PATH] [--reps N] [--no-python]
+//
+// Prints a table (figure, baseline, ratio, target, met/missed) and writes it as JSON. Every figure
+// is the median over repetitions; every ratio is against a baseline measured in this same run.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <procpool/procpool.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "baselines.hpp"
+#include "bench_util.hpp"
+#include "python_baselines.hpp"
+
+namespace {
+
+using bench::PingPongKind;
+using bench::Placement;
+constexpr double nan_value = std::numeric_limits<double>::quiet_NaN();
+constexpr std::size_t mib = std::size_t{1} << 20;
+
+// ---- configuration ---------------------------------------------------------------------------
+
+struct Config {
+  bool quick = false;
+  bool python = true;
+  std::string json_path = "benchmarks/results/latest.json";
+  // Runs only the steps whose name contains this (for profiling one measurement); empty: all.
+  std::string only;
+  std::size_t reps = 5;
+  std::size_t pingpong_n = 10'000;
+  std::size_t pingpong_warmup = 1'000;
+  std::size_t memcpy_samples = 21;
+  std::size_t spawn_samples = 100;
+  std::size_t rtt_n = 10'000;
+  std::size_t rtt_warmup = 1'000;
+  std::size_t blocking_n = 20'000;
+  std::size_t pipelined_n = 100'000;
+  std::size_t syscall_small_n = 10'000;
+  std::size_t syscall_big_n = 100'000;
+  std::size_t payload_samples = 3;
+  std::size_t recycles_per_rep = 100;
+  bool big_host = true;
+  std::size_t max_jobs1_n = 400;
+  std::size_t leak_warmup = 10'000;
+  std::size_t leak_jobs = 1'000'000;
+  std::size_t leak_recycles = 10'000;
+  std::size_t idle_reps = 3;
+  double idle_seconds = 10;
+  bench::PythonSizes py;
+};
+
+Config quick_config() {
+  Config c;
+  c.quick = true;
+  c.reps = 3;
+  c.pingpong_n = 1'000;
+  c.pingpong_warmup = 100;
+  c.memcpy_samples = 5;
+  c.spawn_samples = 10;
+  c.rtt_n = 1'000;
+  c.rtt_warmup = 100;
+  c.blocking_n = 2'000;
+  c.pipelined_n = 20'000;
+  c.syscall_small_n = 2'000;
+  c.syscall_big_n = 20'000;
+  c.payload_samples = 1;
+  c.recycles_per_rep = 10;
+  c.big_host = false;
+  c.max_jobs1_n = 60;
+  c.leak_warmup = 2'000;
+  c.leak_jobs = 20'000;
+  c.leak_recycles = 100;
+  c.idle_reps = 1;
+  c.idle_seconds = 2;
+  c.py = bench::PythonSizes{1, 200, 2'000, 5'000, 40, 0};
+  return c;
+}
+
+// ---- result rows -----------------------------------------------------------------------------
+
+enum class TargetKind { none, ratio_max, abs_min, abs_max };
+
+struct Row {
+  std::string id;
+  std::string section;
+  std::string what;
+  std::string unit;
+  std::vector<double> per_rep;  // the figure of each repetition
+  double figure = nan_value;    // median of per_rep
+  std::string baseline_name;
+  double baseline = nan_value;
+  TargetKind target_kind = TargetKind::none;
+  double target_value = nan_value;
+  std::string target_text;
+  std::string note;
+
+  double ratio() const {
+    if (std::isnan(figure) || std::isnan(baseline) || baseline == 0) return nan_value;
+    return figure / baseline;
+  }
+  std::string status() const {
+    if (target_kind == TargetKind::none) return "info";
+    if (std::isnan(figure)) return "n/a";
+    switch (target_kind) {
+      case TargetKind::ratio_max:
+        if (std::isnan(ratio())) return "n/a";
+        return ratio() <= target_value ? "met" : "MISSED";
+      case TargetKind::abs_min:
+        return figure >= target_value ? "met" : "MISSED";
+      case TargetKind::abs_max:
+        return figure <= target_value ? "met" : "MISSED";
+      case TargetKind::none:
+        break;
+    }
+    return "info";
+  }
+};
+
+std::vector<Row> rows;
+
+Row& add_row(std::string id, std::string section, std::string what, std::string unit,
+             std::vector<double> per_rep) {
+  Row r;
+  r.id = std::move(id);
+  r.section = std::move(section);
+  r.what = std::move(what);
+  r.unit = std::move(unit);
+  r.figure = per_rep.empty() ? nan_value : bench::median(per_rep);
+  r.per_rep = std::move(per_rep);
+  rows.push_back(std::move(r));
+  return rows.back();
+}
+
+const Row* find_row(const std::string& id) {
+  for (const auto& r : rows) {
+    if (r.id == id) return &r;
+  }
+  return nullptr;
+}
+
+double figure_of(const std::string& id) {
+  const Row* r = find_row(id);
+  return r != nullptr ? r->figure : nan_value;
+}
+
+void set_baseline(Row& r, const std::string& baseline_id) {
+  r.baseline_name = baseline_id;
+  r.baseline = figure_of(baseline_id);
+}
+
+void set_target(Row& r, TargetKind kind, double value, std::string text) {
+  r.target_kind = kind;
+  r.target_value = value;
+  r.target_text = std::move(text);
+}
+
+std::string num(double v) {
+  if (std::isnan(v)) return "-";
+  double a = std::fabs(v);
+  if (a >= 10'000) return fmt::format("{:.0f}", v);
+  if (a >= 100) return fmt::format("{:.1f}", v);
+  if (a >= 1) return fmt::format("{:.2f}", v);
+  if (a == 0) return "0";
+  return fmt::format("{:.3g}", v);
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+std::string json_num(double v) {
+  return std::isfinite(v) ? fmt::format("{}", v) : "null";
+}
+
+void log_progress(const std::string& what) {
+  std::fprintf(stderr, "[bench] %s\n", what.c_str());
+  std::fflush(stderr);
+}
+
+// ---- procpool helpers ------------------------------------------------------------------------
+
+procpool::PoolOptions pool_options(std::size_t workers) {
+  procpool::PoolOptions o;
+  o.workers = workers;
+  o.when_queue_full = procpool::QueueFullPolicy::block;
+  // Recycling logs one info line per worker; keep only warnings and errors.
+  o.log = [](procpool::LogLevel level, std::string_view line) {
+    if (level >= procpool::LogLevel::warning) {
+      std::fprintf(stderr, "procpool: %.*s\n", static_cast<int>(line.size()), line.data());
+    }
+  };
+  return o;
+}
+
+// Waits until `n` workers are idle and no other worker is alive (starting, retiring, stopping).
+void settle(procpool::Pool& pool, std::size_t n) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    procpool::PoolStats s = pool.stats();
+    std::size_t idle = static_cast<std::size_t>(
+        std::count_if(s.workers.begin(), s.workers.end(),
+                      [](const auto& w) { return w.state == procpool::WorkerState::idle; }));
+    if (idle == n && s.workers.size() == n && s.in_flight == 0 && s.queued == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  throw std::runtime_error("the pool did not settle within 30 s");
+}
+
+std::vector<int> worker_pids(const procpool::Pool& pool) {
+  std::vector<int> pids;
+  for (const auto& w : pool.stats().workers)
+    pids.push_back(w.pid);
+  return pids;
+}
+
+// Submits `n` jobs with the callback API (many outstanding) and waits for every outcome.
+// Returns the failures.
+std::size_t run_pipelined(procpool::Pool& pool, std::size_t n, const char* job = "noop") {
+  std::atomic<std::size_t> done{0};
+  std::atomic<std::size_t> failed{0};
+  for (std::size_t i = 0; i < n; ++i) {
+    pool.submit(job, procpool::Bytes{}, procpool::SubmitOptions{},
+                [&done, &failed, n](procpool::JobResult r) {
+                  if (!r.ok()) failed.fetch_add(1, std::memory_order_relaxed);
+                  if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) done.notify_all();
+                });
+  }
+  for (std::size_t d = done.load(); d != n; d = done.load())
+    done.wait(d);
+  return failed.load();
+}
+
+void check_ok(const procpool::JobResult& r) {
+  if (!r.ok()) throw std::runtime_error("a benchmark job failed: " + r.error().message);
+}
+
+// ---- baselines -------------------------------------------------------------------------------
+
+struct PingPongFigures {
+  std::vector<double> p50_us, p99_us, per_s;
+};
+
+void run_native_baselines(const Config& cfg, const std::string& self_exe) {
+  std::vector<Placement> placements = {Placement::same_core, Placement::unpinned};
+  if (bench::usable_cpus() >= 2) placements.insert(placements.begin() + 1, Placement::cross_core);
+  for (PingPongKind kind : {PingPongKind::futex, PingPongKind::eventfd, PingPongKind::pipe}) {
+    for (Placement pl : placements) {
+      log_progress(
+          fmt::format("baseline: {} ping-pong, {}", bench::to_string(kind), bench::to_string(pl)));
+      PingPongFigures f;
+      for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+        bench::PingPongRun run = bench::ping_pong(kind, pl, cfg.pingpong_n, cfg.pingpong_warmup);
+        f.p50_us.push_back(bench::percentile(run.rtt_ns, 50) / 1e3);
+        f.p99_us.push_back(bench::percentile(run.rtt_ns, 99) / 1e3);
+        f.per_s.push_back(static_cast<double>(cfg.pingpong_n) / (run.elapsed_ns / 1e9));
+      }
+      std::string key = fmt::format("{}_{}", bench::to_string(kind),
+                                    pl == Placement::same_core    ? "same_core"
+                                    : pl == Placement::cross_core ? "cross_core"
+                                                                  : "unpinned");
+      std::string label =
+          fmt::format("{} ping-pong round trip, {}", bench::to_string(kind), bench::to_string(pl));
+      add_row("baseline." + key + ".p50", "baselines", label + ", p50", "us", f.p50_us);
+      add_row("baseline." + key + ".p99", "baselines", label + ", p99", "us", f.p99_us);
+      add_row("baseline." + key + ".per_s", "baselines", label + ", round trips/s", "1/s", f.per_s);
+    }
+  }
+
+  log_progress("baseline: memcpy 16 MiB");
+  std::vector<double> one, two;
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    double m = bench::median(bench::memcpy_ns(16 * mib, cfg.memcpy_samples)) / 1e6;
+    one.push_back(m);
+    two.push_back(2 * m);
+  }
+  add_row("baseline.memcpy_16MiB", "baselines", "memcpy 16 MiB (warm buffers)", "ms", one);
+  add_row("baseline.memcpy_16MiB_x2", "baselines", "memcpy 16 MiB in + 16 MiB out (2 x memcpy)",
+          "ms", two);
+
+  log_progress("baseline: spawn to ready");
+  std::vector<double> p50, p99;
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    auto ns = bench::spawn_to_ready_ns(self_exe, cfg.spawn_samples);
+    p50.push_back(bench::percentile(ns, 50) / 1e6);
+    p99.push_back(bench::percentile(ns, 99) / 1e6);
+  }
+  add_row("baseline.spawn_ready.p50", "baselines",
+          "posix_spawn of this binary until it writes a byte, p50", "ms", p50);
+  add_row("baseline.spawn_ready.p99", "baselines",
+          "posix_spawn of this binary until it writes a byte, p99", "ms", p99);
+}
+
+std::string python_note;
+std::string python_version;
+
+void run_python(const Config& cfg) {
+  if (!cfg.python) {
+    python_note = "Python baselines skipped (--no-python)";
+    return;
+  }
+  log_progress("baseline: Python (ProcessPoolExecutor, multiprocessing.Pool, 2 workers)");
+  bench::PythonResults py = bench::run_python_baselines(cfg.py);
+  python_note = py.note;
+  python_version = py.version;
+  struct Label {
+    const char* metric;
+    const char* what;
+    const char* unit;
+  };
+  const Label labels[] = {
+      {"executor_submit_result_p50_us", "Python ProcessPoolExecutor submit().result(), p50", "us"},
+      {"executor_submit_result_p99_us", "Python ProcessPoolExecutor submit().result(), p99", "us"},
+      {"executor_submit_result_per_s", "Python ProcessPoolExecutor submit().result(), jobs/s",
+       "1/s"},
+      {"executor_pipelined_per_s", "Python ProcessPoolExecutor, all submitted then wait(), jobs/s",
+       "1/s"},
+      {"pool_map_chunksize1_per_s", "Python multiprocessing.Pool.map(chunksize=1), jobs/s", "1/s"},
+      {"executor_max_tasks_per_child1_forkserver_per_s",
+       "Python ProcessPoolExecutor(max_tasks_per_child=1, forkserver), jobs/s", "1/s"},
+      {"executor_max_tasks_per_child1_spawn_per_s",
+       "Python ProcessPoolExecutor(max_tasks_per_child=1, spawn), jobs/s", "1/s"},
+      {"pool_maxtasksperchild1_fork_per_s",
+       "Python multiprocessing.Pool(maxtasksperchild=1, fork).map, jobs/s", "1/s"},
+  };
+  double best_recycle = nan_value;
+  for (const Label& l : labels) {
+    auto it = py.samples.find(l.metric);
+    if (it == py.samples.end()) continue;
+    Row& r = add_row(std::string("baseline.python.") + l.metric, "baselines", l.what, l.unit,
+                     it->second);
+    if (std::string(l.metric).find("per_child1") != std::string::npos ||
+        std::string(l.metric).find("perchild1") != std::string::npos) {
+      if (std::isnan(best_recycle) || r.figure > best_recycle) best_recycle = r.figure;
+    }
+  }
+  if (!std::isnan(best_recycle)) {
+    add_row("baseline.python.max_tasks_per_child1_best_per_s", "baselines",
+            "Python max_tasks_per_child=1, best of the variants above, jobs/s", "1/s",
+            {best_recycle});
+  }
+}
+
+// ---- procpool measurements -------------------------------------------------------------------
+
+void measure_round_trip(const Config& cfg, Placement pl, const std::string& key) {
+  log_progress(fmt::format("procpool: no-op round trip, idle pool, {}", bench::to_string(pl)));
+  if (pl == Placement::unpinned) {
+    bench::unpin_self();
+  } else {
+    bench::pin_self(0);  // the supervisor thread and the workers inherit this
+  }
+  std::vector<double> p50, p99;
+  {
+    procpool::Pool pool(pool_options(1));
+    settle(pool, 1);
+    if (pl == Placement::cross_core) {
+      for (int pid : worker_pids(pool))
+        bench::pin_pid(pid, 1);
+    }
+    for (std::size_t i = 0; i < cfg.rtt_warmup; ++i)
+      check_ok(pool.submit("noop", procpool::Bytes{}).get());
+    std::vector<double> ns(cfg.rtt_n);
+    for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+      for (std::size_t i = 0; i < cfg.rtt_n; ++i) {
+        std::int64_t t0 = bench::now_ns();
+        procpool::JobResult r = pool.submit("noop", procpool::Bytes{}).get();
+        ns[i] = static_cast<double>(bench::now_ns() - t0);
+        check_ok(r);
+      }
+      p50.push_back(bench::percentile(ns, 50) / 1e3);
+      p99.push_back(bench::percentile(ns, 99) / 1e3);
+    }
+  }
+  bench::unpin_self();
+  std::string where = bench::to_string(pl);
+  std::string place_note =
+      pl == Placement::same_core
+          ? "caller, supervisor thread and worker all pinned to CPU 0 (baseline: both processes "
+            "on CPU 0)"
+      : pl == Placement::cross_core
+          ? "caller and supervisor thread on CPU 0, worker on CPU 1 (baseline: parent on CPU 0, "
+            "child on CPU 1)"
+          : "no pinning, 1 worker";
+  Row& a = add_row("procpool.rtt_" + key + ".p50", "procpool",
+                   "no-op job round trip, idle pool, " + where + ", p50", "us", p50);
+  set_baseline(a, "baseline.futex_" + key + ".p50");
+  if (pl != Placement::unpinned) {
+    set_target(a, TargetKind::ratio_max, 1.25, "<= 1.25x futex");
+  }
+  a.note = place_note;
+  Row& b = add_row("procpool.rtt_" + key + ".p99", "procpool",
+                   "no-op job round trip, idle pool, " + where + ", p99", "us", p99);
+  set_baseline(b, "procpool.rtt_" + key + ".p50");
+  if (pl != Placement::unpinned) set_target(b, TargetKind::ratio_max, 3, "<= 3x own p50");
+}
+
+void measure_blocking(const Config& cfg) {
+  log_progress("procpool: one-at-a-time blocking submit, 2 workers");
+  std::vector<double> per_s;
+  {
+    procpool::Pool pool(pool_options(2));
+    settle(pool, 2);
+    for (std::size_t i = 0; i < cfg.rtt_warmup; ++i)
+      check_ok(pool.submit("noop", procpool::Bytes{}).get());
+    for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+      std::int64_t t0 = bench::now_ns();
+      for (std::size_t i = 0; i < cfg.blocking_n; ++i) {
+        check_ok(pool.submit("noop", procpool::Bytes{}).get());
+      }
+      per_s.push_back(static_cast<double>(cfg.blocking_n) /
+                      (static_cast<double>(bench::now_ns() - t0) / 1e9));
+    }
+  }
+  Row& r = add_row("procpool.blocking_submit_per_s", "procpool",
+                   "one-at-a-time blocking submit().get(), 2 workers, unpinned", "1/s", per_s);
+  set_baseline(r, "baseline.futex_unpinned.per_s");
+  set_target(r, TargetKind::abs_min, 50'000, ">= 50,000/s");
+  r.note = "baseline: raw futex ping-pong round trips/s, unpinned";
+  if (find_row("baseline.python.executor_submit_result_per_s") != nullptr) {
+    Row& p = add_row("procpool.blocking_submit_vs_python", "procpool",
+                     "one-at-a-time blocking submit vs Python submit().result()", "1/s", per_s);
+    set_baseline(p, "baseline.python.executor_submit_result_per_s");
+  }
+}
+
+void measure_pipelined(const Config& cfg) {
+  log_progress("procpool: pipelined submit, 2 workers (callbacks and futures)");
+  std::vector<double> cb_per_s, fut_per_s;
+  {
+    procpool::Pool pool(pool_options(2));
+    settle(pool, 2);
+    run_pipelined(pool, cfg.rtt_warmup);
+    for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+      std::int64_t t0 = bench::now_ns();
+      if (run_pipelined(pool, cfg.pipelined_n) != 0) throw std::runtime_error("pipelined failures");
+      cb_per_s.push_back(static_cast<double>(cfg.pipelined_n) /
+                         (static_cast<double>(bench::now_ns() - t0) / 1e9));
+
+      std::vector<procpool::JobFuture> futures;
+      futures.reserve(cfg.pipelined_n);
+      t0 = bench::now_ns();
+      for (std::size_t i = 0; i < cfg.pipelined_n; ++i) {
+        futures.push_back(pool.submit("noop", procpool::Bytes{}));
+      }
+      for (auto& f : futures)
+        check_ok(f.get());
+      fut_per_s.push_back(static_cast<double>(cfg.pipelined_n) /
+                          (static_cast<double>(bench::now_ns() - t0) / 1e9));
+    }
+  }
+  Row& a = add_row("procpool.pipelined_callback_per_s", "procpool",
+                   "small jobs, 2 workers, pipelined (Completion callbacks)", "1/s", cb_per_s);
+  set_baseline(a, "baseline.python.pool_map_chunksize1_per_s");
+  set_target(a, TargetKind::abs_min, 1'000'000, ">= 1,000,000/s");
+  a.note = "baseline: Python multiprocessing.Pool.map(chunksize=1); no submit_batch/map API exists";
+  Row& b = add_row("procpool.pipelined_futures_per_s", "procpool",
+                   "small jobs, 2 workers, pipelined (all futures, then get)", "1/s", fut_per_s);
+  set_baseline(b, "baseline.python.executor_pipelined_per_s");
+  set_target(b, TargetKind::abs_min, 1'000'000, ">= 1,000,000/s");
+  b.note = "baseline: Python ProcessPoolExecutor, all submitted then wait()";
+}
+
+// Syscall entries per job across host and workers, from perf tracepoints inherited by the pool's
+// threads and workers: (count(big run) - count(small run)) / (big - small), so start-up and
+// shutdown cancel out.
+void measure_syscalls(const Config& cfg) {
+  log_progress("procpool: wake-up syscalls per job (perf tracepoints)");
+  const std::vector<std::string> names = {"futex", "read", "write", "epoll_wait", "epoll_pwait"};
+  auto count = [&](std::size_t n) {
+    std::vector<std::unique_ptr<bench::SyscallCounter>> counters;
+    for (const auto& name : names)
+      counters.push_back(std::make_unique<bench::SyscallCounter>(name));
+    if (!counters[0]->ok()) return std::vector<double>{};
+    std::vector<double> before, out;
+    for (auto& c : counters)
+      before.push_back(static_cast<double>(c->read()));
+    {
+      procpool::Pool pool(pool_options(2));
+      settle(pool, 2);
+      run_pipelined(pool, n);
+    }  // reaps the workers and joins the supervisor, so their counts are folded in
+    for (std::size_t i = 0; i < counters.size(); ++i) {
+      out.push_back(static_cast<double>(counters[i]->read()) - before[i]);
+    }
+    return out;
+  };
+  std::vector<double> small = count(cfg.syscall_small_n);
+  std::vector<double> big = count(cfg.syscall_big_n);
+  if (small.empty() || big.empty()) {
+    Row& r = add_row("procpool.wake_syscalls_per_job", "procpool",
+                     "futex + eventfd syscalls per job, pipelined, 2 workers", "1/job", {});
+    set_target(r, TargetKind::abs_max, 0.05, "<= 0.05/job");
+    r.note =
+        "not measured: perf tracepoints syscalls:sys_enter_* unavailable (needs root or "
+        "perf_event_paranoid <= -1 and tracefs)";
+    return;
+  }
+  double jobs = static_cast<double>(cfg.syscall_big_n - cfg.syscall_small_n);
+  std::vector<double> per_job;
+  for (std::size_t i = 0; i < names.size(); ++i)
+    per_job.push_back((big[i] - small[i]) / jobs);
+  Row& r = add_row("procpool.wake_syscalls_per_job", "procpool",
+                   "futex + read + write syscalls per job, pipelined, 2 workers", "1/job",
+                   {per_job[0] + per_job[1] + per_job[2]});
+  set_target(r, TargetKind::abs_max, 0.05, "<= 0.05/job");
+  r.note = fmt::format(
+      "one measurement (not repeated); futex {:.3f}, read {:.3f}, write {:.3f} per job (eventfd "
+      "wake-ups are read/write)",
+      per_job[0], per_job[1], per_job[2]);
+  add_row("procpool.epoll_wait_per_job", "procpool",
+          "epoll_wait + epoll_pwait syscalls per job, pipelined, 2 workers", "1/job",
+          {per_job[3] + per_job[4]});
+}
+
+void measure_payload(const Config& cfg, std::size_t ring_bytes, const std::string& id) {
+  log_progress(fmt::format("procpool: 16 MiB in + 16 MiB out, ring {} MiB", ring_bytes / mib));
+  std::vector<double> ms;
+  {
+    procpool::PoolOptions o = pool_options(1);
+    o.ring_bytes = ring_bytes;
+    procpool::Pool pool(o);
+    settle(pool, 1);
+    procpool::Bytes source(16 * mib, std::byte{0x5a});
+    check_ok(pool.submit("echo", procpool::Bytes(source)).get());  // warm-up
+    for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+      std::vector<double> samples;
+      for (std::size_t i = 0; i < cfg.payload_samples; ++i) {
+        procpool::Bytes payload(source);  // copied outside the timed region
+        std::int64_t t0 = bench::now_ns();
+        procpool::JobResult r = pool.submit("echo", std::move(payload)).get();
+        samples.push_back(static_cast<double>(bench::now_ns() - t0) / 1e6);
+        check_ok(r);
+        if (r.value().size() != 16 * mib) throw std::runtime_error("echo returned the wrong size");
+      }
+      ms.push_back(bench::median(samples));
+    }
+  }
+  Row& r = add_row(
+      id, "procpool",
+      fmt::format("16 MiB in + 16 MiB out (echo), ring_bytes {} MiB", ring_bytes / mib), "ms", ms);
+  set_baseline(r, "baseline.memcpy_16MiB_x2");
+  if (ring_bytes == (std::size_t{1} << 20)) {
+    set_target(r, TargetKind::ratio_max, 2, "<= 2x memcpy");
+    r.note = "default ring_bytes; the handler must return a new Bytes, so the worker also copies";
+  }
+}
+
+std::vector<double> recycle_latencies_ms(std::size_t n) {
+  std::mutex m;
+  std::vector<std::pair<procpool::EventType, std::int64_t>> events;
+  procpool::PoolOptions o = pool_options(1);
+  o.recycle.max_jobs = 1;
+  o.on_event = [&](const procpool::PoolEvent& e) {
+    if (e.type == procpool::EventType::retiring || e.type == procpool::EventType::ready) {
+      std::int64_t t = bench::now_ns();
+      std::lock_guard lock(m);
+      events.emplace_back(e.type, t);
+    }
+  };
+  procpool::Pool pool(o);
+  settle(pool, 1);
+  {
+    std::lock_guard lock(m);
+    events.clear();
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    check_ok(pool.submit("noop", procpool::Bytes{}).get());
+  settle(pool, 1);
+  std::vector<double> out;
+  std::lock_guard lock(m);
+  std::int64_t pending = -1;
+  for (const auto& [type, t] : events) {
+    if (type == procpool::EventType::retiring) {
+      pending = t;
+    } else if (pending >= 0) {
+      out.push_back(static_cast<double>(t - pending) / 1e6);
+      pending = -1;
+    }
+  }
+  return out;
+}
+
+void measure_recycle(const Config& cfg, bool big_host) {
+  log_progress(
+      fmt::format("procpool: recycle latency (max_jobs = 1){}", big_host ? ", 1 GiB host" : ""));
+  std::vector<char> ballast;
+  if (big_host) {
+    ballast.assign(std::size_t{1} << 30, 1);  // touched: 1 GiB resident in the host
+  }
+  std::vector<double> p50, p99;
+  recycle_latencies_ms(std::min<std::size_t>(cfg.recycles_per_rep, 10));  // warm-up
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    auto ms = recycle_latencies_ms(cfg.recycles_per_rep);
+    p50.push_back(bench::percentile(ms, 50));
+    p99.push_back(bench::percentile(ms, 99));
+  }
+  std::string suffix = big_host ? ", 1 GiB host" : "";
+  std::string key = big_host ? "procpool.recycle_1GiB_host" : "procpool.recycle";
+  Row& a = add_row(key + ".p50", "procpool",
+                   "recycle: retiring event -> replacement ready, p50" + suffix, "ms", p50);
+  set_baseline(a, "baseline.spawn_ready.p50");
+  set_target(a, TargetKind::abs_max, 2, "<= 2 ms");
+  a.note = fmt::format("1 worker, max_jobs = 1, {} recycles per repetition; host RSS {:.0f} MiB",
+                       cfg.recycles_per_rep,
+                       static_cast<double>(bench::self_rss_bytes()) / static_cast<double>(mib));
+  Row& b = add_row(key + ".p99", "procpool",
+                   "recycle: retiring event -> replacement ready, p99" + suffix, "ms", p99);
+  set_baseline(b, "baseline.spawn_ready.p99");
+  set_target(b, TargetKind::abs_max, 5, "<= 5 ms");
+}
+
+void measure_max_jobs1(const Config& cfg) {
+  log_progress("procpool: max_jobs = 1, 2 workers, throughput");
+  std::vector<double> per_s;
+  procpool::PoolOptions o = pool_options(2);
+  o.recycle.max_jobs = 1;
+  procpool::Pool pool(o);
+  settle(pool, 2);
+  run_pipelined(pool, 10);
+  settle(pool, 2);
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    std::int64_t t0 = bench::now_ns();
+    if (run_pipelined(pool, cfg.max_jobs1_n) != 0) throw std::runtime_error("max_jobs=1 failures");
+    per_s.push_back(static_cast<double>(cfg.max_jobs1_n) /
+                    (static_cast<double>(bench::now_ns() - t0) / 1e9));
+    settle(pool, 2);
+  }
+  Row& r = add_row("procpool.max_jobs1_per_s", "procpool",
+                   "max_jobs = 1, 2 workers, pipelined, jobs/s", "1/s", per_s);
+  set_baseline(r, "baseline.python.max_tasks_per_child1_best_per_s");
+  set_target(r, TargetKind::abs_min, 800, ">= 800/s");
+  r.note = "baseline: best Python max_tasks_per_child=1 variant";
+}
+
+void measure_leaks(const Config& cfg) {
+  log_progress(fmt::format("procpool: host RSS and fds over {} jobs", cfg.leak_jobs));
+  {
+    procpool::Pool pool(pool_options(2));
+    settle(pool, 2);
+    run_pipelined(pool, cfg.leak_warmup);
+    settle(pool, 2);
+    double rss0 = static_cast<double>(bench::self_rss_bytes());
+    double fd0 = static_cast<double>(bench::self_fd_count());
+    for (std::size_t done = 0; done < cfg.leak_jobs; done += 100'000) {
+      run_pipelined(pool, std::min<std::size_t>(100'000, cfg.leak_jobs - done));
+    }
+    settle(pool, 2);
+    double rss1 = static_cast<double>(bench::self_rss_bytes());
+    double fd1 = static_cast<double>(bench::self_fd_count());
+    Row& a = add_row("procpool.host_rss_growth_jobs", "procpool",
+                     fmt::format("host RSS growth over {} jobs", cfg.leak_jobs), "MiB",
+                     {(rss1 - rss0) / static_cast<double>(mib)});
+    set_target(a, TargetKind::abs_max, 1, "<= 1 MiB");
+    a.note = fmt::format("one run; {:.1f} -> {:.1f} MiB after a {}-job warm-up", rss0 / mib,
+                         rss1 / mib, cfg.leak_warmup);
+    if (cfg.quick) a.note += "; --quick runs far fewer jobs than the target's 1,000,000";
+    Row& b = add_row("procpool.host_fd_change_jobs", "procpool",
+                     fmt::format("host fd count change over {} jobs", cfg.leak_jobs), "fds",
+                     {fd1 - fd0});
+    set_target(b, TargetKind::abs_max, 0, "unchanged");
+    b.note = fmt::format("{:.0f} -> {:.0f}", fd0, fd1);
+  }
+  log_progress(fmt::format("procpool: host RSS and fds over {} recycles", cfg.leak_recycles));
+  {
+    procpool::PoolOptions o = pool_options(2);
+    o.recycle.max_jobs = 1;
+    procpool::Pool pool(o);
+    settle(pool, 2);
+    run_pipelined(pool, 20);
+    settle(pool, 2);
+    double rss0 = static_cast<double>(bench::self_rss_bytes());
+    double fd0 = static_cast<double>(bench::self_fd_count());
+    run_pipelined(pool, cfg.leak_recycles);
+    settle(pool, 2);
+    double rss1 = static_cast<double>(bench::self_rss_bytes());
+    double fd1 = static_cast<double>(bench::self_fd_count());
+    Row& a = add_row("procpool.host_rss_growth_recycles", "procpool",
+                     fmt::format("host RSS growth over {} recycles", cfg.leak_recycles), "MiB",
+                     {(rss1 - rss0) / static_cast<double>(mib)});
+    set_target(a, TargetKind::abs_max, 1, "<= 1 MiB");
+    a.note = fmt::format("one run; {:.1f} -> {:.1f} MiB after 20 recycles", rss0 / mib, rss1 / mib);
+    if (cfg.quick) a.note += "; --quick runs far fewer recycles than the target's 10,000";
+    Row& b = add_row("procpool.host_fd_change_recycles", "procpool",
+                     fmt::format("host fd count change over {} recycles", cfg.leak_recycles), "fds",
+                     {fd1 - fd0});
+    set_target(b, TargetKind::abs_max, 0, "unchanged");
+    b.note = fmt::format("{:.0f} -> {:.0f}", fd0, fd1);
+  }
+}
+
+void measure_idle(const Config& cfg) {
+  log_progress(
+      fmt::format("procpool: idle CPU, 4 workers, {} x {:.0f} s", cfg.idle_reps, cfg.idle_seconds));
+  procpool::Pool pool(pool_options(4));
+  settle(pool, 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::vector<int> pids = worker_pids(pool);
+  pids.push_back(static_cast<int>(getpid()));
+  std::vector<double> pct_ns, pct_ticks;
+  const double ticks_per_s = static_cast<double>(sysconf(_SC_CLK_TCK));
+  auto read_all = [&](bool ticks) {
+    double total = 0;
+    for (int pid : pids) {
+      auto v = ticks ? bench::cpu_ticks_of(pid) : bench::cpu_ns_of(pid);
+      if (!v) throw std::runtime_error("a worker of the idle pool went away");
+      total += static_cast<double>(*v);
+    }
+    return total;
+  };
+  for (std::size_t rep = 0; rep < cfg.idle_reps; ++rep) {
+    double ns0 = read_all(false), t0 = read_all(true);
+    std::int64_t w0 = bench::now_ns();
+    std::this_thread::sleep_for(std::chrono::duration<double>(cfg.idle_seconds));
+    double ns1 = read_all(false), t1 = read_all(true);
+    double wall = static_cast<double>(bench::now_ns() - w0);
+    pct_ns.push_back((ns1 - ns0) / wall * 100);
+    pct_ticks.push_back((t1 - t0) / ticks_per_s / (wall / 1e9) * 100);
+  }
+  Row& a = add_row(
+      "procpool.idle_cpu_pct", "procpool",
+      fmt::format("idle pool, 4 workers, {:.0f} s: CPU of host + workers", cfg.idle_seconds),
+      "% core", pct_ns);
+  set_target(a, TargetKind::abs_max, 0.1, "<= 0.1%");
+  a.note = fmt::format(
+      "from /proc/<pid>/task/*/schedstat (ns); utime+stime from /proc/<pid>/stat gives {:.3f}% "
+      "(10 ms ticks); {} repetition(s)",
+      bench::median(pct_ticks), cfg.idle_reps);
+}
+
+void zero_copy_row() {
+  Row& r = add_row("procpool.zero_copy_16MiB", "procpool",
+                   "16 MiB in + out through a zero-copy (lent buffer) API", "ms", {});
+  set_baseline(r, "baseline.memcpy_16MiB_x2");
+  set_target(r, TargetKind::ratio_max, 1.1, "<= 1.1x memcpy");
+  r.note = "not measurable: procpool has no API that lends the caller a buffer in the segment";
+}
+
+// ---- output ----------------------------------------------------------------------------------
+
+void print_table(const Config& cfg) {
+  std::string line(150, '-');
+  fmt::print("\nprocpool-bench ({} mode, {} repetitions, figures are medians), {}\n",
+             cfg.quick ? "quick" : "full", cfg.reps, bench::utc_date());
+  fmt::print("machine: {} CPUs, {}, kernel {}\n", bench::usable_cpus(), bench::cpu_model(),
+             bench::kernel_release());
+  std::string section;
+  for (const auto& r : rows) {
+    if (r.section != section) {
+      section = r.section;
+      fmt::print("{}\n{:<70} {:>12} {:>12} {:>8} {:>18} {:>7}\n{}\n", line, section, "figure",
+                 "baseline", "ratio", "target", "status", line);
+    }
+    std::string fig = std::isnan(r.figure) ? "-" : num(r.figure) + " " + r.unit;
+    std::string base = std::isnan(r.baseline) ? "-" : num(r.baseline);
+    std::string ratio = std::isnan(r.ratio()) ? "-" : fmt::format("{:.2f}x", r.ratio());
+    fmt::print("{:<70} {:>12} {:>12} {:>8} {:>18} {:>7}\n", r.what, fig, base, ratio,
+               r.target_text.empty() ? "-" : r.target_text, r.status());
+  }
+  fmt::print("{}\nnotes:\n", line);
+  for (const auto& r : rows) {
+    if (!r.note.empty()) fmt::print("  {}: {}\n", r.id, r.note);
+  }
+  if (!python_note.empty()) fmt::print("  python: {}\n", python_note);
+}
+
+void write_json(const Config& cfg, double elapsed_s) {
+  std::string out = "{\n";
+  out += "  \"schema\": 1,\n";
+  out += fmt::format("  \"date\": \"{}\",\n", bench::utc_date());
+  out += fmt::format("  \"mode\": \"{}\",\n", cfg.quick ? "quick" : "full");
+  out += fmt::format("  \"repetitions\": {},\n", cfg.reps);
+  out += fmt::format("  \"elapsed_s\": {},\n", json_num(elapsed_s));
+  out += fmt::format(
+      "  \"machine\": {{\"cpus\": {}, \"cpu_model\": \"{}\", \"kernel\": \"{}\", \"python\": "
+      "\"{}\"}},\n",
+      bench::usable_cpus(), json_escape(bench::cpu_model()), json_escape(bench::kernel_release()),
+      json_escape(python_version));
+  out += fmt::format("  \"python_note\": \"{}\",\n", json_escape(python_note));
+  out += "  \"rows\": [\n";
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    std::string reps;
+    for (std::size_t k = 0; k < r.per_rep.size(); ++k) {
+      reps += (k ? ", " : "") + json_num(r.per_rep[k]);
+    }
+    out += fmt::format(
+        "    {{\"id\": \"{}\", \"section\": \"{}\", \"what\": \"{}\", \"unit\": \"{}\", "
+        "\"figure\": {}, \"per_repetition\": [{}], \"baseline_id\": \"{}\", \"baseline\": {}, "
+        "\"ratio\": {}, \"target\": \"{}\", \"status\": \"{}\", \"note\": \"{}\"}}{}\n",
+        json_escape(r.id), json_escape(r.section), json_escape(r.what), json_escape(r.unit),
+        json_num(r.figure), reps, json_escape(r.baseline_name), json_num(r.baseline),
+        json_num(r.ratio()), json_escape(r.target_text), r.status(), json_escape(r.note),
+        i + 1 < rows.size() ? "," : "");
+  }
+  out += "  ]\n}\n";
+  std::filesystem::path path(cfg.json_path);
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  std::ofstream file(path, std::ios::trunc);
+  file << out;
+  if (!file) throw std::runtime_error("cannot write " + cfg.json_path);
+  fmt::print("wrote {}\n", cfg.json_path);
+}
+
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("readlink(/proc/self/exe)");
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+void usage() {
+  std::fprintf(
+      stderr,
+      "usage: procpool-bench [--quick] [--json PATH] [--reps N] [--no-python] [--only STEP]\n"
+      "  --quick      small sizes, fewer repetitions (CI smoke use, < 1 minute)\n"
+      "  --json PATH  where to write the results (default "
+      "benchmarks/results/latest.json)\n"
+      "  --reps N     repetitions per figure (default 5, 3 with --quick)\n"
+      "  --no-python  skip the Python baselines\n"
+      "  --only STEP  run only the steps whose name contains STEP (baselines, python,\n"
+      "               rtt, blocking, pipelined, syscalls, payload, recycle, max_jobs1,\n"
+      "               leaks, idle); for profiling one measurement\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  procpool::JobRegistry jobs;
+  jobs.add("noop",
+           [](procpool::JobContext&, std::span<const std::byte>) { return procpool::Bytes{}; });
+  jobs.add("echo", [](procpool::JobContext&, std::span<const std::byte> in) {
+    return procpool::Bytes(in.begin(), in.end());
+  });
+  // This binary is its own worker.
+  if (auto rc = procpool::run_worker_if_requested(argc, argv, jobs)) return *rc;
+  if (argc > 1 && std::strcmp(argv[1], "--bench-spawn-child") == 0) {
+    return bench::spawn_child_main();
+  }
+
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+  }
+  Config cfg = quick ? quick_config() : Config{};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") continue;
+    if (a == "--no-python") {
+      cfg.python = false;
+    } else if (a == "--json" && i + 1 < argc) {
+      cfg.json_path = argv[++i];
+    } else if (a == "--only" && i + 1 < argc) {
+      cfg.only = argv[++i];
+    } else if (a == "--reps" && i + 1 < argc) {
+      cfg.reps = std::max(1, std::atoi(argv[++i]));
+      cfg.py.reps = cfg.reps;
+    } else {
+      usage();
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
+
+  try {
+    std::int64_t start = bench::now_ns();
+    auto step = [&cfg](const char* name) {
+      return cfg.only.empty() || std::string(name).find(cfg.only) != std::string::npos;
+    };
+    // Baselines first, while this process has one thread (they fork).
+    if (step("baselines")) run_native_baselines(cfg, self_exe());
+    if (step("python")) run_python(cfg);
+    if (step("rtt")) {
+      measure_round_trip(cfg, Placement::same_core, "same_core");
+      if (bench::usable_cpus() >= 2) measure_round_trip(cfg, Placement::cross_core, "cross_core");
+      measure_round_trip(cfg, Placement::unpinned, "unpinned");
+    }
+    if (step("blocking")) measure_blocking(cfg);
+    if (step("pipelined")) measure_pipelined(cfg);
+    if (step("syscalls")) measure_syscalls(cfg);
+    if (step("payload")) {
+      measure_payload(cfg, std::size_t{1} << 20, "procpool.payload_16MiB");
+      measure_payload(cfg, std::size_t{32} << 20, "procpool.payload_16MiB_ring32MiB");
+      zero_copy_row();
+    }
+    if (step("recycle")) {
+      measure_recycle(cfg, false);
+      if (cfg.big_host) measure_recycle(cfg, true);
+    }
+    if (step("max_jobs1")) measure_max_jobs1(cfg);
+    if (step("leaks")) measure_leaks(cfg);
+    if (step("idle")) measure_idle(cfg);
+
+    double elapsed = static_cast<double>(bench::now_ns() - start) / 1e9;
+    print_table(cfg);
+    fmt::print("elapsed: {:.1f} s\n", elapsed);
+    write_json(cfg, elapsed);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "procpool-bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
