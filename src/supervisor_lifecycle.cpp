@@ -131,6 +131,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
 
   worker->pid = spawned.pid;
   worker->pidfd = std::move(spawned.pidfd);
+  worker->rss_reader = platform::RssReader(worker->pid);
   worker->output = std::move(output.read_end);
   worker->spawned_at = now;
   worker->start_deadline = now + options_.start_timeout;
@@ -304,7 +305,7 @@ void Supervisor::violation(WorkerProcess& w, const std::string& what) {
 }
 
 void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point) {
-  auto rss = platform::read_rss_bytes(w.pid);
+  auto rss = w.rss_reader.read();
   if (!rss) return;  // exiting; its exit event follows
   w.rss = *rss;
   w.peak_rss = std::max(w.peak_rss, *rss);

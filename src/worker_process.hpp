@@ -49,6 +49,7 @@ struct WorkerProcess {
   std::uint64_t id = 0;
   int pid = 0;
   platform::UniqueFd pidfd, doorbell, output;
+  platform::RssReader rss_reader;
   Segment segment;
   RingWriter requests;
   RingReader responses;

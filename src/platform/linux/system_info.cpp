@@ -1,10 +1,10 @@
 // Reading the system on Linux: /proc and /dev/shm.
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <cstring>
-
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "platform/platform.hpp"
@@ -22,17 +22,31 @@ std::vector<std::string> list_shared_memory(std::string_view prefix) {
   return names;
 }
 
-std::optional<std::uint64_t> read_rss_bytes(int pid) noexcept {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/statm", pid);
-  std::FILE* file = std::fopen(path, "re");
-  if (!file) return std::nullopt;
+namespace {
+
+std::optional<std::uint64_t> parse_statm_resident(const char* text) noexcept {
   unsigned long long size_pages = 0, resident_pages = 0;
-  int fields = std::fscanf(file, "%llu %llu", &size_pages, &resident_pages);
-  std::fclose(file);
-  if (fields != 2) return std::nullopt;
+  if (std::sscanf(text, "%llu %llu", &size_pages, &resident_pages) != 2) return std::nullopt;
   static const long page_size = ::sysconf(_SC_PAGESIZE);
   return static_cast<std::uint64_t>(resident_pages) * static_cast<std::uint64_t>(page_size);
+}
+
+}  // namespace
+
+RssReader::RssReader(int pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", pid);
+  statm_ = UniqueFd(::open(path, O_RDONLY | O_CLOEXEC));
+}
+
+std::optional<std::uint64_t> RssReader::read() const noexcept {
+  if (!statm_) return std::nullopt;
+  char text[128];
+  // /proc files regenerate their content on a read at offset 0.
+  ssize_t n = ::pread(statm_.get(), text, sizeof text - 1, 0);
+  if (n <= 0) return std::nullopt;  // ESRCH once the process is gone
+  text[n] = '\0';
+  return parse_statm_resident(text);
 }
 
 std::optional<SharedMemoryUsage> read_pss_uss(int pid) noexcept {
