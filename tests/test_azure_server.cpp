@@ -89,16 +89,6 @@ json body_json(const httplib::Result& r) {
   return json::parse(r->body);
 }
 
-// Waits for `condition` until `deadline`; returns whether it held.
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
-
 void check_error(const httplib::Result& r, int status, const std::string& code = "") {
   REQUIRE(r);
   INFO(r->body);
@@ -364,7 +354,7 @@ TEST_CASE("healthz, stats and metrics", "[azure][server]") {
     server.start();
     Client c(server.port());
     int status = 0;
-    CHECK(wait_until(
+    CHECK(procpool::test::eventually(
         [&] {
           auto h = c.http.Get("/healthz");
           status = h ? h->status : 0;
@@ -522,11 +512,12 @@ TEST_CASE("SIGTERM stops accepting, drains the request in flight, and exits 0", 
       body = r->body;
     }
   });
-  CHECK(wait_until([&] { return mock.pending_faults() == 0; }, std::chrono::seconds(30)));
+  CHECK(procpool::test::eventually([&] { return mock.pending_faults() == 0; },
+                                   std::chrono::seconds(30)));
   REQUIRE(::kill(pid, SIGTERM) == 0);
 
   int wstatus = 0;
-  bool exited = wait_until(
+  bool exited = procpool::test::eventually(
       [&] {
         pid_t w = ::waitpid(pid, &wstatus, WNOHANG);
         return w == pid;
