@@ -24,19 +24,6 @@ using procpool::azure_test::tone_wav;
 
 namespace {
 
-// The workers inherit the host's environment: point the adapter at the mock.
-void configure_environment(const MockServer& mock) {
-  ::setenv("AZURE_SPEECH_KEY", mock.options().key.c_str(), 1);
-  ::setenv("AZURE_SPEECH_ENDPOINT", mock.base_url().c_str(), 1);
-  ::setenv("AZURE_SPEECH_SHORT_AUDIO_URL",
-           (mock.base_url() + "/speech/recognition/conversation/cognitiveservices/v1").c_str(), 1);
-  ::setenv("AZURE_SPEECH_ALLOW_HTTP", "1", 1);
-  ::setenv("AZURE_SPEECH_BACKOFF_MS", "5", 1);
-  ::setenv("AZURE_SPEECH_BACKOFF_MAX_MS", "50", 1);
-  ::unsetenv("AZURE_SPEECH_REGION");
-  ::unsetenv("AZURE_SPEECH_AUTH");
-}
-
 procpool::PoolOptions azure_pool_options(std::size_t workers) {
   procpool::PoolOptions options = procpool::test::quiet_options(workers);
   options.worker_command = {PROCPOOL_AZURE_WORKER};
@@ -49,7 +36,7 @@ procpool::PoolOptions azure_pool_options(std::size_t workers) {
 TEST_CASE("azure.transcribe runs in recycled workers, concurrently, with the right answers",
           "[azure][pool]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock);
   const int host = static_cast<int>(::getpid());
   {
     procpool::PoolOptions options = azure_pool_options(3);
@@ -98,7 +85,7 @@ TEST_CASE("azure.transcribe runs in recycled workers, concurrently, with the rig
 
 TEST_CASE("faults and bad input come back through the pool as structured errors", "[azure][pool]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock);
   procpool::Pool pool(azure_pool_options(1));
 
   // A 503 is retried inside the worker: the job succeeds on the second attempt.

@@ -40,21 +40,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The workers inherit the host's environment: point the adapter at the mock. One retry, so that
-// two scripted faults exhaust it.
-void configure_environment(const MockServer& mock) {
-  ::setenv("AZURE_SPEECH_KEY", mock.options().key.c_str(), 1);
-  ::setenv("AZURE_SPEECH_ENDPOINT", mock.base_url().c_str(), 1);
-  ::setenv("AZURE_SPEECH_SHORT_AUDIO_URL",
-           (mock.base_url() + "/speech/recognition/conversation/cognitiveservices/v1").c_str(), 1);
-  ::setenv("AZURE_SPEECH_ALLOW_HTTP", "1", 1);
-  ::setenv("AZURE_SPEECH_BACKOFF_MS", "5", 1);
-  ::setenv("AZURE_SPEECH_BACKOFF_MAX_MS", "50", 1);
-  ::setenv("AZURE_SPEECH_MAX_RETRIES", "1", 1);
-  ::unsetenv("AZURE_SPEECH_REGION");
-  ::unsetenv("AZURE_SPEECH_AUTH");
-}
-
 ServerOptions test_options(std::size_t workers) {
   ServerOptions o;
   o.port = 0;
@@ -133,7 +118,7 @@ TEST_CASE("options come from flags over the environment", "[azure][server]") {
 
 TEST_CASE("raw and multipart uploads are transcribed, bad input gets 4xx JSON", "[azure][server]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock, 1);  // two scripted faults exhaust one retry
   const int host = static_cast<int>(::getpid());
   {
     ServerOptions o = test_options(2);
@@ -231,7 +216,7 @@ TEST_CASE("raw and multipart uploads are transcribed, bad input gets 4xx JSON", 
 
 TEST_CASE("Azure failures map to 502/503/504 with Azure's code, never the key", "[azure][server]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock, 1);  // two scripted faults exhaust one retry
   ServerOptions o = test_options(1);
   TranscribeServer server(o);
   server.start();
@@ -287,7 +272,7 @@ TEST_CASE("Azure failures map to 502/503/504 with Azure's code, never the key", 
 
 TEST_CASE("a job over the pool's timeout is a 504; the service carries on", "[azure][server]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock, 1);  // two scripted faults exhaust one retry
   ServerOptions o = test_options(1);
   o.job_timeout = std::chrono::milliseconds(700);
   o.attempts = 1;
@@ -309,7 +294,7 @@ TEST_CASE("a job over the pool's timeout is a 504; the service carries on", "[az
 
 TEST_CASE("healthz, stats and metrics", "[azure][server]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock, 1);  // two scripted faults exhaust one retry
   {
     TranscribeServer server(test_options(2));
     server.start();
@@ -371,7 +356,7 @@ TEST_CASE("healthz, stats and metrics", "[azure][server]") {
 TEST_CASE("concurrent clients while workers recycle all get the right answer or error",
           "[azure][server]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock, 1);  // two scripted faults exhaust one retry
   const int host = static_cast<int>(::getpid());
   {
     ServerOptions o = test_options(3);
@@ -437,7 +422,7 @@ TEST_CASE("concurrent clients while workers recycle all get the right answer or 
 TEST_CASE("--simulate-native-leak-mb leaks in the worker and the soft limit recycles it",
           "[azure][server]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock, 1);  // two scripted faults exhaust one retry
   ServerOptions o = test_options(1);
   o.simulate_leak_mb = 64;
   o.rss_soft_limit = std::uint64_t{48} << 20;
@@ -461,7 +446,7 @@ TEST_CASE("--simulate-native-leak-mb leaks in the worker and the soft limit recy
 
 TEST_CASE("SIGTERM stops accepting, drains the request in flight, and exits 0", "[azure][server]") {
   MockServer mock;
-  configure_environment(mock);
+  procpool::azure_test::point_environment_at(mock, 1);  // two scripted faults exhaust one retry
 
   int out[2];
   REQUIRE(::pipe2(out, O_CLOEXEC) == 0);

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,26 @@ inline std::vector<std::byte> tone_wav(double seconds, int seed = 1, std::uint32
 inline std::vector<std::byte> as_bytes(const std::string& s) {
   const auto* p = reinterpret_cast<const std::byte*>(s.data());
   return std::vector<std::byte>(p, p + s.size());
+}
+
+/// Points the adapter at the mock through the environment, which pool workers inherit: fast
+/// backoff for tests, and at most `max_retries` retries when given.
+inline void point_environment_at(const azure_mock::MockServer& mock,
+                                 std::optional<int> max_retries = std::nullopt) {
+  ::setenv("AZURE_SPEECH_KEY", mock.options().key.c_str(), 1);
+  ::setenv("AZURE_SPEECH_ENDPOINT", mock.base_url().c_str(), 1);
+  ::setenv("AZURE_SPEECH_SHORT_AUDIO_URL",
+           (mock.base_url() + "/speech/recognition/conversation/cognitiveservices/v1").c_str(), 1);
+  ::setenv("AZURE_SPEECH_ALLOW_HTTP", "1", 1);
+  ::setenv("AZURE_SPEECH_BACKOFF_MS", "5", 1);
+  ::setenv("AZURE_SPEECH_BACKOFF_MAX_MS", "50", 1);
+  if (max_retries) {
+    ::setenv("AZURE_SPEECH_MAX_RETRIES", std::to_string(*max_retries).c_str(), 1);
+  } else {
+    ::unsetenv("AZURE_SPEECH_MAX_RETRIES");
+  }
+  ::unsetenv("AZURE_SPEECH_REGION");
+  ::unsetenv("AZURE_SPEECH_AUTH");
 }
 
 /// The adapter pointed at the mock: regional short-audio path, fast backoff for tests.
