@@ -86,8 +86,6 @@ Pipe make_pipe();
 /// Reads up to `size` bytes. Returns the count, 0 at end of file, nullopt if nothing is available
 /// now (EAGAIN) or on error (treated as end by callers that also see 0 later).
 std::optional<std::size_t> read_some(int fd, void* buffer, std::size_t size) noexcept;
-/// Writes all of `data` to a blocking descriptor; false if the descriptor is gone.
-bool write_all(int fd, const void* data, std::size_t size) noexcept;
 
 // ---- Processes -----------------------------------------------------------------------------
 
@@ -156,9 +154,6 @@ std::string check_executable(const std::string& path);
 
 /// Names in the shared-memory filesystem (/dev/shm) starting with `prefix`.
 std::vector<std::string> list_shared_memory(std::string_view prefix);
-
-/// Descriptors open in this process, for leak checks.
-std::size_t count_open_fds();
 
 // ---- Memory --------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@
 
 #include <climits>
 #include <cstdint>
-#include <filesystem>
 
 #include "platform/linux/syscall.hpp"
 #include "platform/platform.hpp"
@@ -122,30 +121,9 @@ std::optional<std::size_t> read_some(int fd, void* buffer, std::size_t size) noe
   return static_cast<std::size_t>(n);
 }
 
-bool write_all(int fd, const void* data, std::size_t size) noexcept {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    auto n = retry_on_eintr([&] { return ::write(fd, p, size); });
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 void set_cloexec(int fd) noexcept {
   int flags = ::fcntl(fd, F_GETFD);
   if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-}
-
-std::size_t count_open_fds() {
-  std::size_t count = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++count;
-  }
-  return count == 0 ? 0 : count - 1;  // minus the directory's own descriptor
 }
 
 }  // namespace procpool::platform
