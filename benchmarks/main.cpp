@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -57,7 +58,9 @@ struct Config {
   std::size_t recycles_per_rep = 100;
   bool big_host = true;
   std::size_t max_jobs1_n = 400;
-  std::size_t leak_warmup = 10'000;
+  // One batch of the measured run's size: it sets the allocator's high-water mark (a 100,000-job
+  // queue of jobs and outcomes), so what grows afterwards is what a per-job leak would show.
+  std::size_t leak_warmup = 100'000;
   std::size_t leak_jobs = 1'000'000;
   std::size_t leak_recycles = 10'000;
   std::size_t idle_reps = 3;
@@ -83,7 +86,7 @@ Config quick_config() {
   c.recycles_per_rep = 10;
   c.big_host = false;
   c.max_jobs1_n = 60;
-  c.leak_warmup = 2'000;
+  c.leak_warmup = 20'000;
   c.leak_jobs = 20'000;
   c.leak_recycles = 100;
   c.idle_reps = 1;
@@ -260,6 +263,38 @@ std::size_t run_pipelined(procpool::Pool& pool, std::size_t n, const char* job =
                   if (!r.ok()) failed.fetch_add(1, std::memory_order_relaxed);
                   if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) done.notify_all();
                 });
+  }
+  for (std::size_t d = done.load(); d != n; d = done.load())
+    done.wait(d);
+  return failed.load();
+}
+
+// Submits `n` no-op jobs with submit_batch in batches of 1,000 and waits for every outcome, through
+// the callback form or (`futures`) through futures read in order. Returns the failures.
+std::size_t run_batched(procpool::Pool& pool, std::size_t n, bool futures = false) {
+  constexpr std::size_t batch = 1000;
+  if (futures) {
+    std::vector<procpool::JobFuture> all;
+    all.reserve(n);
+    for (std::size_t i = 0; i < n; i += batch) {
+      auto part = pool.submit_batch("noop", std::vector<procpool::Bytes>(std::min(batch, n - i)));
+      std::move(part.begin(), part.end(), std::back_inserter(all));
+    }
+    std::size_t failed = 0;
+    for (auto& f : all)
+      failed += f.get().ok() ? 0 : 1;
+    return failed;
+  }
+  std::atomic<std::size_t> done{0};
+  std::atomic<std::size_t> failed{0};
+  for (std::size_t i = 0; i < n; i += batch) {
+    pool.submit_batch("noop", std::vector<procpool::Bytes>(std::min(batch, n - i)), {},
+                      [&done, &failed, n](std::size_t, procpool::JobResult r) {
+                        if (!r.ok()) failed.fetch_add(1, std::memory_order_relaxed);
+                        if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+                          done.notify_all();
+                        }
+                      });
   }
   for (std::size_t d = done.load(); d != n; d = done.load())
     done.wait(d);
@@ -484,11 +519,43 @@ void measure_pipelined(const Config& cfg) {
                           (static_cast<double>(bench::now_ns() - t0) / 1e9));
     }
   }
+  // The same jobs through submit_batch, in batches of 1,000: one queue lock and at most one
+  // wake-up per batch. Callbacks, then futures read in order.
+  std::vector<double> batch_cb_per_s, batch_fut_per_s;
+  {
+    procpool::Pool pool(pool_options(2));
+    settle(pool, 2);
+    run_pipelined(pool, cfg.rtt_warmup);
+    for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+      for (bool futures : {false, true}) {
+        std::int64_t t0 = bench::now_ns();
+        if (run_batched(pool, cfg.pipelined_n, futures) != 0) {
+          throw std::runtime_error("batch failures");
+        }
+        (futures ? batch_fut_per_s : batch_cb_per_s)
+            .push_back(static_cast<double>(cfg.pipelined_n) /
+                       (static_cast<double>(bench::now_ns() - t0) / 1e9));
+      }
+    }
+  }
+  Row& c =
+      add_row("procpool.batch_callback_per_s", "procpool",
+              "small jobs, 2 workers, submit_batch of 1,000 (callbacks)", "1/s", batch_cb_per_s);
+  set_baseline(c, "baseline.python.pool_map_chunksize1_per_s");
+  set_target(c, TargetKind::abs_min, 1'000'000, ">= 1,000,000/s");
+  c.note = "baseline: Python multiprocessing.Pool.map(chunksize=1)";
+  Row& d = add_row("procpool.batch_futures_per_s", "procpool",
+                   "small jobs, 2 workers, submit_batch of 1,000 (futures, read in order)", "1/s",
+                   batch_fut_per_s);
+  set_baseline(d, "baseline.python.pool_map_chunksize1_per_s");
+  set_target(d, TargetKind::abs_min, 1'000'000, ">= 1,000,000/s");
+  d.note = "baseline: Python multiprocessing.Pool.map(chunksize=1)";
+
   Row& a = add_row("procpool.pipelined_callback_per_s", "procpool",
                    "small jobs, 2 workers, pipelined (Completion callbacks)", "1/s", cb_per_s);
   set_baseline(a, "baseline.python.pool_map_chunksize1_per_s");
   set_target(a, TargetKind::abs_min, 1'000'000, ">= 1,000,000/s");
-  a.note = "baseline: Python multiprocessing.Pool.map(chunksize=1); no submit_batch/map API exists";
+  a.note = "baseline: Python multiprocessing.Pool.map(chunksize=1); one submit() per job";
   Row& b = add_row("procpool.pipelined_futures_per_s", "procpool",
                    "small jobs, 2 workers, pipelined (all futures, then get)", "1/s", fut_per_s);
   set_baseline(b, "baseline.python.executor_pipelined_per_s");
@@ -501,8 +568,9 @@ void measure_pipelined(const Config& cfg) {
 // shutdown cancel out.
 void measure_syscalls(const Config& cfg) {
   log_progress("procpool: wake-up syscalls per job (perf tracepoints)");
-  const std::vector<std::string> names = {"futex", "read", "write", "epoll_wait", "epoll_pwait"};
-  auto count = [&](std::size_t n) {
+  const std::vector<std::string> names = {"futex",      "read",        "write",
+                                          "epoll_wait", "epoll_pwait", "epoll_pwait2"};
+  auto count = [&](std::size_t n, bool batched) {
     std::vector<std::unique_ptr<bench::SyscallCounter>> counters;
     for (const auto& name : names)
       counters.push_back(std::make_unique<bench::SyscallCounter>(name));
@@ -513,39 +581,49 @@ void measure_syscalls(const Config& cfg) {
     {
       procpool::Pool pool(pool_options(2));
       settle(pool, 2);
-      run_pipelined(pool, n);
+      if (batched) {
+        run_batched(pool, n);
+      } else {
+        run_pipelined(pool, n);
+      }
     }  // reaps the workers and joins the supervisor, so their counts are folded in
     for (std::size_t i = 0; i < counters.size(); ++i) {
       out.push_back(static_cast<double>(counters[i]->read()) - before[i]);
     }
     return out;
   };
-  std::vector<double> small = count(cfg.syscall_small_n);
-  std::vector<double> big = count(cfg.syscall_big_n);
-  if (small.empty() || big.empty()) {
-    Row& r = add_row("procpool.wake_syscalls_per_job", "procpool",
-                     "futex + eventfd syscalls per job, pipelined, 2 workers", "1/job", {});
+  for (bool batched : {false, true}) {
+    std::string id =
+        batched ? "procpool.wake_syscalls_per_job_batch" : "procpool.wake_syscalls_per_job";
+    std::string how =
+        batched ? "submit_batch of 1,000, callbacks" : "pipelined submit(), callbacks";
+    std::vector<double> small = count(cfg.syscall_small_n, batched);
+    std::vector<double> big = count(cfg.syscall_big_n, batched);
+    if (small.empty() || big.empty()) {
+      Row& r = add_row(id, "procpool", "futex + eventfd syscalls per job, " + how + ", 2 workers",
+                       "1/job", {});
+      set_target(r, TargetKind::abs_max, 0.05, "<= 0.05/job");
+      r.note =
+          "not measured: perf tracepoints syscalls:sys_enter_* unavailable (needs root or "
+          "perf_event_paranoid <= -1 and tracefs)";
+      return;
+    }
+    double jobs = static_cast<double>(cfg.syscall_big_n - cfg.syscall_small_n);
+    std::vector<double> per_job;
+    for (std::size_t i = 0; i < names.size(); ++i)
+      per_job.push_back((big[i] - small[i]) / jobs);
+    Row& r =
+        add_row(id, "procpool", "futex + read + write syscalls per job, " + how + ", 2 workers",
+                "1/job", {per_job[0] + per_job[1] + per_job[2]});
     set_target(r, TargetKind::abs_max, 0.05, "<= 0.05/job");
-    r.note =
-        "not measured: perf tracepoints syscalls:sys_enter_* unavailable (needs root or "
-        "perf_event_paranoid <= -1 and tracefs)";
-    return;
+    r.note = fmt::format(
+        "one measurement (not repeated); futex {:.3f}, read {:.3f}, write {:.3f} per job (eventfd "
+        "wake-ups are writes; reads include the /proc/<pid>/statm reading)",
+        per_job[0], per_job[1], per_job[2]);
+    add_row(id + "_epoll", "procpool",
+            "epoll_wait + epoll_pwait + epoll_pwait2 syscalls per job, " + how + ", 2 workers",
+            "1/job", {per_job[3] + per_job[4] + per_job[5]});
   }
-  double jobs = static_cast<double>(cfg.syscall_big_n - cfg.syscall_small_n);
-  std::vector<double> per_job;
-  for (std::size_t i = 0; i < names.size(); ++i)
-    per_job.push_back((big[i] - small[i]) / jobs);
-  Row& r = add_row("procpool.wake_syscalls_per_job", "procpool",
-                   "futex + read + write syscalls per job, pipelined, 2 workers", "1/job",
-                   {per_job[0] + per_job[1] + per_job[2]});
-  set_target(r, TargetKind::abs_max, 0.05, "<= 0.05/job");
-  r.note = fmt::format(
-      "one measurement (not repeated); futex {:.3f}, read {:.3f}, write {:.3f} per job (eventfd "
-      "wake-ups are read/write)",
-      per_job[0], per_job[1], per_job[2]);
-  add_row("procpool.epoll_wait_per_job", "procpool",
-          "epoll_wait + epoll_pwait syscalls per job, pipelined, 2 workers", "1/job",
-          {per_job[3] + per_job[4]});
 }
 
 void measure_payload(const Config& cfg, std::size_t ring_bytes, const std::string& id) {
@@ -581,13 +659,18 @@ void measure_payload(const Config& cfg, std::size_t ring_bytes, const std::strin
   }
 }
 
-std::vector<double> recycle_latencies_ms(std::size_t n) {
+// Retiring event -> the next ready event, one per recycle. `spawn_ms` gets retiring -> spawned (the
+// supervisor creating the segment and launching the process) and `start_ms` spawned -> ready (the
+// new process loading, attaching and saying hello).
+std::vector<double> recycle_latencies_ms(std::size_t n, std::vector<double>* spawn_ms = nullptr,
+                                         std::vector<double>* start_ms = nullptr) {
   std::mutex m;
   std::vector<std::pair<procpool::EventType, std::int64_t>> events;
   procpool::PoolOptions o = pool_options(1);
   o.recycle.max_jobs = 1;
   o.on_event = [&](const procpool::PoolEvent& e) {
-    if (e.type == procpool::EventType::retiring || e.type == procpool::EventType::ready) {
+    if (e.type == procpool::EventType::retiring || e.type == procpool::EventType::ready ||
+        e.type == procpool::EventType::spawned) {
       std::int64_t t = bench::now_ns();
       std::lock_guard lock(m);
       events.emplace_back(e.type, t);
@@ -604,12 +687,17 @@ std::vector<double> recycle_latencies_ms(std::size_t n) {
   settle(pool, 1);
   std::vector<double> out;
   std::lock_guard lock(m);
-  std::int64_t pending = -1;
+  std::int64_t pending = -1, spawned = -1;
   for (const auto& [type, t] : events) {
     if (type == procpool::EventType::retiring) {
       pending = t;
+      spawned = -1;
+    } else if (type == procpool::EventType::spawned) {
+      if (pending >= 0 && spawn_ms) spawn_ms->push_back(static_cast<double>(t - pending) / 1e6);
+      spawned = t;
     } else if (pending >= 0) {
       out.push_back(static_cast<double>(t - pending) / 1e6);
+      if (spawned >= 0 && start_ms) start_ms->push_back(static_cast<double>(t - spawned) / 1e6);
       pending = -1;
     }
   }
@@ -623,10 +711,10 @@ void measure_recycle(const Config& cfg, bool big_host) {
   if (big_host) {
     ballast.assign(std::size_t{1} << 30, 1);  // touched: 1 GiB resident in the host
   }
-  std::vector<double> p50, p99;
+  std::vector<double> p50, p99, spawn_ms, start_ms;
   recycle_latencies_ms(std::min<std::size_t>(cfg.recycles_per_rep, 10));  // warm-up
   for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
-    auto ms = recycle_latencies_ms(cfg.recycles_per_rep);
+    auto ms = recycle_latencies_ms(cfg.recycles_per_rep, &spawn_ms, &start_ms);
     p50.push_back(bench::percentile(ms, 50));
     p99.push_back(bench::percentile(ms, 99));
   }
@@ -636,9 +724,12 @@ void measure_recycle(const Config& cfg, bool big_host) {
                    "recycle: retiring event -> replacement ready, p50" + suffix, "ms", p50);
   set_baseline(a, "baseline.spawn_ready.p50");
   set_target(a, TargetKind::abs_max, 2, "<= 2 ms");
-  a.note = fmt::format("1 worker, max_jobs = 1, {} recycles per repetition; host RSS {:.0f} MiB",
-                       cfg.recycles_per_rep,
-                       static_cast<double>(bench::self_rss_bytes()) / static_cast<double>(mib));
+  a.note = fmt::format(
+      "1 worker, max_jobs = 1, {} recycles per repetition; host RSS {:.0f} MiB; medians: retiring "
+      "-> spawned {:.2f} ms (segment + launch, in the supervisor), spawned -> ready {:.2f} ms (the "
+      "new process starting)",
+      cfg.recycles_per_rep, static_cast<double>(bench::self_rss_bytes()) / static_cast<double>(mib),
+      bench::percentile(spawn_ms, 50), bench::percentile(start_ms, 50));
   Row& b = add_row(key + ".p99", "procpool",
                    "recycle: retiring event -> replacement ready, p99" + suffix, "ms", p99);
   set_baseline(b, "baseline.spawn_ready.p99");

@@ -13,9 +13,90 @@ constexpr std::size_t max_workers = 1024;
 constexpr std::size_t min_ring_bytes = std::size_t{64} << 10;
 constexpr std::size_t max_ring_bytes = std::size_t{1} << 30;
 constexpr std::size_t max_message_bytes = std::size_t{4} << 30;
+constexpr std::uint64_t min_open_files = 16;
 
 std::string bytes_range(std::size_t low, std::size_t high) {
   return std::to_string(low) + ".." + std::to_string(high) + " bytes";
+}
+
+void validate_environment(const WorkerEnvironment& environment) {
+  auto bad_text = [](const std::string& text) { return text.find('\0') != std::string::npos; };
+  auto bad_name = [&](const std::string& name) {
+    return name.empty() || name.find('=') != std::string::npos || bad_text(name);
+  };
+  for (const std::string& name : environment.allow) {
+    if (bad_name(name)) {
+      throw ConfigError("WorkerEnvironment::allow",
+                        "'" + name +
+                            "' is not a variable name: names are non-empty, without '=' or NUL "
+                            "(a trailing '*' matches a prefix)");
+    }
+  }
+  for (std::size_t i = 0; i < environment.set.size(); ++i) {
+    const auto& [name, value] = environment.set[i];
+    if (bad_name(name)) {
+      throw ConfigError("WorkerEnvironment::set", "'" + name +
+                                                      "' is not a variable name: names are "
+                                                      "non-empty, without '=' or NUL");
+    }
+    if (bad_text(value)) {
+      throw ConfigError("WorkerEnvironment::set",
+                        "the value of " + name + " contains a NUL character");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (environment.set[j].first == name) {
+        throw ConfigError("WorkerEnvironment::set",
+                          name + " is set twice; give each variable once");
+      }
+    }
+  }
+}
+
+void validate_limit(const char* field, std::uint64_t value, platform::Resource resource,
+                    bool root) {
+  std::uint64_t hard = platform::hard_limit(resource);
+  if (!root && value > hard) {
+    throw ConfigError(field, std::to_string(value) + " is above this process's hard limit (" +
+                                 std::to_string(hard) +
+                                 "), which only root can raise; lower it, or raise the host's "
+                                 "hard limit (ulimit -H) before it starts");
+  }
+}
+
+void validate_security(const WorkerSecurity& security, MemoryMetric memory_metric) {
+  validate_environment(security.environment);
+  const std::uint32_t host_uid = platform::effective_uid();
+  const bool root = host_uid == 0;
+  if (security.max_open_files != 0) {
+    if (security.max_open_files < min_open_files) {
+      throw ConfigError("WorkerSecurity::max_open_files",
+                        std::to_string(security.max_open_files) +
+                            " is too few for a worker to start (it needs descriptors 0-3, one for "
+                            "its shared memory and some to load its libraries); allowed: 0 "
+                            "(inherit) or at least " +
+                            std::to_string(min_open_files));
+    }
+    validate_limit("WorkerSecurity::max_open_files", security.max_open_files,
+                   platform::Resource::open_files, root);
+  }
+  if (security.core_dump_limit) {
+    validate_limit("WorkerSecurity::core_dump_limit", *security.core_dump_limit,
+                   platform::Resource::core_dump, root);
+  }
+  if (!security.dumpable && !root && memory_metric != MemoryMetric::rss) {
+    throw ConfigError("WorkerSecurity::dumpable",
+                      "false stops a host that is not root from reading a worker's "
+                      "/proc/<pid>/smaps_rollup, which RecyclePolicy::memory_metric pss and uss "
+                      "need (their limits would never fire); use MemoryMetric::rss, or keep "
+                      "dumpable");
+  }
+  if (security.run_as && !root) {
+    throw ConfigError("WorkerSecurity::run_as",
+                      "this process runs as uid " + std::to_string(host_uid) +
+                          ", and only a host running as root can start workers as another "
+                          "user; leave run_as empty (workers then run as uid " +
+                          std::to_string(host_uid) + "), or start the host as root");
+  }
 }
 
 }  // namespace
@@ -45,6 +126,13 @@ PoolOptions validate(PoolOptions options) {
   }
   if (options.queue_capacity == 0) {
     throw ConfigError("PoolOptions::queue_capacity", "must be at least 1");
+  }
+  if (options.prefetch.max_jobs > 4096) {
+    throw ConfigError("PrefetchPolicy::max_jobs", std::to_string(options.prefetch.max_jobs) +
+                                                      " is out of range; allowed: 0..4096");
+  }
+  if (options.prefetch.when_jobs_take_under.count() < 0) {
+    throw ConfigError("PrefetchPolicy::when_jobs_take_under", "must not be negative");
   }
   if (options.max_payload_bytes == 0 || options.max_payload_bytes > max_message_bytes) {
     throw ConfigError("PoolOptions::max_payload_bytes",
@@ -127,6 +215,7 @@ PoolOptions validate(PoolOptions options) {
   if (options.stderr_tail_lines > 1000) {
     throw ConfigError("PoolOptions::stderr_tail_lines", "allowed: 0..1000");
   }
+  validate_security(options.security, options.recycle.memory_metric);
   return options;
 }
 

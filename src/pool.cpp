@@ -32,6 +32,38 @@ JobId Pool::submit(std::string_view job_name, Bytes payload, const SubmitOptions
   return impl_->submit(job_name, std::move(payload), options, std::move(on_done));
 }
 
+std::vector<JobFuture> Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
+                                          const SubmitOptions& options) {
+  std::vector<detail::OutcomeSink> sinks;
+  std::vector<std::future<JobResult>> futures;
+  sinks.reserve(payloads.size());
+  futures.reserve(payloads.size());
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    std::promise<JobResult> promise;
+    futures.push_back(promise.get_future());
+    sinks.emplace_back(std::move(promise));
+  }
+  JobId first = impl_->submit_batch(job_name, std::move(payloads), options, std::move(sinks));
+  std::vector<JobFuture> result;
+  result.reserve(futures.size());
+  for (std::size_t i = 0; i < futures.size(); ++i)
+    result.emplace_back(first + i, std::move(futures[i]));
+  return result;
+}
+
+JobId Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
+                         const SubmitOptions& options, BatchCompletion on_done) {
+  auto shared = std::make_shared<BatchCompletion>(std::move(on_done));
+  std::vector<detail::OutcomeSink> sinks;
+  sinks.reserve(payloads.size());
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    sinks.emplace_back(Completion([shared, i](JobResult result) {
+      if (*shared) (*shared)(i, std::move(result));
+    }));
+  }
+  return impl_->submit_batch(job_name, std::move(payloads), options, std::move(sinks));
+}
+
 bool Pool::cancel(JobId id) {
   return impl_->cancel(id);
 }

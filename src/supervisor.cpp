@@ -10,18 +10,6 @@ namespace procpool::detail {
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
-namespace {
-
-JobResult failure(ErrorKind kind, std::string message, unsigned attempts = 0) {
-  JobError error;
-  error.kind = kind;
-  error.message = std::move(message);
-  error.attempts = attempts;
-  return JobResult::failure(std::move(error));
-}
-
-}  // namespace
-
 Supervisor::Supervisor(PoolOptions options)
     : options_(std::move(options)),
       host_pid_(platform::current_pid()),
@@ -38,7 +26,8 @@ Supervisor::Supervisor(PoolOptions options)
     log(LogLevel::info,
         fmt::format("removed {} shared-memory segment(s) left by dead pools", removed));
   }
-  poller_.add(wake_fd_.get(), wake_key);
+  // Edge-triggered: the eventfds the supervisor sleeps on are never drained (a read per wake-up).
+  poller_.add(wake_fd_.get(), wake_key, true);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -52,78 +41,118 @@ Supervisor::~Supervisor() {
 
 // ---- Any thread ----------------------------------------------------------------------------
 
-JobId Supervisor::submit(std::string_view name, Bytes payload, const SubmitOptions& options,
-                         OutcomeSink sink) {
-  JobId id = next_job_id_.fetch_add(1, std::memory_order_relaxed);
-  submitted_.fetch_add(1, std::memory_order_relaxed);
-  auto reject = [&](ErrorKind kind, std::string message) {
-    JobResult result = failure(kind, std::move(message));
-    count(result);
-    complete_now(std::move(sink), std::move(result));
-    return id;
-  };
-  if (name.empty()) return reject(ErrorKind::invalid_request, "the job name is empty");
+std::optional<JobResult> Supervisor::check_request(std::string_view name, std::size_t payload_bytes,
+                                                   const SubmitOptions& options) const {
+  if (name.empty()) return job_failure(ErrorKind::invalid_request, "the job name is empty");
   if (name.size() > max_job_name_bytes) {
-    return reject(
+    return job_failure(
         ErrorKind::invalid_request,
         fmt::format("the job name is {} bytes; the limit is {}", name.size(), max_job_name_bytes));
   }
   if (options.max_attempts == 0 || options.max_attempts > 100) {
-    return reject(
+    return job_failure(
         ErrorKind::invalid_request,
         fmt::format("SubmitOptions::max_attempts is {}; allowed: 1..100", options.max_attempts));
   }
   if (options.max_attempts > 1 && !options.idempotent) {
-    return reject(ErrorKind::invalid_request,
-                  "SubmitOptions::max_attempts > 1 requires idempotent = true: only jobs that are "
-                  "safe to run twice are retried");
+    return job_failure(
+        ErrorKind::invalid_request,
+        "SubmitOptions::max_attempts > 1 requires idempotent = true: only jobs that are "
+        "safe to run twice are retried");
   }
   if (options.timeout.count() < 0) {
-    return reject(ErrorKind::invalid_request,
-                  "SubmitOptions::timeout must be 0 (pool default) or positive");
+    return job_failure(ErrorKind::invalid_request,
+                       "SubmitOptions::timeout must be 0 (pool default) or positive");
   }
-  if (payload.size() > options_.max_payload_bytes) {
-    return reject(ErrorKind::payload_too_large,
-                  fmt::format("the payload is {} bytes, over PoolOptions::max_payload_bytes ({})",
-                              payload.size(), options_.max_payload_bytes));
+  if (payload_bytes > options_.max_payload_bytes) {
+    return job_failure(
+        ErrorKind::payload_too_large,
+        fmt::format("the payload is {} bytes, over PoolOptions::max_payload_bytes ({})",
+                    payload_bytes, options_.max_payload_bytes));
+  }
+  return std::nullopt;
+}
+
+JobId Supervisor::submit(std::string_view name, Bytes payload, const SubmitOptions& options,
+                         OutcomeSink sink) {
+  std::vector<Bytes> payloads;
+  payloads.push_back(std::move(payload));
+  std::vector<OutcomeSink> sinks;
+  sinks.push_back(std::move(sink));
+  return submit_batch(name, std::move(payloads), options, std::move(sinks));
+}
+
+JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payloads,
+                               const SubmitOptions& options, std::vector<OutcomeSink> sinks) {
+  const std::size_t n = payloads.size();
+  JobId first = next_job_id_.fetch_add(n, std::memory_order_relaxed);
+  submitted_.fetch_add(n, std::memory_order_relaxed);
+  std::vector<Outcome> rejected;
+  auto reject = [&](OutcomeSink sink, JobResult result) {
+    count(result);
+    rejected.push_back(Outcome{std::move(sink), std::move(result)});
+  };
+
+  std::vector<std::unique_ptr<Job>> jobs;
+  jobs.reserve(n);
+  const std::string job_name(name);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (auto error = check_request(name, payloads[i].size(), options)) {
+      reject(std::move(sinks[i]), std::move(*error));
+      continue;
+    }
+    auto job = std::make_unique<Job>();
+    job->id = first + i;
+    job->name = job_name;
+    job->payload = std::move(payloads[i]);
+    job->options = options;
+    job->timeout = options.timeout.count() > 0 ? options.timeout : options_.job_timeout;
+    job->sink = std::move(sinks[i]);
+    jobs.push_back(std::move(job));
   }
 
-  auto job = std::make_unique<Job>();
-  job->id = id;
-  job->name = std::string(name);
-  job->payload = std::move(payload);
-  job->options = options;
-  job->timeout = options.timeout.count() > 0 ? options.timeout : options_.job_timeout;
-
+  // Queue them in order under one lock, waking the supervisor at most once per chunk that fits.
+  std::size_t next = 0;
   std::unique_lock lock(queue_mutex_);
-  for (;;) {
+  while (next < jobs.size()) {
+    std::optional<JobResult> refusal;
     if (stopping_) {
-      lock.unlock();
-      return reject(ErrorKind::shutting_down, "the pool is shutting down");
+      refusal = job_failure(ErrorKind::shutting_down, "the pool is shutting down");
+    } else if (degraded_) {
+      refusal =
+          job_failure(ErrorKind::pool_degraded,
+                      "the pool is degraded: its workers keep failing (see the log); it recovers "
+                      "when one starts cleanly");
+    } else if (queue_.size() >= options_.queue_capacity) {
+      if (options_.when_queue_full == QueueFullPolicy::block &&
+          std::this_thread::get_id() != supervisor_thread_id_.load()) {
+        queue_space_.wait(lock);
+        continue;
+      }
+      refusal = job_failure(ErrorKind::queue_full,
+                            fmt::format("the queue is full ({} jobs, PoolOptions::queue_capacity)",
+                                        options_.queue_capacity));
     }
-    if (degraded_) {
-      lock.unlock();
-      return reject(ErrorKind::pool_degraded,
-                    "the pool is degraded: its workers keep failing (see the log); it recovers "
-                    "when one starts cleanly");
+    if (refusal) {
+      for (; next < jobs.size(); ++next)
+        reject(std::move(jobs[next]->sink), *refusal);
+      break;
     }
-    if (queue_.size() < options_.queue_capacity) break;
-    if (options_.when_queue_full == QueueFullPolicy::reject ||
-        std::this_thread::get_id() == supervisor_thread_id_.load()) {
-      lock.unlock();
-      return reject(ErrorKind::queue_full,
-                    fmt::format("the queue is full ({} jobs, PoolOptions::queue_capacity)",
-                                options_.queue_capacity));
+    std::size_t room = options_.queue_capacity - queue_.size();
+    for (std::size_t end = std::min(jobs.size(), next + room); next < end; ++next) {
+      queue_.push_back(std::move(jobs[next]));
     }
-    queue_space_.wait(lock);
+    if (supervisor_sleeping_ && submit_wakes_supervisor_) {
+      supervisor_sleeping_ = false;
+      lock.unlock();
+      wake();
+      lock.lock();
+    }
   }
-  job->sink = std::move(sink);
-  queue_.push_back(std::move(job));
-  bool must_wake = supervisor_sleeping_;
-  supervisor_sleeping_ = false;
   lock.unlock();
-  if (must_wake) wake();
-  return id;
+  for (auto& outcome : rejected)
+    complete_now(std::move(outcome.sink), std::move(outcome.result));
+  return first;
 }
 
 bool Supervisor::cancel(JobId id) {
@@ -137,7 +166,8 @@ bool Supervisor::cancel(JobId id) {
     queue_.erase(it);
   }
   queue_space_.notify_one();
-  JobResult result = failure(ErrorKind::cancelled, "cancelled before it started", job->attempts);
+  JobResult result =
+      job_failure(ErrorKind::cancelled, "cancelled before it started", job->attempts);
   count(result);
   complete_now(std::move(job->sink), std::move(result));
   return true;
@@ -174,6 +204,7 @@ PoolStats Supervisor::stats() const {
     }
     ws.predecessor_reason = w->predecessor_reason;
     ws.leaving_reason = w->leaving;
+    stats.in_flight += w->prefetched.size();
     if (w->job) {
       ++stats.in_flight;
       ws.current_job = w->job->name;
@@ -339,24 +370,21 @@ void Supervisor::loop() {
     for (auto& outcome : outcomes)
       complete_now(std::move(outcome.sink), std::move(outcome.result));
     if (done) return;
-    std::optional<milliseconds> wait;
-    if (timeout) wait = std::chrono::ceil<milliseconds>(*timeout);
+    std::optional<std::chrono::nanoseconds> wait;
+    if (timeout) wait = std::chrono::ceil<std::chrono::nanoseconds>(*timeout);
+    if (backlog_polling_ && (!wait || *wait > backlog_poll_interval)) wait = backlog_poll_interval;
     poller_.wait(wait, ready);
   }
 }
 
 void Supervisor::on_ready_key(std::uint64_t key, Clock::time_point now) {
-  if (key == wake_key) {
-    platform::eventfd_drain(wake_fd_.get());
-    return;
-  }
+  if (key == wake_key) return;  // what woke it is in the queue (edge-triggered: nothing to drain)
   auto it = workers_.find(key / 4);
   if (it == workers_.end()) return;  // already gone; a stale event from the same batch
   WorkerProcess& worker = *it->second;
   switch (key % 4) {
     case doorbell_key:
-      platform::eventfd_drain(worker.doorbell.get());
-      break;  // the rings are polled in step()
+      break;  // the rings are polled in step(); edge-triggered, so nothing to drain
     case output_key:
       read_output(worker, false);
       break;
@@ -401,6 +429,7 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
 
 void Supervisor::dispatch(Clock::time_point now) {
   bool popped = false;
+  // Every idle worker first gets a job of its own...
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
     if (!w.dispatchable()) continue;
@@ -414,17 +443,69 @@ void Supervisor::dispatch(Clock::time_point now) {
     popped = true;
     ++job->attempts;
     w.job = std::move(job);
-    w.state = WorkerState::busy;
     w.job_start_sent = false;
     w.sent = 0;
-    w.job_started_at = now;
-    w.memory_before_job = w.memory;
-    w.job_deadline.reset();
-    if (w.job->timeout.count() > 0) w.job_deadline = now + w.job->timeout;
-    w.next_sample_at = now + options_.recycle.memory_sample_interval;
+    begin_job(w, now, true);
     send_request(w);
   }
+  // ...then busy workers running short jobs get more behind the one they run.
+  if (options_.prefetch.max_jobs > 0) {
+    for (auto& [id, worker] : workers_)
+      popped |= prefetch(*worker);
+  }
   if (popped) queue_space_.notify_all();
+}
+
+void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_start) {
+  w.state = WorkerState::busy;
+  w.job_started_at = now;
+  // A job that follows one just finished starts without a fresh reading: its memory growth is not
+  // attributed (job stats), and the periodic sample keeps running rather than starting over.
+  w.memory_before_job = fresh_start ? w.memory : std::nullopt;
+  w.job_deadline.reset();
+  if (w.job->timeout.count() > 0) w.job_deadline = now + w.job->timeout;
+  if (fresh_start || !w.next_sample_at) {
+    w.next_sample_at = now + options_.recycle.memory_sample_interval;
+  }
+}
+
+bool Supervisor::prefetch(WorkerProcess& w) {
+  const PrefetchPolicy& policy = options_.prefetch;
+  if (!w.job || !w.ready || w.leaving || w.stop_sent || w.untrusted || !w.job_start_sent ||
+      w.sent != w.job->payload.size() || !w.typical_job_time ||
+      *w.typical_job_time >= policy.when_jobs_take_under) {
+    return false;
+  }
+  auto free = w.requests.free_bytes();
+  if (!free) return false;  // the next send reports the violation
+  std::uint64_t space = *free;
+  bool taken = false;
+  {
+    std::lock_guard lock(queue_mutex_);
+    while (!queue_.empty() && w.prefetched.size() < policy.max_jobs &&
+           (w.job_limit == 0 || w.jobs_done + w.jobs_in_hand() < w.job_limit)) {
+      Job& job = *queue_.front();
+      // Only jobs whose request fits in one go: a prefetched job is sent whole, never streamed.
+      std::uint64_t head = RingWriter::record_bytes(sizeof(JobStartBody) + job.name.size());
+      std::uint64_t body = job.payload.empty() ? 0 : RingWriter::record_bytes(job.payload.size());
+      if (job.payload.size() > w.max_body || head + body > space) break;
+      ++job.attempts;
+      JobStartBody start;
+      start.payload_bytes = job.payload.size();
+      start.timeout_ms = job.timeout.count();
+      start.attempt = job.attempts;
+      start.name_bytes = static_cast<std::uint32_t>(job.name.size());
+      w.requests.append(RecordType::job_start, job.id, std::as_bytes(std::span(&start, 1)),
+                        std::as_bytes(std::span(job.name.data(), job.name.size())));
+      if (!job.payload.empty()) w.requests.append(RecordType::job_data, job.id, job.payload);
+      space -= head + body;
+      w.prefetched.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+      taken = true;
+    }
+  }
+  if (taken && w.requests.publish()) platform::futex_wake_all(w.requests.wake_word());
+  return taken;
 }
 
 std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now) {
@@ -485,10 +566,17 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
 }
 
 bool Supervisor::prepare_sleep() {
+  backlog_polling_ = false;
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
     if (w.untrusted) continue;
-    w.responses.begin_wait();
+    // A worker with jobs sent ahead is streaming short jobs: rather than have it ring the doorbell
+    // for each result (a system call per job on each side), look at its ring again shortly.
+    if (w.prefetched.empty()) {
+      w.responses.begin_wait();
+    } else {
+      backlog_polling_ = true;
+    }
     if (w.responses.has_data()) return false;
     if (w.waiting_for_space) {
       w.requests.begin_wait();
@@ -496,14 +584,21 @@ bool Supervisor::prepare_sleep() {
       if (!space || *space >= RingWriter::record_bytes(w.max_body)) return false;
     }
   }
-  std::lock_guard lock(queue_mutex_);
-  if (!queue_.empty() && !final_stop_) {
-    for (auto& [id, worker] : workers_) {
-      if (worker->dispatchable()) return false;
-    }
+  bool any_dispatchable = false, any_in_flight = false;
+  for (auto& [id, worker] : workers_) {
+    any_dispatchable |= worker->dispatchable();
+    any_in_flight |= worker->job != nullptr;
   }
+  std::lock_guard lock(queue_mutex_);
+  if (!queue_.empty() && !final_stop_ && any_dispatchable) return false;
   if (shutdown_drain_ && !drain_deadline_) return false;
   supervisor_sleeping_ = true;
+  // A new job could not start any sooner for waking us: no worker is free, none may be added, and
+  // a job in flight guarantees an event (its result, or its worker's exit) that wakes us anyway.
+  // Skipping that wake-up saves a system call per submit while short jobs stream through busy
+  // workers; the job waits at most until the next result to be sent ahead.
+  submit_wakes_supervisor_ =
+      any_dispatchable || !any_in_flight || target_workers() < options_.workers;
   return true;
 }
 
@@ -525,7 +620,7 @@ void Supervisor::fail_queue(ErrorKind kind, const std::string& message) {
   queue_space_.notify_all();
   for (auto& job : jobs) {
     unsigned attempts = job->attempts;
-    complete(std::move(job), failure(kind, message, attempts));
+    complete(std::move(job), job_failure(kind, message, attempts));
   }
 }
 
@@ -541,11 +636,13 @@ void Supervisor::emergency_stop() noexcept {
     for (auto& [id, worker] : workers_) {
       platform::kill_process(worker->pidfd.get());
       platform::reap_blocking(worker->pid);
-      if (worker->job) {
-        unsigned attempts = worker->job->attempts;
-        complete(std::move(worker->job),
-                 failure(ErrorKind::shutting_down, "the pool's supervisor failed", attempts));
+      if (worker->job) worker->prefetched.push_front(std::move(worker->job));
+      for (auto& job : worker->prefetched) {
+        unsigned attempts = job->attempts;
+        complete(std::move(job),
+                 job_failure(ErrorKind::shutting_down, "the pool's supervisor failed", attempts));
       }
+      worker->prefetched.clear();
     }
     workers_.clear();
   } catch (...) {

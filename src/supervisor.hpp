@@ -29,6 +29,15 @@
 
 namespace procpool::detail {
 
+/// A failed outcome for a job that had `attempts` attempts.
+inline JobResult job_failure(ErrorKind kind, std::string message, unsigned attempts = 0) {
+  JobError error;
+  error.kind = kind;
+  error.message = std::move(message);
+  error.attempts = attempts;
+  return JobResult::failure(std::move(error));
+}
+
 class Supervisor {
  public:
   explicit Supervisor(PoolOptions options);
@@ -36,6 +45,10 @@ class Supervisor {
 
   JobId submit(std::string_view name, Bytes payload, const SubmitOptions& options,
                OutcomeSink sink);
+  /// Submits one job per payload (sinks[i] gets payloads[i]'s outcome) under one lock, waking the
+  /// supervisor at most once per chunk queued. Returns the first job's id; the ids are consecutive.
+  JobId submit_batch(std::string_view name, std::vector<Bytes> payloads,
+                     const SubmitOptions& options, std::vector<OutcomeSink> sinks);
   bool cancel(JobId id);
   PoolStats stats() const;
   void shutdown(std::chrono::milliseconds drain);
@@ -52,6 +65,14 @@ class Supervisor {
   std::optional<Clock::duration> step(Clock::time_point now);
   void on_ready_key(std::uint64_t key, Clock::time_point now);
   void dispatch(Clock::time_point now);
+  /// Makes `worker.job` the job it runs from `now`. `fresh_start`: dispatched to an idle worker
+  /// (rather than reached after the job ahead of it).
+  void begin_job(WorkerProcess& worker, Clock::time_point now, bool fresh_start);
+  /// Sends queued jobs ahead to a busy worker per PrefetchPolicy; true if it took any.
+  bool prefetch(WorkerProcess& worker);
+  /// Gives back the jobs a leaving worker had not reached: to the front of the queue, or failed if
+  /// the pool is stopping or degraded.
+  void return_prefetched(WorkerProcess& worker);
   std::optional<Clock::time_point> check_timers(Clock::time_point now);
   bool prepare_sleep();
   void end_sleep();
@@ -71,6 +92,7 @@ class Supervisor {
   std::size_t target_workers() const;
   void spawn_workers(Clock::time_point now);
   void spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor);
+
   void on_exit(WorkerProcess& worker, Clock::time_point now);
   void stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
                    std::string detail = {});
@@ -90,6 +112,9 @@ class Supervisor {
   static PoolEvent worker_event(EventType type, const WorkerProcess& worker, std::string message);
 
   // Any thread.
+  /// Why a job cannot be queued, if it cannot.
+  std::optional<JobResult> check_request(std::string_view name, std::size_t payload_bytes,
+                                         const SubmitOptions& options) const;
   void complete(std::unique_ptr<Job> job, JobResult result);
   void complete_now(OutcomeSink sink, JobResult result) noexcept;
   void count(const JobResult& result) noexcept;
@@ -109,6 +134,11 @@ class Supervisor {
   bool stopping_ = false;  // no new jobs
   bool degraded_ = false;  // the restart-storm breaker tripped
   bool supervisor_sleeping_ = false;
+  bool submit_wakes_supervisor_ = true;  // see prepare_sleep()
+  /// Some worker streams jobs sent ahead: the supervisor sleeps at most backlog_poll_interval and
+  /// that worker does not ring its doorbell for each result (see prepare_sleep()).
+  bool backlog_polling_ = false;
+  static constexpr std::chrono::microseconds backlog_poll_interval{50};
   std::optional<std::chrono::milliseconds> shutdown_drain_;
 
   std::atomic<JobId> next_job_id_{1};

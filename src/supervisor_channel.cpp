@@ -169,24 +169,37 @@ void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
   Bytes bytes = std::move(w.received);
   w.received = Bytes();
   w.receiving = false;
-  w.job_deadline.reset();
-  w.next_sample_at.reset();
   w.waiting_for_space = false;
   ++w.jobs_done;
-  w.idle_since = now;
-  if (!w.leaving) w.state = WorkerState::idle;
-  sample_memory(w, now);
+  Clock::duration took = now - w.job_started_at;
+  std::optional<std::uint64_t> memory_before = w.memory_before_job;
+  bool sampled = w.prefetched.empty();
+  w.typical_job_time = w.typical_job_time ? (*w.typical_job_time * 3 + took) / 4 : took;
+  if (!w.prefetched.empty()) {
+    // It goes straight on with the next job it was sent; memory is read by the periodic sample.
+    w.job = std::move(w.prefetched.front());
+    w.prefetched.pop_front();
+    w.job_start_sent = true;
+    w.sent = w.job->payload.size();
+    begin_job(w, now, false);
+  } else {
+    w.job_deadline.reset();
+    w.next_sample_at.reset();
+    w.idle_since = now;
+    if (!w.leaving) w.state = WorkerState::idle;
+    sample_memory(w, now);
+  }
   if (!w.baseline && w.memory && w.jobs_done >= options_.recycle.baseline_after_jobs) {
     w.baseline = w.memory;
     w.baseline_at = now;
     w.baseline_jobs = w.jobs_done;
   }
   std::optional<std::int64_t> delta;
-  if (w.memory && w.memory_before_job) {
-    delta = static_cast<std::int64_t>(*w.memory) - static_cast<std::int64_t>(*w.memory_before_job);
+  if (sampled && w.memory && memory_before) {
+    delta = static_cast<std::int64_t>(*w.memory) - static_cast<std::int64_t>(*memory_before);
   }
   bool ok = w.result_status == ResultStatus::ok;
-  job_stats_.record(job->name, ok, now - w.job_started_at, delta);
+  job_stats_.record(job->name, ok, took, delta);
   note_job_completed();
   if (ok) {
     complete(std::move(job), JobResult::success(std::move(bytes)));

@@ -6,6 +6,7 @@
 
 #include "supervisor.hpp"
 #include "worker_args.hpp"
+#include "worker_security.hpp"
 
 namespace procpool::detail {
 
@@ -103,10 +104,16 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   auto worker = std::make_unique<WorkerProcess>();
   worker->id = next_worker_id_++;
   worker->predecessor_reason = predecessor;
+  std::optional<Segment::Owner> segment_owner;
+  if (const auto& run_as = options_.security.run_as) {
+    // The segment is 0600: a worker running as another user can open it only if it owns it.
+    segment_owner = Segment::Owner{run_as->uid, run_as->gid};
+  }
   worker->segment = Segment::create(options_.ring_bytes, options_.max_payload_bytes,
-                                    options_.max_result_bytes, host_pid_);
+                                    options_.max_result_bytes, host_pid_, segment_owner);
   SegmentHeader& header = worker->segment.header();
   header.address_space_limit = options_.recycle.address_space_limit;
+  if (!options_.security.dumpable) header.worker_flags |= worker_flag_non_dumpable;
   worker->requests =
       RingWriter(&header.requests, worker->segment.request_data(), options_.ring_bytes);
   worker->responses =
@@ -125,6 +132,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
                            {worker_flag, worker->segment.name(), std::to_string(host_pid_)});
   request.output_fd = output.write_end.get();
   request.doorbell_fd = worker->doorbell.get();
+  apply_security(options_.security, request);
   platform::SpawnedProcess spawned = platform::spawn(request);
   output.write_end
       .reset();  // the child has its own copy; EOF comes when it (and its children) exit
@@ -136,7 +144,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   worker->spawned_at = now;
   worker->start_deadline = now + options_.start_timeout;
   try {
-    poller_.add(worker->doorbell.get(), poll_key(worker->id, doorbell_key));
+    poller_.add(worker->doorbell.get(), poll_key(worker->id, doorbell_key), true);
     poller_.add(worker->pidfd.get(), poll_key(worker->id, exit_key));
     poller_.add(worker->output.get(), poll_key(worker->id, output_key));
   } catch (...) {
@@ -179,6 +187,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
     pending_replacements_.push_back(reason);
   }
 
+  return_prefetched(w);
   if (w.job) {
     std::unique_ptr<Job> job = std::move(w.job);
     ErrorKind kind = outcome_for(w.stop_sent ? w.leaving : std::nullopt);
@@ -257,6 +266,35 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   poller_.remove(w.pidfd.get());
   if (w.output) poller_.remove(w.output.get());
   workers_.erase(w.id);  // `w` is gone from here on
+}
+
+void Supervisor::return_prefetched(WorkerProcess& w) {
+  if (w.prefetched.empty()) return;
+  std::deque<std::unique_ptr<Job>> jobs;
+  jobs.swap(w.prefetched);
+  bool degraded;
+  {
+    std::lock_guard lock(queue_mutex_);
+    degraded = degraded_;
+    if (!final_stop_ && !degraded) {
+      // Never started: they keep their place at the head of the queue and their attempt count.
+      for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {
+        --(*it)->attempts;
+        queue_.push_front(std::move(*it));
+      }
+      return;
+    }
+  }
+  ErrorKind kind = final_stop_ ? ErrorKind::shutting_down : ErrorKind::pool_degraded;
+  for (auto& job : jobs) {
+    unsigned attempts = job->attempts - 1;
+    complete(
+        std::move(job),
+        job_failure(kind,
+                    fmt::format("the pool {} before the job started (its worker, pid {}, left)",
+                                final_stop_ ? "shut down" : "is degraded", w.pid),
+                    attempts));
+  }
 }
 
 void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time_point now,

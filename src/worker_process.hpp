@@ -81,11 +81,17 @@ struct WorkerProcess {
   bool untrusted = false;
   std::string leaving_detail;
 
-  // The job it runs, and how far its request has been sent.
+  // The job it runs (the oldest it was sent), and how far its request has been sent.
   std::unique_ptr<Job> job;
   bool job_start_sent = false;
   std::uint64_t sent = 0;
   bool waiting_for_space = false;
+  /// Jobs sent whole into its request ring behind `job`, oldest first (PrefetchPolicy). Non-empty
+  /// only while `job` is set and fully sent.
+  std::deque<std::unique_ptr<Job>> prefetched;
+  /// Moving average of its job times (dispatch or previous result to result); nullopt until its
+  /// first job.
+  std::optional<Clock::duration> typical_job_time;
 
   // The result being received.
   bool receiving = false;
@@ -101,6 +107,9 @@ struct WorkerProcess {
   bool dispatchable() const noexcept {
     return ready && !leaving && !job && state == WorkerState::idle;
   }
+
+  /// Jobs sent to it that have no outcome yet.
+  std::size_t jobs_in_hand() const noexcept { return (job ? 1 : 0) + prefetched.size(); }
 };
 
 }  // namespace procpool::detail

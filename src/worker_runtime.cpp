@@ -1,4 +1,5 @@
 // The worker side of the channel: attach, say hello, run jobs until told to stop.
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -202,6 +203,14 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
     std::fprintf(stderr, "procpool worker: the host (pid %d) is gone; exiting\n", args.host_pid);
     return 3;
   }
+  // Whatever a job starts dies with this worker (docs/gotchas.md). Not when the host is pid 1: the
+  // guard would end as the host's child, a zombie nobody reaps.
+  if (args.host_pid != 1) {
+    if (const char* failed = platform::guard_process_group()) {
+      std::fprintf(stderr, "procpool worker: cannot guard its process group (%s: %s)\n", failed,
+                   std::strerror(errno));
+    }
+  }
   // Our own children (a job may spawn some) must not inherit the doorbell.
   platform::set_cloexec(platform::worker_doorbell_fd);
   Segment segment;
@@ -217,6 +226,12 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
                    static_cast<unsigned long long>(limit));
       return 3;
     }
+  }
+  // After exec, which made this process dumpable again; before any job runs.
+  if ((segment.header().worker_flags & worker_flag_non_dumpable) &&
+      !platform::make_non_dumpable()) {
+    std::fprintf(stderr, "procpool worker: cannot clear PR_SET_DUMPABLE\n");
+    return 3;
   }
   return WorkerLoop(segment, registry).run();
 }

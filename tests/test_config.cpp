@@ -120,6 +120,28 @@ TEST_CASE("options that cannot work are rejected with the field and the allowed 
     options.recycle.address_space_limit = 1 << 20;
     CHECK(config_error(options).find("RecyclePolicy::address_space_limit") == 0);
   }
+  SECTION("an allow-list entry that is not a variable name") {
+    options.security.environment.allow.push_back("A=B");
+    auto message = config_error(options);
+    CHECK(message.find("WorkerEnvironment::allow") == 0);
+    CHECK(message.find("'A=B'") != std::string::npos);
+  }
+  SECTION("a worker variable set twice") {
+    options.security.environment.set = {{"KEY", "1"}, {"KEY", "2"}};
+    auto message = config_error(options);
+    CHECK(message.find("WorkerEnvironment::set") == 0);
+    CHECK(message.find("KEY is set twice") != std::string::npos);
+  }
+  SECTION("a worker variable with an empty name") {
+    options.security.environment.set = {{"", "1"}};
+    CHECK(config_error(options).find("WorkerEnvironment::set") == 0);
+  }
+  SECTION("too few descriptors for a worker to start") {
+    options.security.max_open_files = 4;
+    auto message = config_error(options);
+    CHECK(message.find("WorkerSecurity::max_open_files") == 0);
+    CHECK(message.find("at least 16") != std::string::npos);
+  }
 }
 
 TEST_CASE("zero workers means one per hardware thread") {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <procpool/procpool.hpp>
 #include <set>
 
@@ -185,4 +186,90 @@ TEST_CASE("stats count submitted, succeeded and failed jobs by kind") {
     CHECK(w.peak_rss_bytes >= w.rss_bytes);
   }
   CHECK(jobs_done == 3);
+}
+
+TEST_CASE("submit_batch runs every job and futures[i] holds payloads[i]'s outcome") {
+  Pool pool(test::quiet_options(2));
+  std::vector<Bytes> payloads;
+  for (int i = 0; i < 200; ++i)
+    payloads.push_back(bytes("job " + std::to_string(i)));
+  std::vector<JobFuture> futures = pool.submit_batch("echo", payloads);
+  REQUIRE(futures.size() == 200);
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    if (i > 0) CHECK(futures[i].id() == futures[0].id() + i);
+    JobResult result = futures[i].get();
+    REQUIRE(result.ok());
+    CHECK(text(result.value()) == "job " + std::to_string(i));
+  }
+  CHECK(pool.submit_batch("echo", {}).empty());
+}
+
+TEST_CASE("submit_batch rejects only the jobs that cannot be queued") {
+  PoolOptions options = test::quiet_options(1);
+  options.max_payload_bytes = 16;
+  Pool pool(options);
+  std::vector<Bytes> payloads{bytes("small"), Bytes(17), bytes("also small")};
+  std::vector<JobFuture> futures = pool.submit_batch("echo", payloads);
+  CHECK(text(futures[0].get().value()) == "small");
+  JobResult too_large = futures[1].get();
+  REQUIRE_FALSE(too_large.ok());
+  CHECK(too_large.error().kind == ErrorKind::payload_too_large);
+  CHECK(text(futures[2].get().value()) == "also small");
+
+  std::vector<JobFuture> unnamed = pool.submit_batch("", std::vector<Bytes>(2));
+  for (auto& future : unnamed)
+    CHECK(future.get().error().kind == ErrorKind::invalid_request);
+}
+
+TEST_CASE("a batch larger than the queue's free room queues what fits and rejects the rest") {
+  PoolOptions options = test::quiet_options(1);
+  options.queue_capacity = 4;
+  options.prefetch.max_jobs = 0;
+  Pool pool(options);
+  test::Gate gate;
+  JobFuture held = pool.submit("wait_fifo", gate.payload());
+  REQUIRE(test::eventually([&] { return pool.stats().in_flight == 1; }));
+  std::vector<JobFuture> futures = pool.submit_batch("echo", std::vector<Bytes>(10));
+  for (std::size_t i = 4; i < 10; ++i) {
+    REQUIRE(futures[i].wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+    CHECK(futures[i].get().error().kind == ErrorKind::queue_full);
+  }
+  gate.release();
+  CHECK(held.get().ok());
+  for (std::size_t i = 0; i < 4; ++i)
+    CHECK(futures[i].get().ok());
+}
+
+TEST_CASE("the callback form of submit_batch reports each index exactly once") {
+  Pool pool(test::quiet_options(2));
+  constexpr std::size_t jobs = 300;
+  std::mutex mutex;
+  std::vector<int> calls(jobs, 0);
+  std::vector<std::string> outputs(jobs);
+  std::promise<void> all_done;
+  std::size_t done = 0;
+  std::vector<Bytes> payloads;
+  for (std::size_t i = 0; i < jobs; ++i)
+    payloads.push_back(bytes(std::to_string(i)));
+  JobId first = pool.submit_batch("echo", payloads, {}, [&](std::size_t index, JobResult result) {
+    std::lock_guard lock(mutex);
+    ++calls[index];
+    outputs[index] = result.ok() ? text(result.value()) : "error";
+    if (++done == jobs) all_done.set_value();
+  });
+  CHECK(first > 0);
+  all_done.get_future().get();
+  for (std::size_t i = 0; i < jobs; ++i) {
+    CHECK(calls[i] == 1);
+    CHECK(outputs[i] == std::to_string(i));
+  }
+}
+
+TEST_CASE("a typed batch encodes each request and decodes each response") {
+  Pool pool(test::quiet_options(2));
+  std::vector<std::string> requests{"one", "two", "three"};
+  auto futures = pool.submit_batch<EchoText>(std::span<const std::string>(requests));
+  REQUIRE(futures.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i)
+    CHECK(futures[i].get().value() == requests[i]);
 }

@@ -58,6 +58,35 @@ std::uint64_t fresh_worker_rss() {
   return pool.stats().workers.at(0).rss_bytes;
 }
 
+/// RSS a worker gains for each MiB a job touches, in this build. 1 normally; under ThreadSanitizer
+/// every byte a job touches also touches shadow memory, so it is measured once from a real worker,
+/// and the memory limits below scale with it: they still fall between the same two jobs, and a
+/// worker whose memory is not measured or not acted on still fails them.
+double rss_per_touched_mib() {
+#if defined(PROCPOOL_TEST_TSAN)
+  static const double factor = [] {
+    constexpr std::uint32_t leaked = 32;
+    Pool pool(test::quiet_options(1));
+    REQUIRE(pool.submit("echo", Bytes{}).get().ok());
+    auto before = static_cast<double>(pool.stats().workers.at(0).rss_bytes);
+    REQUIRE(pool.submit("leak_mb", mebibytes(leaked)).get().ok());
+    auto after = static_cast<double>(pool.stats().workers.at(0).rss_bytes);
+    return (after - before) / static_cast<double>(leaked * MiB);
+  }();
+  INFO("RSS per touched MiB under ThreadSanitizer: " << factor);
+  REQUIRE(factor >= 1.0);  // less would mean the leak was not measured
+  REQUIRE(factor <= 16.0);
+  return factor;
+#else
+  return 1.0;
+#endif
+}
+
+/// The RSS that `n` MiB touched by a job adds to a worker in this build.
+std::uint64_t touched(double n) {
+  return static_cast<std::uint64_t>(n * rss_per_touched_mib() * static_cast<double>(MiB));
+}
+
 bool all_idle(Pool& pool, std::size_t workers) {
   auto s = pool.stats();
   if (s.workers.size() != workers) return false;
@@ -167,7 +196,7 @@ TEST_CASE("with min_workers, idle workers scale down and queued work scales up a
 TEST_CASE("a worker over the soft limit is retired after its job; the job succeeds") {
   std::uint64_t base = fresh_worker_rss();
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_soft_limit = base + 48 * MiB;
+  options.recycle.rss_soft_limit = base + touched(48);
   Pool pool(options);
   std::set<std::string> pids;
   for (int i = 0; i < 7; ++i) {
@@ -185,7 +214,7 @@ TEST_CASE("a worker over the soft limit is retired after its job; the job succee
 TEST_CASE("a job that balloons past the hard limit is killed mid-run and fails with memory_limit") {
   std::uint64_t base = fresh_worker_rss();
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_hard_limit = base + 96 * MiB;
+  options.recycle.rss_hard_limit = base + touched(96);
   options.recycle.memory_sample_interval = 20ms;
   Pool pool(options);
   JobResult r = pool.submit("balloon_mb", mebibytes(2000)).get();
@@ -207,7 +236,7 @@ TEST_CASE("a job that balloons past the hard limit is killed mid-run and fails w
 
 TEST_CASE("growth over a worker's own baseline retires it as a leak") {
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_growth_limit = 50 * MiB;
+  options.recycle.rss_growth_limit = touched(50);
   options.recycle.baseline_after_jobs = 1;
   Pool pool(options);
   std::vector<std::string> results;
@@ -274,16 +303,16 @@ TEST_CASE("per-job memory attribution shows which job leaks and by how much") {
   JobStats leaky = find("leak_mb");
   JobStats clean = find("echo");
   CHECK(leaky.completed == 4);
-  CHECK(leaky.memory_delta_mean_bytes > 14.0 * MiB);
-  CHECK(leaky.memory_delta_mean_bytes < 20.0 * MiB);
-  CHECK(std::abs(clean.memory_delta_mean_bytes) < 2.0 * MiB);
+  CHECK(leaky.memory_delta_mean_bytes > static_cast<double>(touched(14)));
+  CHECK(leaky.memory_delta_mean_bytes < static_cast<double>(touched(20)));
+  CHECK(std::abs(clean.memory_delta_mean_bytes) < static_cast<double>(touched(2)));
   CHECK(leaky.latency_p50_ms > 0);
   CHECK(leaky.latency_p99_ms >= leaky.latency_p50_ms);
   // The worker's own leak rate, measured from its baseline after the first job.
   const WorkerStats& w = stats.workers.at(0);
   REQUIRE(w.baseline_bytes.has_value());
-  CHECK(w.growth_bytes_per_job > 6.0 * MiB);  // 16 MiB every other job
-  CHECK(w.growth_bytes_per_job < 10.0 * MiB);
+  CHECK(w.growth_bytes_per_job > static_cast<double>(touched(6)));  // 16 MiB every other job
+  CHECK(w.growth_bytes_per_job < static_cast<double>(touched(10)));
   CHECK(w.growth_bytes_per_minute > 0);
 }
 
@@ -382,8 +411,8 @@ TEST_CASE("a pool degraded by failing starts heals itself when a worker starts c
 TEST_CASE("a worker retiring mid-job for the soft limit is still killed at the hard limit") {
   std::uint64_t base = fresh_worker_rss();
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_soft_limit = base + 32 * MiB;
-  options.recycle.rss_hard_limit = base + 160 * MiB;
+  options.recycle.rss_soft_limit = base + touched(32);
+  options.recycle.rss_hard_limit = base + touched(160);
   options.recycle.memory_sample_interval = 20ms;
   Pool pool(options);
   JobResult r = pool.submit("balloon_mb", mebibytes(2000)).get();  // grows past both, then hangs
@@ -395,7 +424,7 @@ TEST_CASE("a worker retiring mid-job for the soft limit is still killed at the h
 TEST_CASE("a retiring worker that dies during its last job is recorded as a crash") {
   std::uint64_t base = fresh_worker_rss();
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_soft_limit = base + 16 * MiB;
+  options.recycle.rss_soft_limit = base + touched(16);
   options.recycle.memory_sample_interval = 20ms;
   Pool pool(options);
   JobResult r = pool.submit("leak_then_crash", mebibytes(48)).get();

@@ -34,32 +34,41 @@ class CodecError : public std::runtime_error {
 template <class T, class Enable = void>
 struct Codec;
 
+/// Raw bytes pass through unchanged.
 template <>
 struct Codec<Bytes> {
+  /// Returns a copy of `value`. Throws only std::bad_alloc.
   static Bytes encode(const Bytes& value) { return value; }
+  /// Returns a copy of `bytes`. Throws only std::bad_alloc.
   static Bytes decode(std::span<const std::byte> bytes) {
     return Bytes(bytes.begin(), bytes.end());
   }
 };
 
+/// A string travels as its characters, without a terminator; any byte sequence decodes.
 template <>
 struct Codec<std::string> {
+  /// The characters of `value`. Throws only std::bad_alloc.
   static Bytes encode(const std::string& value) {
     const auto* first = reinterpret_cast<const std::byte*>(value.data());
     return Bytes(first, first + value.size());
   }
+  /// A string holding exactly `bytes`. Throws only std::bad_alloc.
   static std::string decode(std::span<const std::byte> bytes) {
     return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   }
 };
 
+/// A trivially copyable, non-pointer type travels as its object representation (sizeof(T) bytes).
 template <class T>
 struct Codec<T, std::enable_if_t<std::is_trivially_copyable_v<T> && !std::is_pointer_v<T>>> {
+  /// The sizeof(T) bytes of `value`. Throws only std::bad_alloc.
   static Bytes encode(const T& value) {
     Bytes out(sizeof(T));
     std::memcpy(out.data(), &value, sizeof(T));
     return out;
   }
+  /// The T whose bytes are `bytes`. Throws CodecError if there are not exactly sizeof(T) of them.
   static T decode(std::span<const std::byte> bytes) {
     if (bytes.size() != sizeof(T)) {
       throw CodecError("expected " + std::to_string(sizeof(T)) + " bytes, got " +

@@ -63,11 +63,13 @@ PROCPOOL_API std::string_view to_string(ErrorKind kind) noexcept;
 
 /// Why a job failed. Carried by a JobResult that is not ok().
 struct JobError {
+  /// What happened; see ErrorKind and docs/error-model.md.
   ErrorKind kind = ErrorKind::handler_error;
   /// Human-readable explanation; for handler_error, the exception's message.
   std::string message;
-  /// For worker_crashed/timeout/memory_limit: how the worker ended, when known.
+  /// For worker_crashed/timeout/memory_limit: the worker's exit code, if it exited.
   std::optional<int> exit_code;
+  /// For worker_crashed/timeout/memory_limit: the signal that ended the worker, if one did.
   std::optional<int> signal;
   /// The last lines the worker wrote to stderr or stdout before it died (every kind that ends
   /// with the worker's death: worker_crashed, timeout, memory_limit, protocol_violation,
@@ -81,7 +83,9 @@ struct JobError {
 /// names the offending field and the values it accepts; field() returns the field alone.
 class PROCPOOL_API ConfigError : public std::invalid_argument {
  public:
+  /// `field` names the option (e.g. "PoolOptions::workers"); `message` says what is wrong.
   ConfigError(std::string field, const std::string& message);
+  /// The name of the offending field, as given to the constructor.
   const std::string& field() const noexcept { return field_; }
 
  private:

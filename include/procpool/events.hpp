@@ -13,6 +13,7 @@
 
 namespace procpool {
 
+/// The kinds of PoolEvent.
 enum class EventType {
   /// A worker process was started (pid known).
   spawned,
@@ -32,16 +33,27 @@ enum class EventType {
   recovered,
 };
 
+/// A stable lower_snake_case name for `type` ("spawned", "exited", ...). Never throws.
 PROCPOOL_API std::string_view to_string(EventType type) noexcept;
 
+/// One lifecycle event of a pool, given to PoolOptions::on_event. Fields that do not apply to the
+/// event's type are empty (or 0).
 struct PoolEvent {
+  /// What happened.
   EventType type = EventType::spawned;
+  /// The pool-local id of the worker concerned (WorkerStats::id); 0 for pool-wide events.
   std::uint64_t worker_id = 0;
+  /// That worker's process id; 0 if it has none (yet) or for pool-wide events.
   int pid = 0;
+  /// Why the worker is retiring or left (retiring, exited).
   std::optional<RecycleReason> reason;
+  /// The worker's exit code, if it exited (exited).
   std::optional<int> exit_code;
+  /// The signal that ended the worker, if one did (exited).
   std::optional<int> signal;
+  /// The job that failed (job_failed).
   std::string job_name;
+  /// How that job failed (job_failed).
   std::optional<ErrorKind> error;
   /// The same text the log line carries.
   std::string message;

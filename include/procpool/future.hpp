@@ -21,7 +21,9 @@ using JobId = std::uint64_t;
 template <class T>
 class Future {
  public:
+  /// An invalid Future (valid() is false), to be assigned from Pool::submit.
   Future() = default;
+  /// Wraps the raw future of job `id`. Pool::submit makes these; users rarely need to.
   Future(JobId id, std::future<JobResult> inner) : id_(id), inner_(std::move(inner)) {}
 
   /// The job's id, for Pool::cancel.
@@ -51,11 +53,16 @@ class Future {
   /// Gives up the underlying std::future of the raw bytes (used to re-type a Future).
   std::future<JobResult> release_inner() && { return std::move(inner_); }
 
+  /// Blocks until the outcome is ready, without consuming it. Requires valid().
   void wait() const { inner_.wait(); }
+  /// Waits at most `timeout`; returns std::future_status::ready once the outcome is there.
+  /// Requires valid().
   template <class Rep, class Period>
   std::future_status wait_for(const std::chrono::duration<Rep, Period>& timeout) const {
     return inner_.wait_for(timeout);
   }
+  /// Waits until `deadline` at the latest; returns std::future_status::ready once the outcome is
+  /// there. Requires valid().
   template <class Clock, class Duration>
   std::future_status wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
     return inner_.wait_until(deadline);

@@ -23,6 +23,7 @@ namespace procpool {
 /// for the duration of the handler call only.
 class JobContext {
  public:
+  /// Made by the worker runtime for each handler call; a test of a handler may make one directly.
   JobContext(std::string_view job_name, std::uint64_t job_id, unsigned attempt,
              std::uint64_t jobs_done_by_worker,
              std::optional<std::chrono::steady_clock::time_point> deadline) noexcept

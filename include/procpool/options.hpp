@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "procpool/events.hpp"
@@ -33,10 +34,10 @@ using LogSink = std::function<void(LogLevel, std::string_view)>;
 
 /// Which memory figure the recycle limits are compared against.
 enum class MemoryMetric {
-  /// Resident set size from /proc/<pid>/statm: cheap; counts shared pages (libraries, the
+  /// Resident set size from `/proc/<pid>/statm`: cheap; counts shared pages (libraries, the
   /// segment) in full in every worker.
   rss,
-  /// Proportional set size from /proc/<pid>/smaps_rollup: shared pages divided among their users.
+  /// Proportional set size from `/proc/<pid>/smaps_rollup`: shared pages divided among their users.
   pss,
   /// Unique set size (private clean + private dirty from smaps_rollup): what killing the worker
   /// would give back.
@@ -93,6 +94,96 @@ struct RecyclePolicy {
   std::size_t max_concurrent_recycles = 1;
 };
 
+/// Sending jobs to a worker before it has finished the one it runs, so that short jobs run back to
+/// back instead of each waiting for a round trip through the supervisor.
+///
+/// A prefetched job sits in the worker's request ring: it cannot be cancelled any more, and if the
+/// worker dies before reaching it, it goes back to the front of the queue without counting as an
+/// attempt. Its timeout counts from the moment the worker reaches it (the job ahead finished).
+/// Prefetching adapts to the jobs: a worker gets jobs ahead only while its recent jobs were short
+/// (`when_jobs_take_under`), so a job never waits behind a long one while another worker could run
+/// it, and a worker never holds more jobs than its RecyclePolicy::max_jobs leaves it.
+struct PrefetchPolicy {
+  /// Most jobs one worker holds ahead of the one it runs. 0 = off: one job per worker at a time.
+  /// Allowed: 0..4096.
+  std::size_t max_jobs = 64;
+  /// Prefetch to a worker only while a moving average of its job times (as the supervisor sees
+  /// them, from dispatch to result) is under this. Allowed: >= 0.
+  std::chrono::microseconds when_jobs_take_under{1000};
+};
+
+/// Where a worker's environment variables come from.
+enum class EnvironmentMode {
+  /// Every variable of the host, as it is when the worker is spawned (what a child process gets by
+  /// default, and what a worker that needs credentials from the environment expects).
+  inherit,
+  /// Only the host's variables named in WorkerEnvironment::allow, plus WorkerEnvironment::set.
+  allow_list,
+};
+
+/// The environment a worker starts with. Applied when each worker is spawned; the variables are
+/// read from the host at that moment (do not setenv() in the host while a pool may be spawning).
+struct WorkerEnvironment {
+  /// inherit (default) or allow_list.
+  EnvironmentMode mode = EnvironmentMode::inherit;
+  /// With allow_list: the host variables a worker gets, if the host has them. A name ending in '*'
+  /// is a prefix ("AZURE_SPEECH_*"). Ignored with inherit.
+  std::vector<std::string> allow = {"PATH",   "HOME",     "LANG",        "LANGUAGE",
+                                    "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ",
+                                    "TMPDIR", "USER",     "LOGNAME"};
+  /// Set in every worker, in either mode, over any value the host has: {name, value}. Names must
+  /// be unique, non-empty and without '='; names and values without NUL characters.
+  std::vector<std::pair<std::string, std::string>> set;
+};
+
+/// The user and group a worker runs as (PoolOptions requires a host running as root for this).
+struct RunAs {
+  /// The user id the worker runs as (setuid in the child, before exec).
+  std::uint32_t uid = 0;
+  /// The group id the worker runs as (setgid, with no supplementary groups).
+  std::uint32_t gid = 0;
+};
+
+/// What a worker process may do and see. The defaults change nothing: a worker runs as the host's
+/// user, with its environment and its resource limits. Everything here is applied in the child
+/// between fork and exec, before any of the worker's code runs, and a worker cannot undo it.
+/// See docs/security.md for the trust boundary and the recommended settings.
+/// (RLIMIT_AS is RecyclePolicy::address_space_limit.)
+struct WorkerSecurity {
+  /// The variables a worker starts with.
+  WorkerEnvironment environment;
+
+  /// RLIMIT_NOFILE (soft and hard) for each worker: it cannot open a descriptor numbered at or
+  /// above this. 0 (default) = inherit the host's. Allowed: 0 or 16 .. the host's hard limit
+  /// (above it only when the host runs as root).
+  std::uint64_t max_open_files = 0;
+
+  /// RLIMIT_CORE (soft and hard) for each worker, in bytes. nullopt (default) = inherit the
+  /// host's. 0 = a crashing worker writes no core dump, so its payloads (audio, documents) never
+  /// land on disk through one; recommended wherever payloads are sensitive. Allowed: up to the
+  /// host's hard limit (above it only when the host runs as root).
+  std::optional<std::uint64_t> core_dump_limit;
+
+  /// Run each worker as this user and group, with no supplementary groups. nullopt (default): the
+  /// host's. Only a host running as root (effective uid 0) may set it; the Pool constructor throws
+  /// ConfigError otherwise. The worker's shared memory is handed to this user; the worker's
+  /// executable (worker_command[0], or this program) must be executable by it. A spawn whose
+  /// drop fails counts as a start failure, with the failing call in the log.
+  std::optional<RunAs> run_as;
+
+  /// PR_SET_NO_NEW_PRIVS: neither the worker nor anything it executes can gain privileges
+  /// (set-user-ID binaries, file capabilities). Default false.
+  bool no_new_privileges = false;
+
+  /// false: the worker clears PR_SET_DUMPABLE before its first job (exec sets it again, so the
+  /// worker does it itself). It then writes no core dump, and other processes of its user (its
+  /// sibling workers included) can no longer ptrace it or read its memory, environment or
+  /// descriptors through /proc. A host needs CAP_SYS_PTRACE to read its smaps_rollup then, so a
+  /// host that is not root cannot combine it with MemoryMetric::pss or uss (ConfigError).
+  /// Default true (as any process).
+  bool dumpable = true;
+};
+
 /// How a Pool runs its workers. Every field has a working default; the Pool constructor validates
 /// them and throws ConfigError naming the field when one cannot work.
 struct PoolOptions {
@@ -113,10 +204,15 @@ struct PoolOptions {
   /// exists and is executable. procpool appends its reserved arguments after the ones given here.
   std::vector<std::string> worker_command;
 
+  /// The worker's environment, resource limits, user and privileges (docs/security.md).
+  WorkerSecurity security;
+
   /// Jobs that may wait for a worker before submit applies `when_queue_full`. Allowed: >= 1.
   std::size_t queue_capacity = 100'000;
   /// What submit does when the queue is full.
   QueueFullPolicy when_queue_full = QueueFullPolicy::reject;
+  /// How many jobs a busy worker may be sent ahead (short jobs only).
+  PrefetchPolicy prefetch;
 
   /// Largest payload submit accepts; larger ones fail with ErrorKind::payload_too_large.
   /// Allowed: 1 byte .. 4 GiB.
@@ -150,11 +246,14 @@ struct PoolOptions {
   /// a worker killed by rss_hard_limit before its first job does (the limit is below a fresh
   /// worker's size). Allowed: >= 1.
   unsigned restart_storm_threshold = 5;
+  /// The window within which `restart_storm_threshold` failures in a row degrade the pool.
+  /// Allowed: > 0.
   std::chrono::milliseconds restart_storm_window{60'000};
   /// After a worker fails to start or crashes, no worker (replacement, recycle successor or
   /// scale-up) is started for `restart_backoff_initial`, doubling with each further failure of the
   /// run, capped at `restart_backoff_max`. A job completed by any worker ends the run.
   std::chrono::milliseconds restart_backoff_initial{50};
+  /// The cap on that doubling backoff. Allowed: >= restart_backoff_initial.
   std::chrono::milliseconds restart_backoff_max{10'000};
 
   /// How long ~Pool() lets queued and running jobs finish before it kills workers (see

@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "procpool/codec.hpp"
 #include "procpool/export.hpp"
@@ -22,6 +23,11 @@ namespace procpool {
 /// from it is a programming error (shutdown logs and returns; ~Pool would terminate). An exception
 /// escaping it is caught and logged.
 using Completion = std::function<void(JobResult)>;
+
+/// Called once per job of a batch with the job's index in the batch and its outcome; otherwise as
+/// Completion (same threads and rules: a cancel() on another thread may call it while the
+/// supervisor thread does too, so synchronise what it shares).
+using BatchCompletion = std::function<void(std::size_t index, JobResult)>;
 
 /// A pool of worker processes, each running one job at a time from a shared queue.
 ///
@@ -58,6 +64,40 @@ class PROCPOOL_API Pool {
   /// cannot be queued, `on_done` is called before submit returns, on the calling thread.
   JobId submit(std::string_view job_name, Bytes payload, const SubmitOptions& options,
                Completion on_done);
+
+  /// Queues one job `job_name` per payload, in order, in one call: the queue is locked once (per
+  /// chunk that fits) and the supervisor woken at most as often, which is what makes many small
+  /// jobs cheap (see docs/benchmarks.md). futures[i] yields the outcome of payloads[i]. Each job
+  /// is validated and rejected on its own, as by submit(); when the queue fills up, the remaining
+  /// jobs are rejected with ErrorKind::queue_full or, under QueueFullPolicy::block, the call waits
+  /// for room. The jobs' ids are consecutive. Never throws for job failures.
+  std::vector<JobFuture> submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
+                                      const SubmitOptions& options = {});
+
+  /// As above, calling `on_done(i, outcome)` for payloads[i] instead of returning futures. Jobs
+  /// rejected at submission are reported before this returns, on the calling thread. Returns the
+  /// first job's id; job i has id first + i. An empty batch returns the id the next job would have
+  /// had and calls nothing.
+  JobId submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
+                     const SubmitOptions& options, BatchCompletion on_done);
+
+  /// Typed batch: encodes each request with Codec<J::Request>; futures[i] decodes J::Response.
+  template <TypedJob J>
+  std::vector<Future<typename J::Response>> submit_batch(
+      std::span<const typename J::Request> requests, const SubmitOptions& options = {}) {
+    std::vector<Bytes> payloads;
+    payloads.reserve(requests.size());
+    for (const auto& request : requests)
+      payloads.push_back(Codec<typename J::Request>::encode(request));
+    std::vector<JobFuture> raw = submit_batch(J::name, std::move(payloads), options);
+    std::vector<Future<typename J::Response>> typed;
+    typed.reserve(raw.size());
+    for (auto& future : raw) {
+      JobId id = future.id();
+      typed.emplace_back(id, std::move(future).release_inner());
+    }
+    return typed;
+  }
 
   /// Typed submit: encodes `request` with Codec<J::Request>; the future decodes J::Response.
   template <TypedJob J>

@@ -16,3 +16,7 @@
 #include "procpool/stats_format.hpp"
 #include "procpool/version.hpp"
 #include "procpool/worker.hpp"
+
+/// \namespace procpool
+/// Everything procpool offers a host: Pool, JobRegistry and the worker entry points, options,
+/// outcomes and stats. (procpool::detail, in the library's sources, is internal.)

@@ -25,10 +25,14 @@ class BadResultAccess : public std::logic_error {
 template <class T>
 class Result {
  public:
+  /// A successful outcome holding `value`.
   static Result success(T value) { return Result(std::in_place_index<0>, std::move(value)); }
+  /// A failed outcome holding `error`.
   static Result failure(JobError error) { return Result(std::in_place_index<1>, std::move(error)); }
 
+  /// True if the job succeeded (value() is there), false if it failed (error() is there).
   bool ok() const noexcept { return state_.index() == 0; }
+  /// Same as ok().
   explicit operator bool() const noexcept { return ok(); }
 
   /// The job's value. Throws BadResultAccess (with the error's message) if the job failed.
@@ -36,10 +40,12 @@ class Result {
     check_ok();
     return std::get<0>(state_);
   }
+  /// The job's value, mutable. Throws BadResultAccess if the job failed.
   T& value() & {
     check_ok();
     return std::get<0>(state_);
   }
+  /// The job's value, moved out. Throws BadResultAccess if the job failed.
   T&& value() && {
     check_ok();
     return std::get<0>(std::move(state_));
@@ -50,6 +56,7 @@ class Result {
     if (ok()) throw BadResultAccess("procpool::Result::error() called on a successful result");
     return std::get<1>(state_);
   }
+  /// The JobError, moved out. Throws BadResultAccess if the job succeeded.
   JobError&& error() && {
     if (ok()) throw BadResultAccess("procpool::Result::error() called on a successful result");
     return std::get<1>(std::move(state_));

@@ -36,26 +36,37 @@ enum class WorkerState {
 
 /// Why a worker left (and so why its successor was started). Stable: values are only added.
 enum class RecycleReason {
+  /// Ran RecyclePolicy::max_jobs jobs.
   max_jobs,
+  /// Reached RecyclePolicy::max_lifetime.
   max_lifetime,
+  /// Idle past RecyclePolicy::idle_timeout: replaced by a fresh worker.
   idle_timeout,
   /// Idle past idle_timeout while the pool had more than min_workers: stopped, not replaced.
   scale_down,
+  /// A job left it above RecyclePolicy::rss_soft_limit: retired after that job.
   rss_soft_limit,
+  /// Above RecyclePolicy::rss_hard_limit: killed at once, its job failed with memory_limit.
   rss_hard_limit,
+  /// Grew more than RecyclePolicy::rss_growth_limit over its own baseline.
   rss_growth,
+  /// Its job ran past its timeout: stopped (SIGTERM, grace, SIGKILL).
   job_timeout,
   /// Died on its own, with or without a job.
   crash,
   /// Died or hung before reporting ready.
   start_failure,
+  /// Wrote something the supervisor could not accept to the shared segment: killed.
   protocol_violation,
+  /// The pool shut down.
   shutdown,
 };
 
+/// Number of RecycleReason values (for arrays indexed by reason).
 inline constexpr std::size_t recycle_reason_count =
     static_cast<std::size_t>(RecycleReason::shutdown) + 1;
 
+/// A stable lower_snake_case name for `reason` ("max_jobs", "rss_soft_limit", ...). Never throws.
 PROCPOOL_API std::string_view to_string(RecycleReason reason) noexcept;
 
 /// Whether the pool can run jobs.
@@ -68,32 +79,40 @@ enum class PoolHealth {
   stopped,
 };
 
+/// A stable lower_snake_case name for `state` ("idle", "busy", ...). Never throws.
 PROCPOOL_API std::string_view to_string(WorkerState state) noexcept;
+/// A stable lower_snake_case name for `health` ("healthy", "degraded", "stopped"). Never throws.
 PROCPOOL_API std::string_view to_string(PoolHealth health) noexcept;
 
 /// One worker process.
 struct WorkerStats {
   /// Pool-local id, unique for the pool's lifetime.
   std::uint64_t id = 0;
+  /// Its process id.
   int pid = 0;
+  /// Where it is in its life (starting, idle, busy, retiring, ...).
   WorkerState state = WorkerState::starting;
+  /// Jobs it has finished, successfully or not.
   std::uint64_t jobs_done = 0;
-  /// The job it is running, if any, and for how long.
+  /// The name of the job it is running, if any.
   std::optional<std::string> current_job;
+  /// How long the current job has been running; 0 when there is none.
   std::chrono::milliseconds current_job_running_for{0};
   /// Time since its last job finished (or since it became ready); 0 while busy.
   std::chrono::milliseconds idle_for{0};
+  /// Time since the process was started.
   std::chrono::milliseconds age{0};
-  /// Resident set size at the last reading (after its last job, at a sample, or at ready), and
-  /// the peak seen.
+  /// Resident set size at the last reading (after its last job, at a sample, or at ready).
   std::uint64_t rss_bytes = 0;
+  /// The largest rss_bytes seen for this worker.
   std::uint64_t peak_rss_bytes = 0;
   /// The figure the recycle limits use (RecyclePolicy::memory_metric; equals rss_bytes for rss).
   std::uint64_t memory_bytes = 0;
   /// Memory after RecyclePolicy::baseline_after_jobs jobs, once reached.
   std::optional<std::uint64_t> baseline_bytes;
-  /// Growth since the baseline per job and per minute: how fast this worker leaks.
+  /// Growth since the baseline per job: how fast this worker leaks.
   double growth_bytes_per_job = 0;
+  /// Growth since the baseline per minute of the worker's age.
   double growth_bytes_per_minute = 0;
   /// Why the worker this one replaced left; empty for the pool's first workers.
   std::optional<RecycleReason> predecessor_reason;
@@ -103,35 +122,47 @@ struct WorkerStats {
 
 /// Figures per job name: which job is slow, and which one leaks.
 struct JobStats {
+  /// The job name, or "(other)" for the names past the first 256.
   std::string name;
+  /// Jobs of this name that a worker completed successfully.
   std::uint64_t completed = 0;
+  /// Jobs of this name that failed after reaching a worker.
   std::uint64_t failed = 0;
-  /// Latency from dispatch to outcome, over the most recent jobs (up to 1024), in milliseconds.
+  /// Median latency from dispatch to outcome, over the most recent jobs (up to 1024), in ms.
   double latency_p50_ms = 0;
+  /// 99th percentile of the same latencies, in milliseconds.
   double latency_p99_ms = 0;
-  /// Change in the worker's memory across one job of this name (after minus before), over the
-  /// jobs that completed: the mean and the largest. A steadily positive mean is a leak.
+  /// Mean change in the worker's memory across one job of this name (after minus before), over
+  /// the jobs that completed. A steadily positive mean is a leak.
   double memory_delta_mean_bytes = 0;
+  /// The largest such change seen.
   std::int64_t memory_delta_max_bytes = 0;
 };
 
 /// A whole pool. Worker and queue figures are taken together under the supervisor's locks; the job
 /// counters are atomics read at the same moment and may be a few jobs ahead of them.
 struct PoolStats {
+  /// Whether the pool runs jobs normally, is degraded by a restart storm, or has stopped.
   PoolHealth health = PoolHealth::healthy;
+  /// Every live worker process, including those starting and retiring.
   std::vector<WorkerStats> workers;
-  /// Jobs waiting for a worker, and jobs sent to a worker and not yet finished.
+  /// Jobs waiting for a worker.
   std::size_t queued = 0;
+  /// Jobs sent to a worker and not yet finished.
   std::size_t in_flight = 0;
   /// Every job submit accepted or rejected.
   std::uint64_t submitted = 0;
+  /// Jobs whose outcome was a result.
   std::uint64_t succeeded = 0;
+  /// Jobs whose outcome was a JobError, of any kind (rejections included).
   std::uint64_t failed = 0;
   /// failed, broken down by ErrorKind (index with static_cast<std::size_t>(kind)).
   std::array<std::uint64_t, error_kind_count> failed_by_kind{};
   /// Attempts that were retried (idempotent jobs after a crash, timeout or memory kill).
   std::uint64_t retries = 0;
+  /// Worker processes started since the pool was constructed.
   std::uint64_t workers_started = 0;
+  /// Worker processes that ended and were reaped.
   std::uint64_t workers_exited = 0;
   /// Workers that died or were killed before reporting ready, and spawn calls that failed.
   std::uint64_t start_failures = 0;
@@ -142,14 +173,17 @@ struct PoolStats {
   std::array<std::uint64_t, recycle_reason_count> recycles_by_reason{};
   /// Per job name, sorted by name (at most 256 names; later ones are counted under "(other)").
   std::vector<JobStats> jobs;
-  /// The configured worker bounds.
+  /// The configured lower bound on workers (PoolOptions::min_workers).
   std::size_t min_workers = 0;
+  /// The configured upper bound on workers (PoolOptions::workers).
   std::size_t max_workers = 0;
 
+  /// How many workers left for `reason`.
   std::uint64_t recycles(RecycleReason reason) const noexcept {
     return recycles_by_reason[static_cast<std::size_t>(reason)];
   }
 
+  /// How many jobs failed with `kind`.
   std::uint64_t failures(ErrorKind kind) const noexcept {
     return failed_by_kind[static_cast<std::size_t>(kind)];
   }

@@ -54,11 +54,19 @@ struct SegmentHeader {
   /// RLIMIT_AS the worker applies to itself before it reports ready; 0 = none.
   std::uint64_t address_space_limit = 0;
   std::int32_t host_pid = 0;
-  std::uint32_t reserved = 0;
+  /// WorkerFlags the worker applies to itself before it reports ready (0 in hosts before they
+  /// existed).
+  std::uint32_t worker_flags = 0;
   /// Host to worker: jobs.
   RingControl requests;
   /// Worker to host: hello and results.
   RingControl responses;
+};
+
+/// Bits of SegmentHeader::worker_flags.
+enum WorkerFlags : std::uint32_t {
+  /// PR_SET_DUMPABLE 0 (WorkerSecurity::dumpable = false).
+  worker_flag_non_dumpable = 1,
 };
 
 inline constexpr std::size_t segment_header_bytes = (sizeof(SegmentHeader) + 63) / 64 * 64;

@@ -7,6 +7,7 @@
 #include <new>
 #include <random>
 #include <stdexcept>
+#include <system_error>
 
 #include "platform/platform.hpp"
 
@@ -44,7 +45,7 @@ std::string fresh_name(int host_pid) {
 }  // namespace
 
 Segment Segment::create(std::size_t ring_bytes, std::size_t max_payload_bytes,
-                        std::size_t max_result_bytes, int host_pid) {
+                        std::size_t max_result_bytes, int host_pid, std::optional<Owner> owner) {
   Segment segment;
   segment.impl_ = std::make_unique<Impl>();
   Impl& impl = *segment.impl_;
@@ -55,11 +56,18 @@ Segment Segment::create(std::size_t ring_bytes, std::size_t max_payload_bytes,
     bip::shared_memory_object object(bip::create_only, impl.name.c_str(), bip::read_write,
                                      owner_only);
     impl.linked = true;
+    if (owner) {
+      // Through the descriptor, not the name: it is the object this process created.
+      platform::change_owner(object.get_mapping_handle().handle, owner->uid, owner->gid);
+    }
     object.truncate(static_cast<bip::offset_t>(bytes));
     impl.region = bip::mapped_region(object, bip::read_write, 0, bytes);
   } catch (const bip::interprocess_exception& e) {
     throw std::runtime_error("cannot create shared memory segment '" + impl.name + "' of " +
                              std::to_string(bytes) + " bytes: " + e.what());
+  } catch (const std::system_error& e) {
+    throw std::runtime_error("cannot give shared memory segment '" + impl.name + "' to uid " +
+                             std::to_string(owner->uid) + ": " + e.what());
   }
   impl.ring_bytes = ring_bytes;
   auto* header = new (impl.region.get_address()) SegmentHeader();

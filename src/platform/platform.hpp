@@ -63,13 +63,18 @@ void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
 class Poller {
  public:
   Poller();
-  /// Watches `fd` for readability (and hang-up). Throws std::system_error.
-  void add(int fd, std::uint64_t key);
+  /// Watches `fd` for readability (and hang-up). `edge_triggered`: report each new signal once
+  /// rather than for as long as `fd` stays readable; every write to an eventfd is such a signal, so
+  /// an eventfd watched this way never needs draining (a read per wake-up saved). Throws
+  /// std::system_error.
+  void add(int fd, std::uint64_t key, bool edge_triggered = false);
   /// Stops watching `fd`. Never throws.
   void remove(int fd) noexcept;
   /// Waits until at least one descriptor is ready or `timeout` passes (nullopt = forever) and
   /// appends the keys of the ready descriptors to `ready`.
-  void wait(std::optional<std::chrono::milliseconds> timeout, std::vector<std::uint64_t>& ready);
+  /// Sub-millisecond timeouts are honoured where the kernel has epoll_pwait2 (Linux 5.11), else
+  /// rounded up to 1 ms.
+  void wait(std::optional<std::chrono::nanoseconds> timeout, std::vector<std::uint64_t>& ready);
 
  private:
   UniqueFd epoll_;
@@ -97,6 +102,21 @@ struct SpawnRequest {
   int output_fd = -1;
   /// Becomes the child's descriptor 3 (the wake-up doorbell). Nothing else is inherited.
   int doorbell_fd = -1;
+  /// The child's whole environment, one "NAME=value" each. nullopt: the host's own, as it is now.
+  std::optional<std::vector<std::string>> environment{};
+  /// Applied in the child between fork and exec, in this order; a failure fails the spawn.
+  /// RLIMIT_NOFILE (soft and hard); nullopt = inherited.
+  std::optional<std::uint64_t> max_open_files{};
+  /// RLIMIT_CORE (soft and hard); nullopt = inherited.
+  std::optional<std::uint64_t> core_dump_limit{};
+  /// Supplementary groups cleared, then real/effective/saved gid, then uid; nullopt = unchanged.
+  struct Credentials {
+    std::uint32_t uid = 0;
+    std::uint32_t gid = 0;
+  };
+  std::optional<Credentials> credentials{};
+  /// PR_SET_NO_NEW_PRIVS.
+  bool no_new_privileges = false;
 };
 
 struct SpawnedProcess {
@@ -110,7 +130,7 @@ inline constexpr int worker_doorbell_fd = 3;
 
 /// Starts `request.executable` with vfork+exec (never a plain fork of the host), stdin from
 /// /dev/null, and only descriptors 0-3 open. Throws std::system_error if the program cannot be
-/// started (the message names it).
+/// started (the message names it, and the call that failed if it was one of the restrictions).
 SpawnedProcess spawn(const SpawnRequest& request);
 
 /// How a process ended.
@@ -140,6 +160,15 @@ int current_pid() noexcept;
 /// Worker side: asks the kernel to SIGKILL this process when its parent dies, then checks the
 /// parent is still `expected_parent` (it may have died before the request). False if it is not.
 bool die_with_parent(int expected_parent) noexcept;
+
+/// Worker side: makes this process the leader of a process group of its own (so everything a job
+/// starts is in it) and starts a guard: a tiny process in that group, not this one's child, that
+/// SIGKILLs the whole group once this process has died, whatever killed it (a crash, a timeout, or
+/// the parent-death signal after the host was SIGKILLed). Without it a job's own children would
+/// outlive their worker. Children that leave the group (setsid, setpgid) are not covered. Returns
+/// nullptr on success; otherwise the name of the call that failed, with errno set (the worker then
+/// runs unguarded).
+const char* guard_process_group() noexcept;
 
 /// Marks a descriptor close-on-exec so the worker's own children do not inherit it.
 void set_cloexec(int fd) noexcept;
@@ -181,5 +210,25 @@ std::optional<SharedMemoryUsage> read_pss_uss(int pid) noexcept;
 
 /// Worker side: caps this process's address space (RLIMIT_AS). False if the kernel refused.
 bool limit_address_space(std::uint64_t bytes) noexcept;
+
+/// Worker side: PR_SET_DUMPABLE 0 (no core dump; processes of the same user without
+/// CAP_SYS_PTRACE can no longer ptrace it or read its /proc/<pid>/mem). False if refused.
+bool make_non_dumpable() noexcept;
+
+// ---- Identity and limits -------------------------------------------------------------------
+
+/// This process's effective user id.
+std::uint32_t effective_uid() noexcept;
+
+/// Resource limits procpool can set on a worker.
+enum class Resource { open_files, core_dump };
+/// This process's hard limit for `resource`; UINT64_MAX for unlimited.
+std::uint64_t hard_limit(Resource resource) noexcept;
+
+/// Gives the open file `fd` to `uid`:`gid` (fchown). Throws std::system_error.
+void change_owner(int fd, std::uint32_t uid, std::uint32_t gid);
+
+/// The host's whole environment, one "NAME=value" each, as it is now.
+std::vector<std::string> host_environment();
 
 }  // namespace procpool::platform

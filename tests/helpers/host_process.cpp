@@ -1,10 +1,15 @@
 // A host that starts a pool, occupies every worker with a hanging job, prints
-// "<host pid> <worker pid>..." and waits to be killed. test_host_death SIGKILLs it.
+// "<host pid> <worker pid>..." and waits to be killed. test_host_death SIGKILLs it. With the
+// argument "grandchildren", each worker first starts a child of its own, the host queues more
+// jobs, and a second line lists the grandchildren's pids.
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <procpool/procpool.hpp>
+#include <set>
+#include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "test_jobs.hpp"
@@ -15,6 +20,38 @@ int main(int argc, char** argv) {
   if (auto rc = procpool::run_worker_if_requested(argc, argv, jobs)) return *rc;
 
   procpool::Pool pool(procpool::test::quiet_options(2));
+  // "grandchildren": first give each worker a child of its own (a native library's helper
+  // process), and print their pids on a second line.
+  const bool grandchildren = argc > 1 && std::string_view(argv[1]) == "grandchildren";
+  std::set<int> workers_with_grandchild;
+  std::vector<int> all_grandchildren;
+  // Both workers ready first, or every job could go to the one that started sooner.
+  auto both_idle = [&] {
+    auto stats = pool.stats();
+    return stats.workers.size() == 2 && stats.workers[0].state == procpool::WorkerState::idle &&
+           stats.workers[1].state == procpool::WorkerState::idle;
+  };
+  for (int round = 0; grandchildren && workers_with_grandchild.size() < 2; ++round) {
+    if (round == 100 || !procpool::test::eventually(both_idle)) {
+      std::fprintf(stderr, "procpool_test_host: could not give both workers a grandchild\n");
+      return 1;
+    }
+    auto a = pool.submit("spawn_grandchild", procpool::Bytes{});
+    auto b = pool.submit("spawn_grandchild", procpool::Bytes{});
+    for (auto* future : {&a, &b}) {
+      procpool::JobResult r = future->get();
+      if (!r.ok()) {
+        std::fprintf(stderr, "procpool_test_host: spawn_grandchild failed: %s\n",
+                     r.error().message.c_str());
+        return 1;
+      }
+      std::istringstream fields(procpool::test::text(r.value()));
+      int worker = 0, grandchild = 0;
+      fields >> worker >> grandchild;
+      workers_with_grandchild.insert(worker);
+      all_grandchildren.push_back(grandchild);
+    }
+  }
   std::vector<procpool::JobFuture> running;
   for (int i = 0; i < 2; ++i)
     running.push_back(pool.submit("hang", procpool::Bytes{}));
@@ -27,6 +64,14 @@ int main(int argc, char** argv) {
   for (const auto& w : pool.stats().workers)
     std::printf(" %d", w.pid);
   std::printf("\n");
+  if (grandchildren) {
+    // Load queued behind the hanging jobs: the host dies mid-load.
+    for (int i = 0; i < 100; ++i)
+      running.push_back(pool.submit("echo", procpool::test::bytes("queued")));
+    for (int grandchild : all_grandchildren)
+      std::printf("%d ", grandchild);
+    std::printf("\n");
+  }
   std::fflush(stdout);
   for (;;)
     ::pause();

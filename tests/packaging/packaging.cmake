@@ -5,7 +5,10 @@
 #
 #   packaging.find_package_installed  cmake --install into a prefix, find_package(procpool CONFIG)
 #   packaging.add_subdirectory        add_subdirectory(<procpool source>) from a parent project
+#   packaging.fetchcontent            FetchContent_MakeAvailable(procpool), source dir overridden
 #   packaging.pkg_config              cmake --install into a prefix, pkg-config --cflags --libs
+#   packaging.test_package            cmake --install into a prefix, build test_package/ (the
+#                                     Conan/vcpkg smoke test) against it with plain CMake
 include_guard(GLOBAL)
 
 set(_procpool_packaging_dir "${CMAKE_CURRENT_LIST_DIR}")
@@ -25,11 +28,12 @@ set(_procpool_packaging_common
     "-DMAKE_PROGRAM=${CMAKE_MAKE_PROGRAM}"
     "-DCONFIG=$<CONFIG>"
     "-DLIBDIR=${CMAKE_INSTALL_LIBDIR}"
-    "-DWERROR=${PROCPOOL_WARNINGS_AS_ERRORS}")
+    "-DWERROR=${PROCPOOL_WARNINGS_AS_ERRORS}"
+    "-DSHARED=$<BOOL:${BUILD_SHARED_LIBS}>")
 
-set(_procpool_packaging_tests add_subdirectory)
+set(_procpool_packaging_tests add_subdirectory fetchcontent)
 if(PROCPOOL_INSTALL)
-  list(APPEND _procpool_packaging_tests find_package_installed)
+  list(APPEND _procpool_packaging_tests find_package_installed test_package)
   find_program(PROCPOOL_PKG_CONFIG_EXECUTABLE NAMES pkg-config pkgconf)
   if(PROCPOOL_PKG_CONFIG_EXECUTABLE)
     list(APPEND _procpool_packaging_tests pkg_config)

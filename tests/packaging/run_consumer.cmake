@@ -1,14 +1,19 @@
 # Driver for the packaging tests: cmake -P run_consumer.cmake with
-#   -DMODE=find_package|add_subdirectory|pkg_config
+#   -DMODE=find_package|add_subdirectory|fetchcontent|pkg_config|test_package
 #   -DPROCPOOL_SOURCE_DIR=<procpool's source tree>  -DPROCPOOL_BINARY_DIR=<its build tree>
 #   -DWORK_DIR=<scratch dir, wiped first>           -DCONSUMER_DIR=<tests/packaging>
 #   -DCXX_COMPILER=<path>  -DGENERATOR=<name>  [-DMAKE_PROGRAM=<path>]  [-DCONFIG=<build type>]
 #   [-DLIBDIR=<CMAKE_INSTALL_LIBDIR>]  [-DPKG_CONFIG=<pkg-config>]  [-DWERROR=ON|OFF]
+#   [-DSHARED=1|0]  (BUILD_SHARED_LIBS of procpool's build; the source-tree consumers use it too)
 #
 #  find_package:     cmake --install the build tree into WORK_DIR/prefix, then configure, build and
 #                    run tests/packaging/consumer against it with CMAKE_PREFIX_PATH.
 #  add_subdirectory: configure, build and run tests/packaging/subdir_consumer, which vendors the
 #                    source tree with add_subdirectory().
+#  fetchcontent:     the same with tests/packaging/fetchcontent_consumer, which uses FetchContent;
+#                    FETCHCONTENT_SOURCE_DIR_PROCPOOL points it at the source tree (no clone).
+#  test_package:     cmake --install into WORK_DIR/prefix, then build and run the package managers'
+#                    smoke test (<source>/test_package, Conan's test_package) against it.
 #  pkg_config:       cmake --install into WORK_DIR/prefix, then compile and link consumer/main.cpp
 #                    with nothing but `pkg-config --cflags --libs procpool`, and run it.
 cmake_minimum_required(VERSION 3.25)
@@ -29,6 +34,9 @@ if(DEFINED CONFIG AND NOT CONFIG STREQUAL "")
 endif()
 if(NOT DEFINED WERROR)
   set(WERROR OFF)
+endif()
+if(NOT DEFINED SHARED OR SHARED STREQUAL "")
+  set(SHARED 0)
 endif()
 
 # The environment of the caller must not redirect the install or the consumer's build.
@@ -56,9 +64,10 @@ if(MAKE_PROGRAM)
 endif()
 set(common_args ${generator_args} "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}"
                 ${build_type_args} "-DCONSUMER_WARNINGS_AS_ERRORS=${WERROR}"
+                "-DBUILD_SHARED_LIBS=${SHARED}"
                 -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
 
-if(MODE STREQUAL "find_package" OR MODE STREQUAL "pkg_config")
+if(MODE STREQUAL "find_package" OR MODE STREQUAL "pkg_config" OR MODE STREQUAL "test_package")
   step("install the build tree into ${prefix}"
        "${CMAKE_COMMAND}" --install "${PROCPOOL_BINARY_DIR}" --prefix "${prefix}" ${config_args})
 endif()
@@ -68,6 +77,22 @@ if(MODE STREQUAL "find_package")
        "${CMAKE_COMMAND}" -S "${CONSUMER_DIR}/consumer" -B "${build}" ${common_args}
        "-DCMAKE_PREFIX_PATH=${prefix}" "-DCONSUMER_EXPECTED_PREFIX=${prefix}")
   step("build the consumer" "${CMAKE_COMMAND}" --build "${build}" ${config_args} --parallel 2)
+  set(exe "${build}/procpool_consumer")
+
+elseif(MODE STREQUAL "test_package")
+  step("configure test_package against ${prefix}"
+       "${CMAKE_COMMAND}" -S "${PROCPOOL_SOURCE_DIR}/test_package" -B "${build}" ${common_args}
+       "-DCMAKE_PREFIX_PATH=${prefix}")
+  step("build test_package" "${CMAKE_COMMAND}" --build "${build}" ${config_args} --parallel 2)
+  set(exe "${build}/procpool_test_package")
+
+elseif(MODE STREQUAL "fetchcontent")
+  step("configure the FetchContent consumer"
+       "${CMAKE_COMMAND}" -S "${CONSUMER_DIR}/fetchcontent_consumer" -B "${build}" ${common_args}
+       "-DFETCHCONTENT_SOURCE_DIR_PROCPOOL=${PROCPOOL_SOURCE_DIR}"
+       "-DPROCPOOL_GIT_URL=file://${PROCPOOL_SOURCE_DIR}")
+  step("build the consumer and procpool" "${CMAKE_COMMAND}" --build "${build}" ${config_args}
+       --parallel 2)
   set(exe "${build}/procpool_consumer")
 
 elseif(MODE STREQUAL "add_subdirectory")

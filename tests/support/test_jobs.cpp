@@ -1,6 +1,9 @@
 #include "test_jobs.hpp"
 
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -89,6 +92,12 @@ std::byte* find_segment() {
       b = static_cast<std::byte>(random());
     put(noise, sizeof noise);
     ring.write_pos.store(pos + sizeof noise);
+  } else if (mode == "whole_segment") {
+    // Noise over everything: the header, both rings' control blocks and both rings' data.
+    std::mt19937_64 random(job_id);
+    std::uint64_t total = detail::segment_bytes_for(capacity);
+    for (std::uint64_t i = 0; i < total; ++i)
+      base[i] = static_cast<std::byte>(random());
   } else if (mode == "scribble") {
     // Overwrite the whole control block and ring with noise.
     std::mt19937_64 random(job_id);
@@ -99,6 +108,20 @@ std::byte* find_segment() {
   std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(3, &one, sizeof one);  // the doorbell
   hang();
+}
+
+// Starts a child that ignores the polite signals and waits forever: a native library's helper
+// process that nobody told to stop. Returns its pid.
+pid_t start_grandchild() {
+  pid_t child = ::fork();
+  if (child < 0) throw std::runtime_error("fork failed");
+  if (child == 0) {
+    ::signal(SIGTERM, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
+    ::signal(SIGINT, SIG_IGN);
+    hang();
+  }
+  return child;
 }
 
 // Memory a leaky native library would never give back: allocated, touched so it is resident, kept.
@@ -147,8 +170,44 @@ JobRegistry make_test_registry() {
     std::this_thread::sleep_for(std::chrono::milliseconds(value_of<std::uint32_t>(in)));
     return Bytes(in.begin(), in.end());
   });
+  // Blocks until the test writes a byte into the FIFO named by the payload: a job the test holds
+  // running for exactly as long as it needs, with no sleeps.
+  jobs.add("wait_fifo", [](JobContext&, std::span<const std::byte> in) {
+    std::ifstream gate(as_text(in), std::ios::binary);
+    char released = 0;
+    if (!gate.get(released)) throw std::runtime_error("the gate FIFO closed without a byte");
+    return text_bytes("released");
+  });
   jobs.add("garbage", [](JobContext& context, std::span<const std::byte> in) -> Bytes {
     write_garbage(as_text(in), context.job_id());
+  });
+  // Unmaps the worker's whole segment, then returns: the runtime faults writing the result.
+  jobs.add("unmap_segment", [](JobContext&, std::span<const std::byte>) {
+    std::byte* base = find_segment();
+    auto* header = reinterpret_cast<detail::SegmentHeader*>(base);
+    ::munmap(base, detail::segment_bytes_for(header->ring_bytes));
+    return text_bytes("unreachable");
+  });
+  // Starts a grandchild, names it on stderr (so the test can find it in JobError::worker_stderr)
+  // and dies.
+  jobs.add("grandchild_then_die", [](JobContext&, std::span<const std::byte>) -> Bytes {
+    pid_t child = start_grandchild();
+    std::fprintf(stderr, "grandchild %d\n", static_cast<int>(child));
+    std::fflush(stderr);
+    ::raise(SIGKILL);
+    hang();
+  });
+  // Starts a grandchild that outlives the job and returns "<worker pid> <grandchild pid>".
+  jobs.add("spawn_grandchild", [](JobContext&, std::span<const std::byte>) {
+    pid_t child = start_grandchild();
+    return text_bytes(std::to_string(::getpid()) + " " + std::to_string(child));
+  });
+  // Closes its ends of the channel (doorbell, output) and exits cleanly in the middle of a job.
+  jobs.add("close_and_exit", [](JobContext&, std::span<const std::byte>) -> Bytes {
+    ::close(3);
+    ::close(1);
+    ::close(2);
+    ::_exit(0);
   });
   jobs.add("produce", [](JobContext&, std::span<const std::byte> in) {
     auto n = value_of<std::uint64_t>(in);
@@ -178,6 +237,39 @@ JobRegistry make_test_registry() {
       list += entry.path().filename().string() + " ";
     }
     return text_bytes(list);
+  });
+  // The worker's whole environment, one "NAME=value" per line.
+  jobs.add("environ", [](JobContext&, std::span<const std::byte>) {
+    std::string list;
+    for (char** entry = environ; *entry; ++entry)
+      list += std::string(*entry) + "\n";
+    return text_bytes(list);
+  });
+  // "<soft> <hard>" of RLIMIT_NOFILE, RLIMIT_CORE and RLIMIT_AS, one line each ("inf" = none).
+  jobs.add("rlimits", [](JobContext&, std::span<const std::byte>) {
+    auto show = [](rlim_t value) {
+      return value == RLIM_INFINITY ? std::string("inf") : std::to_string(value);
+    };
+    std::string out;
+    for (int resource : {RLIMIT_NOFILE, RLIMIT_CORE, RLIMIT_AS}) {
+      rlimit limit{};
+      ::getrlimit(resource, &limit);
+      out += show(limit.rlim_cur) + " " + show(limit.rlim_max) + "\n";
+    }
+    return text_bytes(out);
+  });
+  // "uid=<r>/<e>/<s> gid=<r>/<e>/<s> groups=<n> no_new_privs=<0|1> dumpable=<0|1>".
+  jobs.add("credentials", [](JobContext&, std::span<const std::byte>) {
+    uid_t ruid = 0, euid = 0, suid = 0;
+    gid_t rgid = 0, egid = 0, sgid = 0;
+    ::getresuid(&ruid, &euid, &suid);
+    ::getresgid(&rgid, &egid, &sgid);
+    return text_bytes("uid=" + std::to_string(ruid) + "/" + std::to_string(euid) + "/" +
+                      std::to_string(suid) + " gid=" + std::to_string(rgid) + "/" +
+                      std::to_string(egid) + "/" + std::to_string(sgid) +
+                      " groups=" + std::to_string(::getgroups(0, nullptr)) +
+                      " no_new_privs=" + std::to_string(::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)) +
+                      " dumpable=" + std::to_string(::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)));
   });
   jobs.add("stderr_then_exit", [](JobContext&, std::span<const std::byte>) -> Bytes {
     std::fprintf(stderr, "first line\nlast words before exit\n");

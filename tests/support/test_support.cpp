@@ -2,13 +2,17 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 namespace procpool::test {
@@ -42,6 +46,29 @@ PoolOptions quiet_options(std::size_t workers) {
 
 std::string test_worker_path() {
   return PROCPOOL_TEST_WORKER;
+}
+
+Gate::Gate() {
+  static std::atomic<unsigned> counter{0};
+  path_ = (std::filesystem::temp_directory_path() /
+           ("procpool-test-gate-" + std::to_string(::getpid()) + "-" + std::to_string(++counter)))
+              .string();
+  if (::mkfifo(path_.c_str(), 0600) != 0) {
+    throw std::runtime_error("mkfifo " + path_ + ": " + std::strerror(errno));
+  }
+}
+
+Gate::~Gate() {
+  ::unlink(path_.c_str());
+}
+
+Bytes Gate::payload() const {
+  return bytes(path_);
+}
+
+void Gate::release() {
+  std::ofstream out(path_, std::ios::binary);  // blocks until the job opened its end
+  out.put('x');
 }
 
 namespace {

@@ -41,6 +41,23 @@ bool process_alive(int pid);
 /// /dev/shm entries created by procpool for host `pid`.
 std::vector<std::string> shm_entries_for(int pid);
 
+/// A FIFO that holds the test job "wait_fifo" running until release(): jobs that stay busy for
+/// exactly as long as a test needs, without sleeps.
+class Gate {
+ public:
+  Gate();
+  ~Gate();
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  /// The payload for a "wait_fifo" job held by this gate.
+  Bytes payload() const;
+  /// Lets the held job finish; blocks until that job has opened the FIFO (it must be running).
+  void release();
+
+ private:
+  std::string path_;
+};
+
 std::size_t open_fd_count();
 std::uint64_t self_rss_bytes();
 

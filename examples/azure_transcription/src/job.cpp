@@ -3,6 +3,7 @@
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 namespace procpool::azure {
 
@@ -68,6 +69,28 @@ E enum_field(const nlohmann::json& j, const char* name,
   return *value;
 }
 
+/// An integer field as T. Only a JSON integer that fits T is accepted: nlohmann's get<int>() of a
+/// number such as 1e300 converts a double out of range, which is undefined behaviour, and these
+/// bytes come from the other process.
+template <class T>
+T integer(const nlohmann::json& value, const char* name) {
+  if (value.is_number_unsigned()) {
+    auto v = value.get<std::uint64_t>();
+    if (std::in_range<T>(v)) return static_cast<T>(v);
+  } else if (value.is_number_integer()) {
+    auto v = value.get<std::int64_t>();
+    if (std::in_range<T>(v)) return static_cast<T>(v);
+  }
+  throw procpool::CodecError(std::string("bad value for ") + name + ": " +
+                             value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                             " is not an integer in range");
+}
+
+template <class T>
+T integer_field(const nlohmann::json& j, const char* name) {
+  return integer<T>(j.at(name), name);
+}
+
 }  // namespace
 
 std::string to_json(const TranscribeResponse& response) {
@@ -127,10 +150,14 @@ TranscribeRequest procpool::Codec<TranscribeRequest>::decode(std::span<const std
     r.format = enum_field<OutputFormat>(j, "format", parse_output_format);
     r.profanity = enum_field<Profanity>(j, "profanity", parse_profanity);
     r.diarization = j.at("diarization").get<bool>();
-    r.max_speakers = j.at("max_speakers").get<int>();
-    r.channels = j.at("channels").get<std::vector<int>>();
-    r.attempt_timeout = std::chrono::milliseconds(j.at("attempt_timeout_ms").get<std::int64_t>());
-    r.total_timeout = std::chrono::milliseconds(j.at("total_timeout_ms").get<std::int64_t>());
+    r.max_speakers = integer_field<int>(j, "max_speakers");
+    const auto& channels = j.at("channels");
+    if (!channels.is_array()) throw procpool::CodecError("bad value for channels: not an array");
+    for (const auto& channel : channels)
+      r.channels.push_back(integer<int>(channel, "channels"));
+    r.attempt_timeout =
+        std::chrono::milliseconds(integer_field<std::int64_t>(j, "attempt_timeout_ms"));
+    r.total_timeout = std::chrono::milliseconds(integer_field<std::int64_t>(j, "total_timeout_ms"));
     r.audio.assign(bytes.begin() + 4 + n, bytes.end());
     return r;
   } catch (const nlohmann::json::exception& e) {
@@ -153,9 +180,9 @@ TranscribeResponse procpool::Codec<TranscribeResponse>::decode(std::span<const s
     r.api = enum_field<Api>(j, "api", parse_api);
     r.status = j.at("status").get<std::string>();
     r.display_text = j.at("display_text").get<std::string>();
-    r.offset_ticks = j.at("offset_ticks").get<std::int64_t>();
-    r.duration_ticks = j.at("duration_ticks").get<std::int64_t>();
-    r.audio_duration_ms = j.at("audio_duration_ms").get<std::int64_t>();
+    r.offset_ticks = integer_field<std::int64_t>(j, "offset_ticks");
+    r.duration_ticks = integer_field<std::int64_t>(j, "duration_ticks");
+    r.audio_duration_ms = integer_field<std::int64_t>(j, "audio_duration_ms");
     for (const auto& n : j.at("nbest")) {
       r.nbest.push_back({n.at("confidence").get<double>(), n.at("lexical").get<std::string>(),
                          n.at("itn").get<std::string>(), n.at("masked_itn").get<std::string>(),
@@ -164,22 +191,22 @@ TranscribeResponse procpool::Codec<TranscribeResponse>::decode(std::span<const s
     for (const auto& p : j.at("phrases")) {
       Phrase phrase;
       phrase.text = p.at("text").get<std::string>();
-      phrase.offset_ms = p.at("offset_ms").get<std::int64_t>();
-      phrase.duration_ms = p.at("duration_ms").get<std::int64_t>();
+      phrase.offset_ms = integer_field<std::int64_t>(p, "offset_ms");
+      phrase.duration_ms = integer_field<std::int64_t>(p, "duration_ms");
       phrase.locale = p.at("locale").get<std::string>();
       phrase.confidence = p.at("confidence").get<double>();
-      if (p.contains("speaker")) phrase.speaker = p["speaker"].get<int>();
-      if (p.contains("channel")) phrase.channel = p["channel"].get<int>();
+      if (p.contains("speaker")) phrase.speaker = integer_field<int>(p, "speaker");
+      if (p.contains("channel")) phrase.channel = integer_field<int>(p, "channel");
       for (const auto& w : p.at("words")) {
         phrase.words.push_back({w.at("text").get<std::string>(),
-                                w.at("offset_ms").get<std::int64_t>(),
-                                w.at("duration_ms").get<std::int64_t>()});
+                                integer_field<std::int64_t>(w, "offset_ms"),
+                                integer_field<std::int64_t>(w, "duration_ms")});
       }
       r.phrases.push_back(std::move(phrase));
     }
     r.request_id = j.at("request_id").get<std::string>();
-    r.http_status = j.at("http_status").get<int>();
-    r.attempts = j.at("attempts").get<unsigned>();
+    r.http_status = integer_field<int>(j, "http_status");
+    r.attempts = integer_field<unsigned>(j, "attempts");
     r.total_ms = j.at("total_ms").get<double>();
     r.last_attempt_ms = j.at("last_attempt_ms").get<double>();
     r.backoff_ms = j.at("backoff_ms").get<double>();

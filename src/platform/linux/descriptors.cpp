@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 
@@ -77,9 +78,9 @@ Poller::Poller() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
   if (!epoll_) throw_errno("epoll_create1");
 }
 
-void Poller::add(int fd, std::uint64_t key) {
+void Poller::add(int fd, std::uint64_t key, bool edge_triggered) {
   epoll_event event{};
-  event.events = EPOLLIN;
+  event.events = EPOLLIN | (edge_triggered ? EPOLLET : 0u);
   event.data.u64 = key;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) throw_errno("epoll_ctl(ADD)");
 }
@@ -88,15 +89,28 @@ void Poller::remove(int fd) noexcept {
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
-void Poller::wait(std::optional<std::chrono::milliseconds> timeout,
+void Poller::wait(std::optional<std::chrono::nanoseconds> timeout,
                   std::vector<std::uint64_t>& ready) {
   epoll_event events[64];
-  int timeout_ms = -1;
-  if (timeout) {
-    auto ms = timeout->count();
-    timeout_ms = ms < 0 ? 0 : (ms > INT_MAX ? INT_MAX : static_cast<int>(ms));
+  int n = -1;
+  bool below_a_millisecond = timeout && *timeout < std::chrono::milliseconds(1);
+  if (below_a_millisecond) {
+    // epoll_wait cannot express it; epoll_pwait2 (Linux 5.11) takes a timespec.
+    timespec ts{0, std::max<long>(0, static_cast<long>(timeout->count()))};
+    n = ::epoll_pwait2(epoll_.get(), events, 64, &ts, nullptr);
+    if (n < 0 && errno == ENOSYS) {
+      below_a_millisecond = false;
+      timeout = std::chrono::milliseconds(1);
+    }
   }
-  int n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
+  if (!below_a_millisecond) {
+    int timeout_ms = -1;
+    if (timeout) {
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(*timeout).count();
+      timeout_ms = ms < 0 ? 0 : (ms > INT_MAX ? INT_MAX : static_cast<int>(ms));
+    }
+    n = ::epoll_wait(epoll_.get(), events, 64, timeout_ms);
+  }
   if (n < 0) {
     if (errno == EINTR) return;
     throw_errno("epoll_wait");

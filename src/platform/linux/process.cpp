@@ -1,8 +1,10 @@
 // Processes on Linux: spawning through Boost.Process (vfork + exec), pidfds, reaping, signals.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -73,6 +75,52 @@ struct DoorbellAtFd3 {
   }
 };
 
+// Applies SpawnRequest's restrictions in the vfork child, after the descriptors are in place and
+// before exec, so none of the worker's code runs without them. Runs in memory shared with the
+// host: only raw system calls. glibc's setgroups/setgid/setuid would not do here: in a
+// multi-threaded process they signal every thread of the thread list to change its credentials
+// too, and in a vfork child that list is the host's. The raw calls change this task's credentials
+// only, which is the child's alone. Limits come first: raising one takes the privileges the uid
+// drop then gives up.
+struct ChildRestrictions {
+  const SpawnRequest& request;
+  // Set in the child, read by the host after a failed launch (vfork shares the memory).
+  const char* failed_call = nullptr;
+
+  bp::error_code fail(const char* call) {
+    failed_call = call;
+    return bp::error_code(errno, bp::system_category());
+  }
+
+  static bool set_limit(int resource, std::uint64_t value) {
+    rlimit limit{static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
+    return ::syscall(SYS_prlimit64, 0, resource, &limit, nullptr) == 0;
+  }
+
+  bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
+                               const char* const*) {
+    if (request.max_open_files && !set_limit(RLIMIT_NOFILE, *request.max_open_files)) {
+      return fail("setrlimit(RLIMIT_NOFILE)");
+    }
+    if (request.core_dump_limit && !set_limit(RLIMIT_CORE, *request.core_dump_limit)) {
+      return fail("setrlimit(RLIMIT_CORE)");
+    }
+    if (const auto& credentials = request.credentials) {
+      if (::syscall(SYS_setgroups, 0, nullptr) != 0) return fail("setgroups(0)");
+      if (::syscall(SYS_setresgid, credentials->gid, credentials->gid, credentials->gid) != 0) {
+        return fail("setresgid");
+      }
+      if (::syscall(SYS_setresuid, credentials->uid, credentials->uid, credentials->uid) != 0) {
+        return fail("setresuid");
+      }
+    }
+    if (request.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+      return fail("prctl(PR_SET_NO_NEW_PRIVS)");
+    }
+    return {};
+  }
+};
+
 }  // namespace
 
 SpawnedProcess spawn(const SpawnRequest& request) {
@@ -84,15 +132,30 @@ SpawnedProcess spawn(const SpawnRequest& request) {
   // no-op.
   boost::asio::io_context context;
   bp::posix::vfork_launcher launcher;
+  std::vector<const char*> environment;
+  if (request.environment) {
+    for (const std::string& entry : *request.environment)
+      environment.push_back(entry.c_str());
+    environment.push_back(nullptr);
+    launcher.env = environment.data();
+  }
+  ChildRestrictions restrictions{request};
   bp::error_code ec;
   // (The executor overload: Boost 1.81's execution-context overload drops `ec` and throws.)
   auto child = launcher(context.get_executor(), ec, std::filesystem::path(request.executable),
                         request.arguments,
                         bp::process_stdio{dev_null.get(), request.output_fd, request.output_fd},
-                        DoorbellAtFd3{request.doorbell_fd});
+                        DoorbellAtFd3{request.doorbell_fd}, restrictions);
   if (ec) {
-    throw std::system_error(ec.value(), std::generic_category(),
-                            "cannot start worker '" + request.executable + "'");
+    std::string what = "cannot start worker '" + request.executable + "'";
+    if (restrictions.failed_call) {
+      what += std::string(": ") + restrictions.failed_call + " failed in the child";
+      if (request.credentials) {
+        what += " (run as uid " + std::to_string(request.credentials->uid) + ", gid " +
+                std::to_string(request.credentials->gid) + ")";
+      }
+    }
+    throw std::system_error(ec.value(), std::generic_category(), what);
   }
   SpawnedProcess spawned;
   spawned.pid = child.id();
@@ -155,6 +218,42 @@ bool die_with_parent(int expected_parent) noexcept {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return false;
   // The parent may have died before the request took effect: then we were re-parented already.
   return static_cast<int>(::getppid()) == expected_parent;
+}
+
+const char* guard_process_group() noexcept {
+  if (::setpgid(0, 0) != 0) return "setpgid";
+  const pid_t worker = ::getpid();
+  // Double fork: the guard must not be this worker's child, or a job that waits for "all my
+  // children" (wait() until ECHILD) would wait for the guard forever. The middle process opens the
+  // pidfd while the worker is certainly alive (it is blocked reaping the middle).
+  const pid_t middle = ::fork();
+  if (middle < 0) return "fork";
+  if (middle == 0) {
+    // Only async-signal-safe calls from here on.
+    int watched = static_cast<int>(::syscall(SYS_pidfd_open, worker, 0));
+    if (watched < 0) ::_exit(1);
+    pid_t guard = ::fork();
+    if (guard != 0) ::_exit(guard < 0 ? 1 : 0);
+    // The guard. Hold nothing of the worker's: its output pipe would keep the host from seeing
+    // end-of-file, and signals aimed at the group (a job's kill(0, SIGTERM)) are not for it.
+    sigset_t all;
+    ::sigfillset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, nullptr);
+    if (watched > 0) ::close_range(0, static_cast<unsigned>(watched) - 1, 0);
+    ::close_range(static_cast<unsigned>(watched) + 1, ~0u, 0);
+    pollfd exited{watched, POLLIN, 0};
+    while (::poll(&exited, 1, -1) < 0 && errno == EINTR) {
+    }
+    ::kill(0, SIGKILL);  // the worker's group, the guard included
+    ::_exit(0);
+  }
+  int status = 0;
+  if (retry_on_eintr([&] { return ::waitpid(middle, &status, 0); }) != middle) return "waitpid";
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    errno = ECHILD;
+    return "pidfd_open or fork (in the guard's parent)";
+  }
+  return nullptr;
 }
 
 std::string self_executable_path() {

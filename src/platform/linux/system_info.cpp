@@ -1,12 +1,15 @@
 // Reading the system on Linux: /proc and /dev/shm.
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 
+#include "platform/linux/syscall.hpp"
 #include "platform/platform.hpp"
 
 namespace procpool::platform {
@@ -75,6 +78,36 @@ std::optional<SharedMemoryUsage> read_pss_uss(int pid) noexcept {
 bool limit_address_space(std::uint64_t bytes) noexcept {
   rlimit limit{static_cast<rlim_t>(bytes), static_cast<rlim_t>(bytes)};
   return ::setrlimit(RLIMIT_AS, &limit) == 0;
+}
+
+bool make_non_dumpable() noexcept {
+  return ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0;
+}
+
+std::uint32_t effective_uid() noexcept {
+  return static_cast<std::uint32_t>(::geteuid());
+}
+
+std::uint64_t hard_limit(Resource resource) noexcept {
+  rlimit limit{};
+  if (::getrlimit(resource == Resource::open_files ? RLIMIT_NOFILE : RLIMIT_CORE, &limit) != 0 ||
+      limit.rlim_max == RLIM_INFINITY) {
+    return UINT64_MAX;
+  }
+  return static_cast<std::uint64_t>(limit.rlim_max);
+}
+
+void change_owner(int fd, std::uint32_t uid, std::uint32_t gid) {
+  if (::fchown(fd, static_cast<uid_t>(uid), static_cast<gid_t>(gid)) != 0) {
+    detail::throw_errno("fchown(" + std::to_string(uid) + ", " + std::to_string(gid) + ")");
+  }
+}
+
+std::vector<std::string> host_environment() {
+  std::vector<std::string> entries;
+  for (char** entry = environ; entry && *entry; ++entry)
+    entries.emplace_back(*entry);
+  return entries;
 }
 
 }  // namespace procpool::platform

@@ -1,0 +1,158 @@
+// Prefetching: a busy worker running short jobs is sent more behind the one it runs, and no job is
+// lost, run twice or charged an attempt when that worker leaves before reaching them.
+#include <signal.h>
+
+#include <map>
+#include <procpool/procpool.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+#include "test_support.hpp"
+
+using namespace procpool;
+using test::bytes;
+using test::text;
+
+namespace {
+
+// One worker that prefetches whatever its job times are (the adaptive threshold is tested below).
+PoolOptions prefetching(std::size_t max_jobs) {
+  PoolOptions options = test::quiet_options(1);
+  options.prefetch.max_jobs = max_jobs;
+  options.prefetch.when_jobs_take_under = std::chrono::hours(1);
+  return options;
+}
+
+std::vector<Bytes> numbered(std::size_t n) {
+  std::vector<Bytes> payloads;
+  for (std::size_t i = 0; i < n; ++i)
+    payloads.push_back(bytes(std::to_string(i)));
+  return payloads;
+}
+
+bool holds(const Pool& pool, std::size_t in_flight, std::size_t queued) {
+  PoolStats stats = pool.stats();
+  return stats.in_flight == in_flight && stats.queued == queued;
+}
+
+// Runs one job so the worker has a job time; returns the worker's pid.
+int warm_up(Pool& pool) {
+  JobResult pid = pool.submit("pid", Bytes{}).get();
+  REQUIRE(pid.ok());
+  return std::stoi(text(pid.value()));
+}
+
+}  // namespace
+
+TEST_CASE("short jobs wait in a busy worker's ring, up to PrefetchPolicy::max_jobs") {
+  Pool pool(prefetching(8));
+  warm_up(pool);
+  test::Gate gate;
+  JobFuture held = pool.submit("wait_fifo", gate.payload());
+  REQUIRE(test::eventually([&] { return holds(pool, 1, 0); }));
+
+  std::vector<JobFuture> batch = pool.submit_batch("echo", numbered(12));
+  // The running job plus 8 sent ahead; the other 4 stay in the pool's queue.
+  REQUIRE(test::eventually([&] { return holds(pool, 9, 4); }));
+  CHECK_FALSE(pool.cancel(batch[0].id()));  // already in the worker's ring
+  CHECK(pool.cancel(batch[11].id()));       // still queued
+
+  gate.release();
+  CHECK(text(held.get().value()) == "released");
+  for (std::size_t i = 0; i < 11; ++i) {
+    JobResult result = batch[i].get();
+    REQUIRE(result.ok());
+    CHECK(text(result.value()) == std::to_string(i));
+  }
+  JobResult cancelled = batch[11].get();
+  REQUIRE_FALSE(cancelled.ok());
+  CHECK(cancelled.error().kind == ErrorKind::cancelled);
+}
+
+TEST_CASE("jobs sent ahead to a worker that dies run on its successor without using an attempt") {
+  Pool pool(prefetching(8));
+  int first_pid = warm_up(pool);
+  test::Gate gate;
+  JobFuture held = pool.submit("wait_fifo", gate.payload());
+  REQUIRE(test::eventually([&] { return holds(pool, 1, 0); }));
+  std::vector<JobFuture> batch = pool.submit_batch("pid", std::vector<Bytes>(5));
+  REQUIRE(test::eventually([&] { return holds(pool, 6, 0); }));
+
+  REQUIRE(::kill(first_pid, SIGKILL) == 0);
+  JobResult crashed = held.get();
+  REQUIRE_FALSE(crashed.ok());
+  CHECK(crashed.error().kind == ErrorKind::worker_crashed);
+  for (auto& future : batch) {
+    JobResult result = future.get();
+    REQUIRE(result.ok());
+    CHECK(std::stoi(text(result.value())) != first_pid);
+  }
+  PoolStats stats = pool.stats();
+  CHECK(stats.retries == 0);
+  CHECK(stats.succeeded == 6);
+  CHECK(stats.failed == 1);
+}
+
+TEST_CASE("prefetching never gives a worker more jobs than its max_jobs leaves it") {
+  PoolOptions options = prefetching(64);
+  options.workers = 2;
+  options.recycle.max_jobs = 3;
+  Pool pool(options);
+  std::vector<JobFuture> batch = pool.submit_batch("pid", std::vector<Bytes>(60));
+  std::map<int, int> jobs_per_worker;
+  for (auto& future : batch) {
+    JobResult result = future.get();
+    REQUIRE(result.ok());
+    ++jobs_per_worker[std::stoi(text(result.value()))];
+  }
+  CHECK(jobs_per_worker.size() >= 20);
+  for (const auto& [pid, jobs] : jobs_per_worker) {
+    INFO("worker " << pid);
+    CHECK(jobs <= 3);
+  }
+}
+
+TEST_CASE("a busy worker holds only its own job when prefetching is off or its jobs are long") {
+  PoolOptions options = prefetching(8);
+  SECTION("off") {
+    options.prefetch.max_jobs = 0;
+  }
+  SECTION("jobs longer than when_jobs_take_under") {
+    options.prefetch.when_jobs_take_under = std::chrono::microseconds(0);
+  }
+  Pool pool(options);
+  warm_up(pool);
+  test::Gate gate;
+  JobFuture held = pool.submit("wait_fifo", gate.payload());
+  REQUIRE(test::eventually([&] { return holds(pool, 1, 0); }));
+  std::vector<JobFuture> batch = pool.submit_batch("echo", numbered(5));
+  REQUIRE(test::eventually([&] { return pool.stats().queued == 5; }));
+  CHECK(pool.stats().in_flight == 1);
+  gate.release();
+  CHECK(held.get().ok());
+  for (auto& future : batch)
+    CHECK(future.get().ok());
+}
+
+TEST_CASE("shutdown fails the jobs a worker was sent ahead with shutting_down") {
+  Pool pool(prefetching(8));
+  warm_up(pool);
+  test::Gate gate;
+  JobFuture held = pool.submit("wait_fifo", gate.payload());
+  REQUIRE(test::eventually([&] { return holds(pool, 1, 0); }));
+  std::vector<JobFuture> batch = pool.submit_batch("echo", numbered(5));
+  REQUIRE(test::eventually([&] { return holds(pool, 6, 0); }));
+
+  pool.shutdown(std::chrono::milliseconds(0));
+  JobResult stopped = held.get();
+  REQUIRE_FALSE(stopped.ok());
+  CHECK(stopped.error().kind == ErrorKind::shutting_down);
+  for (auto& future : batch) {
+    JobResult result = future.get();
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.error().kind == ErrorKind::shutting_down);
+  }
+  CHECK(pool.stats().tracked_jobs == 0);
+}
