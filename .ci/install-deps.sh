@@ -16,6 +16,9 @@ PACKAGES=(
   libcpp-httplib-dev
   python3
   clang-format
+  doxygen
+  clang-14
+  libclang-rt-14-dev
 )
 
 missing=()
