@@ -15,84 +15,97 @@
 
 extern char** environ;
 
-TEST_CASE("workers die with a SIGKILLed host and leave no shared memory behind") {
-  int out[2];
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  std::string path = PROCPOOL_TEST_HOST;
-  char* argv[] = {path.data(), nullptr};
-  pid_t host = 0;
-  REQUIRE(::posix_spawn(&host, path.c_str(), &actions, nullptr, argv, environ) == 0);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out[1]);
+namespace {
 
-  // The host prints "<host pid> <worker pid> <worker pid>" once both workers run a job.
-  std::string line;
-  char c;
-  while (::read(out[0], &c, 1) == 1 && c != '\n')
-    line += c;
-  ::close(out[0]);
-  std::istringstream fields(line);
-  int reported_host = 0;
-  fields >> reported_host;
-  REQUIRE(reported_host == host);
-  std::vector<int> workers;
-  for (int pid; fields >> pid;)
-    workers.push_back(pid);
-  REQUIRE(workers.size() == 2);
-  for (int pid : workers)
-    REQUIRE(procpool::test::process_alive(pid));
+// The helper host program (tests/helpers/host_process.cpp), started with `mode` (empty: the
+// default), its stdout read line by line.
+class Host {
+ public:
+  explicit Host(std::string mode) {
+    int out[2];
+    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    std::string path = PROCPOOL_TEST_HOST;
+    std::vector<char*> argv{path.data()};
+    if (!mode.empty()) argv.push_back(mode.data());
+    argv.push_back(nullptr);
+    int rc = ::posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(out[1]);
+    output_ = out[0];
+    REQUIRE(rc == 0);
+  }
+  ~Host() { ::close(output_); }
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
 
-  REQUIRE(::kill(host, SIGKILL) == 0);
-  int status = 0;
-  REQUIRE(::waitpid(host, &status, 0) == host);
+  int pid() const { return pid_; }
 
-  CHECK(procpool::test::eventually(
+  std::string read_line() {
+    std::string line;
+    char c;
+    while (::read(output_, &c, 1) == 1 && c != '\n')
+      line += c;
+    return line;
+  }
+
+  // Reads "<host pid> <worker pid> <worker pid>" and returns the worker pids.
+  std::vector<int> read_workers() {
+    std::istringstream fields(read_line());
+    int reported_host = 0;
+    fields >> reported_host;
+    REQUIRE(reported_host == pid_);
+    std::vector<int> workers;
+    for (int pid; fields >> pid;)
+      workers.push_back(pid);
+    REQUIRE(workers.size() == 2);
+    return workers;
+  }
+
+  void kill_and_reap() {
+    REQUIRE(::kill(pid_, SIGKILL) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(pid_, &status, 0) == pid_);
+  }
+
+ private:
+  pid_t pid_ = 0;
+  int output_ = -1;
+};
+
+bool all_gone(const std::vector<int>& pids, std::chrono::milliseconds deadline) {
+  return procpool::test::eventually(
       [&] {
-        for (int pid : workers) {
+        for (int pid : pids) {
           if (procpool::test::process_alive(pid)) return false;
         }
         return true;
       },
-      std::chrono::seconds(5)));
-  CHECK(procpool::test::shm_entries_for(host).empty());
+      deadline);
+}
+
+}  // namespace
+
+TEST_CASE("workers die with a SIGKILLed host and leave no shared memory behind") {
+  // The host prints its line once both workers run a job.
+  Host host("");
+  std::vector<int> workers = host.read_workers();
+  for (int pid : workers)
+    REQUIRE(procpool::test::process_alive(pid));
+
+  host.kill_and_reap();
+  CHECK(all_gone(workers, std::chrono::seconds(5)));
+  CHECK(procpool::test::shm_entries_for(host.pid()).empty());
 }
 
 TEST_CASE("a SIGKILLed host mid-load takes its workers and their children with it within 1 s") {
-  int out[2];
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  std::string path = PROCPOOL_TEST_HOST;
-  std::string mode = "grandchildren";
-  char* argv[] = {path.data(), mode.data(), nullptr};
-  pid_t host = 0;
-  REQUIRE(::posix_spawn(&host, path.c_str(), &actions, nullptr, argv, environ) == 0);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out[1]);
-
   // "<host pid> <worker pid> <worker pid>\n<grandchild pid>...\n" once every worker has a child of
   // its own and runs a hanging job, with more jobs queued.
-  auto read_line = [&] {
-    std::string line;
-    char c;
-    while (::read(out[0], &c, 1) == 1 && c != '\n')
-      line += c;
-    return line;
-  };
-  std::istringstream first(read_line());
-  std::istringstream second(read_line());
-  ::close(out[0]);
-  int reported_host = 0;
-  first >> reported_host;
-  REQUIRE(reported_host == host);
-  std::vector<int> processes;
-  for (int pid; first >> pid;)
-    processes.push_back(pid);
-  REQUIRE(processes.size() == 2);
+  Host host("grandchildren");
+  std::vector<int> processes = host.read_workers();
+  std::istringstream second(host.read_line());
   std::size_t grandchildren = 0;
   for (int pid; second >> pid; ++grandchildren)
     processes.push_back(pid);
@@ -100,26 +113,16 @@ TEST_CASE("a SIGKILLed host mid-load takes its workers and their children with i
   for (int pid : processes)
     REQUIRE(procpool::test::process_alive(pid));
 
-  REQUIRE(::kill(host, SIGKILL) == 0);
-  int status = 0;
-  REQUIRE(::waitpid(host, &status, 0) == host);
-
+  host.kill_and_reap();
 #if defined(PROCPOOL_TEST_SANITIZED)
   const auto deadline = std::chrono::seconds(3);  // sanitized processes are slower to tear down
 #else
   const auto deadline = std::chrono::seconds(1);  // the issue's bound
 #endif
-  CHECK(procpool::test::eventually(
-      [&] {
-        for (int pid : processes) {
-          if (procpool::test::process_alive(pid)) return false;
-        }
-        return true;
-      },
-      deadline));
+  CHECK(all_gone(processes, deadline));
   for (int pid : processes) {
     INFO("pid " << pid);
     CHECK_FALSE(procpool::test::process_alive(pid));
   }
-  CHECK(procpool::test::shm_entries_for(host).empty());
+  CHECK(procpool::test::shm_entries_for(host.pid()).empty());
 }
