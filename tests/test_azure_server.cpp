@@ -200,6 +200,15 @@ TEST_CASE("raw and multipart uploads are transcribed, bad input gets 4xx JSON", 
           {"audio", to_string(audio), "a.wav", "audio/wav"},
           {"definition", R"({"locales":"en-US"})", "", ""}};
       check_error(c.http.Post("/transcriptions", wrong_type), 400, "InvalidDefinition");
+      // Numbers that no int can hold (get<int>() of them would be undefined behaviour).
+      for (const char* definition : {R"({"diarization":{"maxSpeakers":1e300}})",
+                                     R"({"diarization":{"maxSpeakers":4294967296}})",
+                                     R"({"channels":[0, 1.5]})", R"({"channels":7})"}) {
+        INFO(definition);
+        httplib::MultipartFormDataItems out_of_range = {
+            {"audio", to_string(audio), "a.wav", "audio/wav"}, {"definition", definition, "", ""}};
+        check_error(c.http.Post("/transcriptions", out_of_range), 400, "InvalidDefinition");
+      }
       check_error(c.http.Get("/nowhere"), 404, "NotFound");
       std::string big(std::size_t{5} << 20, 'x');
       check_error(c.http.Post("/transcriptions", big, "audio/wav"), 413);

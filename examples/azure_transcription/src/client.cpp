@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "azure_transcription/wav.hpp"
+#include "json_numbers.hpp"
 
 namespace procpool::azure {
 
@@ -285,8 +286,8 @@ ErrorBody parse_error_body(const std::string& body) {
 std::int64_t ticks(const nlohmann::json& j, const char* name) {
   if (!j.contains(name)) return 0;
   const auto& v = j[name];
-  if (v.is_number_integer()) return v.get<std::int64_t>();
-  if (v.is_number()) return static_cast<std::int64_t>(v.get<double>());
+  if (v.is_number())
+    return detail::checked_integer<std::int64_t>(v, detail::Floats::truncate).value_or(0);
   if (v.is_string()) {  // the docs show "Offset": "1800000"
     const std::string s = v.get<std::string>();
     std::int64_t out = 0;
@@ -318,7 +319,7 @@ void parse_short_audio(const std::string& body, TranscribeResponse& out) {
 
 void parse_fast(const std::string& body, TranscribeResponse& out) {
   auto j = nlohmann::json::parse(body);
-  out.audio_duration_ms = j.value("durationMilliseconds", std::int64_t{0});
+  out.audio_duration_ms = detail::integer_or<std::int64_t>(j, "durationMilliseconds", 0);
   std::string combined;
   if (j.contains("combinedPhrases")) {
     for (const auto& c : j.at("combinedPhrases")) {
@@ -332,19 +333,17 @@ void parse_fast(const std::string& body, TranscribeResponse& out) {
     for (const auto& p : j.at("phrases")) {
       Phrase phrase;
       phrase.text = p.value("text", "");
-      phrase.offset_ms = p.value("offsetMilliseconds", std::int64_t{0});
-      phrase.duration_ms = p.value("durationMilliseconds", std::int64_t{0});
+      phrase.offset_ms = detail::integer_or<std::int64_t>(p, "offsetMilliseconds", 0);
+      phrase.duration_ms = detail::integer_or<std::int64_t>(p, "durationMilliseconds", 0);
       phrase.locale = p.value("locale", "");
       phrase.confidence = p.value("confidence", 0.0);
-      if (p.contains("speaker") && p["speaker"].is_number())
-        phrase.speaker = p["speaker"].get<int>();
-      if (p.contains("channel") && p["channel"].is_number())
-        phrase.channel = p["channel"].get<int>();
+      if (p.contains("speaker")) phrase.speaker = detail::checked_integer<int>(p["speaker"]);
+      if (p.contains("channel")) phrase.channel = detail::checked_integer<int>(p["channel"]);
       if (p.contains("words")) {
         for (const auto& w : p["words"]) {
           phrase.words.push_back({w.value("text", ""),
-                                  w.value("offsetMilliseconds", std::int64_t{0}),
-                                  w.value("durationMilliseconds", std::int64_t{0})});
+                                  detail::integer_or<std::int64_t>(w, "offsetMilliseconds", 0),
+                                  detail::integer_or<std::int64_t>(w, "durationMilliseconds", 0)});
         }
       }
       out.phrases.push_back(std::move(phrase));

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "json_numbers.hpp"
+
 namespace procpool::azure {
 
 namespace {
@@ -69,18 +71,10 @@ E enum_field(const nlohmann::json& j, const char* name,
   return *value;
 }
 
-/// An integer field as T. Only a JSON integer that fits T is accepted: nlohmann's get<int>() of a
-/// number such as 1e300 converts a double out of range, which is undefined behaviour, and these
-/// bytes come from the other process.
+/// An integer field as T: only a JSON integer that fits T is accepted.
 template <class T>
 T integer(const nlohmann::json& value, const char* name) {
-  if (value.is_number_unsigned()) {
-    auto v = value.get<std::uint64_t>();
-    if (std::in_range<T>(v)) return static_cast<T>(v);
-  } else if (value.is_number_integer()) {
-    auto v = value.get<std::int64_t>();
-    if (std::in_range<T>(v)) return static_cast<T>(v);
-  }
+  if (auto v = detail::checked_integer<T>(value)) return *v;
   throw procpool::CodecError(std::string("bad value for ") + name + ": " +
                              value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
                              " is not an integer in range");

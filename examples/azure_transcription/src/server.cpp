@@ -23,6 +23,7 @@
 
 #include "azure_transcription/job.hpp"
 #include "azure_transcription/types.hpp"
+#include "json_numbers.hpp"
 
 namespace procpool::azure {
 
@@ -401,9 +402,29 @@ void apply_definition(const std::string& text, TranscribeRequest& r) {
         throw bad_request("InvalidDefinition", "definition.diarization must be an object");
       }
       r.diarization = diar->value("enabled", true);
-      if (diar->contains("maxSpeakers")) r.max_speakers = diar->at("maxSpeakers").get<int>();
+      if (diar->contains("maxSpeakers")) {
+        auto speakers = detail::checked_integer<int>(diar->at("maxSpeakers"));
+        if (!speakers) {
+          throw bad_request("InvalidDefinition",
+                            "definition.diarization.maxSpeakers must be an integer");
+        }
+        r.max_speakers = *speakers;
+      }
     }
-    if (d.contains("channels")) r.channels = d.at("channels").get<std::vector<int>>();
+    if (d.contains("channels")) {
+      const json& channels = d.at("channels");
+      if (!channels.is_array()) {
+        throw bad_request("InvalidDefinition", "definition.channels must be an array of integers");
+      }
+      for (const json& channel : channels) {
+        auto number = detail::checked_integer<int>(channel);
+        if (!number) {
+          throw bad_request("InvalidDefinition",
+                            "definition.channels must be an array of integers");
+        }
+        r.channels.push_back(*number);
+      }
+    }
   } catch (const json::exception& e) {
     throw bad_request("InvalidDefinition", std::string("the definition has a field of the wrong "
                                                        "type: ") +
