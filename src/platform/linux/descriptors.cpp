@@ -95,9 +95,14 @@ void Poller::wait(std::optional<std::chrono::nanoseconds> timeout,
   int n = -1;
   bool below_a_millisecond = timeout && *timeout < std::chrono::milliseconds(1);
   if (below_a_millisecond) {
-    // epoll_wait cannot express it; epoll_pwait2 (Linux 5.11) takes a timespec.
+    // epoll_wait cannot express it; epoll_pwait2 (Linux 5.11) takes a timespec. Called directly,
+    // so that a glibc older than 2.35 (no wrapper) still builds; without it, or on an older
+    // kernel (ENOSYS), the wait rounds up to a millisecond.
+    errno = ENOSYS;
+#ifdef SYS_epoll_pwait2
     timespec ts{0, std::max<long>(0, static_cast<long>(timeout->count()))};
-    n = ::epoll_pwait2(epoll_.get(), events, 64, &ts, nullptr);
+    n = static_cast<int>(::syscall(SYS_epoll_pwait2, epoll_.get(), events, 64, &ts, nullptr, 0));
+#endif
     if (n < 0 && errno == ENOSYS) {
       below_a_millisecond = false;
       timeout = std::chrono::milliseconds(1);
