@@ -33,13 +33,20 @@ std::optional<WorkerArgs> parse_worker_args(int argc, char** argv) {
 
 namespace {
 
+void report_unguarded(const char* failed_call) {
+  std::fprintf(stderr, "procpool worker: cannot guard its process group (%s: %s)\n", failed_call,
+               std::strerror(errno));
+}
+
 // Runs in the worker process. The host is trusted here (it created the segment); what is checked is
 // checked to fail loudly rather than to defend.
 class WorkerLoop {
  public:
-  WorkerLoop(Segment& segment, const JobRegistry& registry)
+  /// `guard_starter`: what start_process_group_guard() returned (-1: no guard to confirm).
+  WorkerLoop(Segment& segment, const JobRegistry& registry, int guard_starter)
       : segment_(segment),
         registry_(registry),
+        guard_starter_(guard_starter),
         requests_(&segment.header().requests, segment.request_data(), segment.ring_bytes()),
         responses_(&segment.header().responses, segment.response_data(), segment.ring_bytes()),
         max_body_(max_record_body(segment.ring_bytes())) {}
@@ -48,6 +55,12 @@ class WorkerLoop {
     HelloBody hello{protocol_version, platform::current_pid()};
     send(RecordType::hello, 0, as_bytes(hello));
     flush();
+    // While the host takes the hello: the guard must be running before any job does.
+    if (guard_starter_ >= 0) {
+      if (const char* failed = platform::finish_process_group_guard(guard_starter_)) {
+        report_unguarded(failed);
+      }
+    }
     for (;;) {
       RecordView record = next_record();
       auto type = static_cast<RecordType>(record.header.type);
@@ -192,6 +205,7 @@ class WorkerLoop {
 
   Segment& segment_;
   const JobRegistry& registry_;
+  int guard_starter_;
   RingReader requests_;
   RingWriter responses_;
   std::uint64_t max_body_;
@@ -204,12 +218,13 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
     return 3;
   }
   // Whatever a job starts dies with this worker (docs/gotchas.md). Not when the host is pid 1: the
-  // guard would end as the host's child, a zombie nobody reaps.
+  // guard would end as the host's child, a zombie nobody reaps. Started here, confirmed after the
+  // hello and before the first job (WorkerLoop::run).
+  int guard_starter = -1;
   if (args.host_pid != 1) {
-    if (const char* failed = platform::guard_process_group()) {
-      std::fprintf(stderr, "procpool worker: cannot guard its process group (%s: %s)\n", failed,
-                   std::strerror(errno));
-    }
+    const char* failed = nullptr;
+    guard_starter = platform::start_process_group_guard(failed);
+    if (guard_starter < 0) report_unguarded(failed);
   }
   // Our own children (a job may spawn some) must not inherit the doorbell.
   platform::set_cloexec(platform::worker_doorbell_fd);
@@ -233,7 +248,7 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
     std::fprintf(stderr, "procpool worker: cannot clear PR_SET_DUMPABLE\n");
     return 3;
   }
-  return WorkerLoop(segment, registry).run();
+  return WorkerLoop(segment, registry, guard_starter).run();
 }
 
 }  // namespace

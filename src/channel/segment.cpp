@@ -60,14 +60,21 @@ Segment Segment::create(std::size_t ring_bytes, std::size_t max_payload_bytes,
       // Through the descriptor, not the name: it is the object this process created.
       platform::change_owner(object.get_mapping_handle().handle, owner->uid, owner->gid);
     }
-    object.truncate(static_cast<bip::offset_t>(bytes));
+    // Only what the host writes is allocated now: the header (control blocks) and the request
+    // ring, so a full /dev/shm fails this spawn rather than the host with SIGBUS later. The
+    // response ring is the worker's to write (a SIGBUS there is the worker's crash), and reading
+    // its unallocated pages gives zeros. Allocating all of it (as Boost's truncate does) was the
+    // slowest part of a spawn on the supervisor's side.
+    platform::size_shared_memory(object.get_mapping_handle().handle, bytes,
+                                 segment_header_bytes + ring_bytes);
     impl.region = bip::mapped_region(object, bip::read_write, 0, bytes);
   } catch (const bip::interprocess_exception& e) {
     throw std::runtime_error("cannot create shared memory segment '" + impl.name + "' of " +
                              std::to_string(bytes) + " bytes: " + e.what());
   } catch (const std::system_error& e) {
-    throw std::runtime_error("cannot give shared memory segment '" + impl.name + "' to uid " +
-                             std::to_string(owner->uid) + ": " + e.what());
+    // fchown to the worker's user, or sizing and allocating (ENOSPC: /dev/shm is full).
+    throw std::runtime_error("cannot set up shared memory segment '" + impl.name + "' of " +
+                             std::to_string(bytes) + " bytes: " + e.what());
   }
   impl.ring_bytes = ring_bytes;
   auto* header = new (impl.region.get_address()) SegmentHeader();

@@ -165,10 +165,15 @@ bool die_with_parent(int expected_parent) noexcept;
 /// starts is in it) and starts a guard: a tiny process in that group, not this one's child, that
 /// SIGKILLs the whole group once this process has died, whatever killed it (a crash, a timeout, or
 /// the parent-death signal after the host was SIGKILLed). Without it a job's own children would
-/// outlive their worker. Children that leave the group (setsid, setpgid) are not covered. Returns
-/// nullptr on success; otherwise the name of the call that failed, with errno set (the worker then
-/// runs unguarded).
-const char* guard_process_group() noexcept;
+/// outlive their worker. Children that leave the group (setsid, setpgid) are not covered.
+///
+/// Two steps, so that the forks overlap the worker's start-up: start_process_group_guard() forks
+/// the guard's short-lived parent and returns its pid, or -1 with errno set and `failed` naming the
+/// call; finish_process_group_guard() reaps that parent, which confirms the guard runs, and must be
+/// called before any job runs. It returns nullptr on success, otherwise the failed call with errno
+/// set (the worker then runs unguarded).
+int start_process_group_guard(const char*& failed) noexcept;
+const char* finish_process_group_guard(int starter) noexcept;
 
 /// Marks a descriptor close-on-exec so the worker's own children do not inherit it.
 void set_cloexec(int fd) noexcept;
@@ -227,6 +232,11 @@ std::uint64_t hard_limit(Resource resource) noexcept;
 
 /// Gives the open file `fd` to `uid`:`gid` (fchown). Throws std::system_error.
 void change_owner(int fd, std::uint32_t uid, std::uint32_t gid);
+
+/// Sizes the shared-memory object `fd` to `size` bytes (ftruncate) and allocates its first
+/// `reserve` bytes now (fallocate), so that writing those can never fail later with SIGBUS because
+/// /dev/shm is full: it fails here instead, with ENOSPC. Throws std::system_error.
+void size_shared_memory(int fd, std::uint64_t size, std::uint64_t reserve);
 
 /// The host's whole environment, one "NAME=value" each, as it is now.
 std::vector<std::string> host_environment();

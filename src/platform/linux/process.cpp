@@ -220,14 +220,20 @@ bool die_with_parent(int expected_parent) noexcept {
   return static_cast<int>(::getppid()) == expected_parent;
 }
 
-const char* guard_process_group() noexcept {
-  if (::setpgid(0, 0) != 0) return "setpgid";
+int start_process_group_guard(const char*& failed) noexcept {
+  if (::setpgid(0, 0) != 0) {
+    failed = "setpgid";
+    return -1;
+  }
   const pid_t worker = ::getpid();
   // Double fork: the guard must not be this worker's child, or a job that waits for "all my
   // children" (wait() until ECHILD) would wait for the guard forever. The middle process opens the
   // pidfd while the worker is certainly alive (it is blocked reaping the middle).
   const pid_t middle = ::fork();
-  if (middle < 0) return "fork";
+  if (middle < 0) {
+    failed = "fork";
+    return -1;
+  }
   if (middle == 0) {
     // Only async-signal-safe calls from here on.
     int watched = static_cast<int>(::syscall(SYS_pidfd_open, worker, 0));
@@ -247,8 +253,12 @@ const char* guard_process_group() noexcept {
     ::kill(0, SIGKILL);  // the worker's group, the guard included
     ::_exit(0);
   }
+  return middle;
+}
+
+const char* finish_process_group_guard(int starter) noexcept {
   int status = 0;
-  if (retry_on_eintr([&] { return ::waitpid(middle, &status, 0); }) != middle) return "waitpid";
+  if (retry_on_eintr([&] { return ::waitpid(starter, &status, 0); }) != starter) return "waitpid";
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     errno = ECHILD;
     return "pidfd_open or fork (in the guard's parent)";

@@ -103,6 +103,16 @@ void change_owner(int fd, std::uint32_t uid, std::uint32_t gid) {
   }
 }
 
+void size_shared_memory(int fd, std::uint64_t size, std::uint64_t reserve) {
+  if (detail::retry_on_eintr([&] { return ::ftruncate(fd, static_cast<off_t>(size)); }) != 0) {
+    detail::throw_errno("ftruncate(" + std::to_string(size) + ")");
+  }
+  if (reserve > 0 && detail::retry_on_eintr(
+                         [&] { return ::fallocate(fd, 0, 0, static_cast<off_t>(reserve)); }) != 0) {
+    detail::throw_errno("fallocate(" + std::to_string(reserve) + ")");
+  }
+}
+
 std::vector<std::string> host_environment() {
   std::vector<std::string> entries;
   for (char** entry = environ; entry && *entry; ++entry)
