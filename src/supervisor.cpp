@@ -362,7 +362,7 @@ void Supervisor::loop() {
       ready.clear();
       timeout = step(now);
       done = final_stop_ && workers_.empty();
-      if (!done && (!timeout || *timeout > Clock::duration::zero()) && !prepare_sleep()) {
+      if (!done && (!timeout || *timeout > Clock::duration::zero()) && !prepare_sleep(now)) {
         timeout = Clock::duration::zero();
       }
       outcomes.swap(outcomes_);
@@ -565,17 +565,21 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
   return next;
 }
 
-bool Supervisor::prepare_sleep() {
+bool Supervisor::prepare_sleep(Clock::time_point now) {
   backlog_polling_ = false;
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
     if (w.untrusted) continue;
     // A worker with jobs sent ahead is streaming short jobs: rather than have it ring the doorbell
-    // for each result (a system call per job on each side), look at its ring again shortly.
-    if (w.prefetched.empty()) {
-      w.responses.begin_wait();
-    } else {
+    // for each result (a system call per job on each side), look at its ring again shortly. Not
+    // once the job it runs has taken longer than a short job should: polling would then spin for
+    // as long as that job runs, so it rings the doorbell again.
+    bool streaming =
+        !w.prefetched.empty() && now - w.job_started_at < options_.prefetch.when_jobs_take_under;
+    if (streaming) {
       backlog_polling_ = true;
+    } else {
+      w.responses.begin_wait();
     }
     if (w.responses.has_data()) return false;
     if (w.waiting_for_space) {

@@ -74,7 +74,7 @@ class Supervisor {
   /// the pool is stopping or degraded.
   void return_prefetched(WorkerProcess& worker);
   std::optional<Clock::time_point> check_timers(Clock::time_point now);
-  bool prepare_sleep();
+  bool prepare_sleep(Clock::time_point now);
   void end_sleep();
   void fail_queue(ErrorKind kind, const std::string& message);
   void emergency_stop() noexcept;
