@@ -2,12 +2,15 @@
 // tested elsewhere: empty, over-long and unknown job names, payloads over the limit, submit after
 // shutdown and a second shutdown with futures, destruction with futures in flight and a throwing
 // completion callback in test_outcomes; contradictory options in test_config.)
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <procpool/procpool.hpp>
 #include <thread>
+#include <utility>
 
 #include "catch.hpp"
 #include "test_support.hpp"
@@ -145,19 +148,22 @@ TEST_CASE("misuse: a callback submitting into a full blocking queue gets queue_f
   options.queue_capacity = 1;
   options.when_queue_full = QueueFullPolicy::block;
   Pool pool(options);
-  // The job's outcome comes on the supervisor thread when its worker is stopped for the timeout;
-  // the queued echo cannot leave the queue until a replacement is ready, so the queue is full.
-  std::promise<JobResult> inner_result;
-  SubmitOptions timeout;
-  timeout.timeout = 100ms;
-  pool.submit("hang", Bytes{}, timeout, [&](JobResult) {
+  // The only worker is held by a gated job and the queue holds one job. Killing that worker makes
+  // the supervisor thread deliver the held job's outcome in the same loop iteration in which it
+  // sees the exit: before any replacement can exist, so the queue is certainly still full.
+  test::Gate gate;
+  std::promise<std::pair<bool, JobResult>> inner_result;
+  pool.submit("wait_fifo", gate.payload(), SubmitOptions{}, [&](JobResult) {
     JobFuture inner = pool.submit("echo", bytes("inner"));  // blocking here would wedge the pool
-    REQUIRE(inner.wait_for(0s) == std::future_status::ready);
-    inner_result.set_value(inner.get());
+    bool ready_at_once = inner.wait_for(0s) == std::future_status::ready;
+    inner_result.set_value({ready_at_once, inner.get()});
   });
   REQUIRE(test::eventually([&] { return pool.stats().in_flight == 1; }));
   JobFuture queued = pool.submit("echo", bytes("fills the queue"));
-  JobResult inner = inner_result.get_future().get();
+  int pid = pool.stats().workers.at(0).pid;
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  auto [ready_at_once, inner] = inner_result.get_future().get();
+  CHECK(ready_at_once);
   REQUIRE_FALSE(inner.ok());
   CHECK(inner.error().kind == ErrorKind::queue_full);
   CHECK(text(queued.get().value()) == "fills the queue");
