@@ -490,13 +490,7 @@ bool Supervisor::prefetch(WorkerProcess& w) {
       std::uint64_t body = job.payload.empty() ? 0 : RingWriter::record_bytes(job.payload.size());
       if (job.payload.size() > w.max_body || head + body > space) break;
       ++job.attempts;
-      JobStartBody start;
-      start.payload_bytes = job.payload.size();
-      start.timeout_ms = job.timeout.count();
-      start.attempt = job.attempts;
-      start.name_bytes = static_cast<std::uint32_t>(job.name.size());
-      w.requests.append(RecordType::job_start, job.id, std::as_bytes(std::span(&start, 1)),
-                        std::as_bytes(std::span(job.name.data(), job.name.size())));
+      append_job_start(w.requests, job);  // fits: checked above
       if (!job.payload.empty()) w.requests.append(RecordType::job_data, job.id, job.payload);
       space -= head + body;
       w.prefetched.push_back(std::move(queue_.front()));

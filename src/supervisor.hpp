@@ -81,6 +81,8 @@ class Supervisor {
 
   // supervisor_channel.cpp: talking to a worker through its rings and output pipe.
   void send_request(WorkerProcess& worker);
+  /// Appends the job_start record of `job` (not yet published); false if it does not fit.
+  static bool append_job_start(RingWriter& ring, const Job& job);
   void read_responses(WorkerProcess& worker, Clock::time_point now);
   void handle_record(WorkerProcess& worker, const RecordView& record, Clock::time_point now);
   void on_hello(WorkerProcess& worker, Clock::time_point now);

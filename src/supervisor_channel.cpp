@@ -20,6 +20,16 @@ constexpr std::size_t max_line_bytes = 4096;
 
 }  // namespace
 
+bool Supervisor::append_job_start(RingWriter& ring, const Job& job) {
+  JobStartBody body;
+  body.payload_bytes = job.payload.size();
+  body.timeout_ms = job.timeout.count();
+  body.attempt = job.attempts;
+  body.name_bytes = static_cast<std::uint32_t>(job.name.size());
+  auto name = std::as_bytes(std::span(job.name.data(), job.name.size()));
+  return ring.append(RecordType::job_start, job.id, as_bytes(body), name);
+}
+
 void Supervisor::send_request(WorkerProcess& w) {
   Job& job = *w.job;
   if (!w.requests.free_bytes()) {
@@ -27,15 +37,7 @@ void Supervisor::send_request(WorkerProcess& w) {
     return;
   }
   w.waiting_for_space = true;
-  if (!w.job_start_sent) {
-    JobStartBody body;
-    body.payload_bytes = job.payload.size();
-    body.timeout_ms = job.timeout.count();
-    body.attempt = job.attempts;
-    body.name_bytes = static_cast<std::uint32_t>(job.name.size());
-    auto name = std::as_bytes(std::span(job.name.data(), job.name.size()));
-    w.job_start_sent = w.requests.append(RecordType::job_start, job.id, as_bytes(body), name);
-  }
+  if (!w.job_start_sent) w.job_start_sent = append_job_start(w.requests, job);
   if (w.job_start_sent) {
     std::span<const std::byte> payload(job.payload);
     while (w.sent < payload.size()) {
