@@ -938,15 +938,15 @@ std::string self_exe() {
 void usage() {
   std::fprintf(
       stderr,
-      "usage: procpool-bench [--quick] [--json PATH] [--reps N] [--no-python] [--only STEP]\n"
+      "usage: procpool-bench [--quick] [--json PATH] [--reps N] [--no-python] [--only STEP,...]\n"
       "  --quick      small sizes, fewer repetitions (CI smoke use, < 1 minute)\n"
       "  --json PATH  where to write the results (default "
       "benchmarks/results/latest.json)\n"
       "  --reps N     repetitions per figure (default 5, 3 with --quick)\n"
       "  --no-python  skip the Python baselines\n"
-      "  --only STEP  run only the steps whose name contains STEP (baselines, python,\n"
-      "               rtt, blocking, pipelined, syscalls, payload, recycle, max_jobs1,\n"
-      "               leaks, idle); for profiling one measurement\n");
+      "  --only STEP,...  run only the steps whose name contains one of the STEPs\n"
+      "               (baselines, python, rtt, blocking, pipelined, syscalls, payload,\n"
+      "               recycle, max_jobs1, leaks, idle); for profiling one measurement\n");
 }
 
 }  // namespace
@@ -989,8 +989,16 @@ int main(int argc, char** argv) {
 
   try {
     std::int64_t start = bench::now_ns();
-    auto step = [&cfg](const char* name) {
-      return cfg.only.empty() || std::string(name).find(cfg.only) != std::string::npos;
+    auto step = [&cfg](std::string_view name) {
+      if (cfg.only.empty()) return true;
+      // A comma-separated list: run a step if any entry names part of it.
+      for (std::size_t at = 0; at <= cfg.only.size();) {
+        std::size_t comma = std::min(cfg.only.find(',', at), cfg.only.size());
+        std::string_view entry = std::string_view(cfg.only).substr(at, comma - at);
+        if (!entry.empty() && name.find(entry) != std::string_view::npos) return true;
+        at = comma + 1;
+      }
+      return false;
     };
     // Baselines first, while this process has one thread (they fork).
     if (step("baselines")) run_native_baselines(cfg, self_exe());

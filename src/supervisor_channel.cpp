@@ -118,9 +118,7 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
           header.length > w.expected - w.received.size()) {
         return violation(w, "it sent result bytes that do not belong to the current result");
       }
-      std::size_t at = w.received.size();
-      w.received.resize(at + header.length);
-      w.responses.copy_body(record, 0, w.received.data() + at, header.length);
+      w.responses.append_body(record, w.received);
       if (w.received.size() == w.expected) finish_job(w, now);
       return;
     }

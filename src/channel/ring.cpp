@@ -105,6 +105,14 @@ void RingReader::copy_body(const RecordView& record, std::uint64_t offset, void*
   if (first < n) std::memcpy(static_cast<std::byte*>(dest) + first, data_, n - first);
 }
 
+void RingReader::append_body(const RecordView& record, std::vector<std::byte>& out) const {
+  std::uint64_t at = record.body_pos & (capacity_ - 1);
+  std::uint64_t n = record.header.length;
+  std::uint64_t first = std::min(n, capacity_ - at);
+  out.insert(out.end(), data_ + at, data_ + at + first);
+  if (first < n) out.insert(out.end(), data_, data_ + (n - first));
+}
+
 void RingReader::consume(const RecordView& record) noexcept {
   read_pos_ = record.body_pos + padded(record.header.length);
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "channel/layout.hpp"
 
@@ -85,6 +86,11 @@ class RingReader {
   /// offset + n <= record.header.length.
   void copy_body(const RecordView& record, std::uint64_t offset, void* dest,
                  std::uint64_t n) const noexcept;
+
+  /// Appends the record's whole body to `out` (which the caller reserved): unlike resizing and
+  /// then copy_body, the new bytes are written once, not zero-filled first. Throws only
+  /// std::bad_alloc.
+  void append_body(const RecordView& record, std::vector<std::byte>& out) const;
 
   /// Moves past the record. Its space returns to the writer at release().
   void consume(const RecordView& record) noexcept;
