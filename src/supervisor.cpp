@@ -22,10 +22,6 @@ Supervisor::Supervisor(PoolOptions options)
     base_arguments_.assign(options_.worker_command.begin() + 1, options_.worker_command.end());
   }
   scaled_target_ = options_.min_workers.value_or(options_.workers);
-  if (std::size_t removed = Segment::remove_stale()) {
-    log(LogLevel::info,
-        fmt::format("removed {} shared-memory segment(s) left by dead pools", removed));
-  }
   // Edge-triggered: the eventfds the supervisor sleeps on are never drained (a read per wake-up).
   poller_.add(wake_fd_.get(), wake_key, true);
   thread_ = std::thread([this] { run(); });

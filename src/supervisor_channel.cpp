@@ -129,7 +129,6 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
 
 void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
   w.ready = true;
-  w.segment.unlink();  // both sides have it mapped: nothing needs the name any more
   w.start_deadline.reset();
   w.ready_at = w.idle_since = now;
   if (!w.leaving) w.state = WorkerState::idle;

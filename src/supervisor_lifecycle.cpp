@@ -104,13 +104,8 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   auto worker = std::make_unique<WorkerProcess>();
   worker->id = next_worker_id_++;
   worker->predecessor_reason = predecessor;
-  std::optional<Segment::Owner> segment_owner;
-  if (const auto& run_as = options_.security.run_as) {
-    // The segment is 0600: a worker running as another user can open it only if it owns it.
-    segment_owner = Segment::Owner{run_as->uid, run_as->gid};
-  }
   worker->segment = Segment::create(options_.ring_bytes, options_.max_payload_bytes,
-                                    options_.max_result_bytes, host_pid_, segment_owner);
+                                    options_.max_result_bytes, host_pid_);
   SegmentHeader& header = worker->segment.header();
   header.address_space_limit = options_.recycle.address_space_limit;
   if (!options_.security.dumpable) header.worker_flags |= worker_flag_non_dumpable;
@@ -128,14 +123,17 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   platform::SpawnRequest request;
   request.executable = executable_;
   request.arguments = base_arguments_;
-  request.arguments.insert(request.arguments.end(),
-                           {worker_flag, worker->segment.name(), std::to_string(host_pid_)});
+  request.arguments.insert(request.arguments.end(), {worker_flag, std::to_string(protocol_version),
+                                                     std::to_string(host_pid_)});
   request.output_fd = output.write_end.get();
   request.doorbell_fd = worker->doorbell.get();
+  request.segment_fd = worker->segment.descriptor();
   apply_security(options_.security, request);
   platform::SpawnedProcess spawned = platform::spawn(request);
-  output.write_end
-      .reset();  // the child has its own copy; EOF comes when it (and its children) exit
+  // The child has its own copies. EOF comes when it (and its children) exit; the segment stays
+  // mapped here.
+  output.write_end.reset();
+  worker->segment.close_descriptor();
 
   worker->pid = spawned.pid;
   worker->pidfd = std::move(spawned.pidfd);

@@ -6,11 +6,13 @@
 
 namespace procpool::detail {
 
-/// argv: ... --procpool-worker <segment name> <host pid>
+/// argv: ... --procpool-worker <protocol version> <host pid>, with the doorbell on descriptor 3 and
+/// the segment on descriptor 4 (platform::worker_doorbell_fd, platform::worker_segment_fd).
 inline constexpr const char* worker_flag = "--procpool-worker";
 
 struct WorkerArgs {
-  std::string segment_name;
+  /// The host's protocol_version, checked before anything else is read.
+  std::uint32_t protocol = 0;
   int host_pid = 0;
 };
 

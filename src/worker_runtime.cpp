@@ -18,14 +18,19 @@ namespace procpool {
 namespace detail {
 
 std::optional<WorkerArgs> parse_worker_args(int argc, char** argv) {
-  for (int i = 1; i + 2 < argc; ++i) {
+  for (int i = 1; i < argc; ++i) {
     if (std::string_view(argv[i]) != worker_flag) continue;
+    // From here on this is a worker: arguments it cannot read leave their fields 0, which
+    // run_worker reports, rather than running the program as if it were not one.
     WorkerArgs args;
-    args.segment_name = argv[i + 1];
-    std::string_view pid = argv[i + 2];
-    auto [end, ec] = std::from_chars(pid.data(), pid.data() + pid.size(), args.host_pid);
-    if (ec != std::errc() || end != pid.data() + pid.size() || args.host_pid <= 0)
-      return std::nullopt;
+    auto parse = [&](int at, auto& value) {
+      if (at >= argc) return;
+      std::string_view text = argv[at];
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec != std::errc() || end != text.data() + text.size()) value = 0;
+    };
+    parse(i + 1, args.protocol);
+    parse(i + 2, args.host_pid);
     return args;
   }
   return std::nullopt;
@@ -226,6 +231,13 @@ class WorkerLoop {
 };
 
 int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
+  if (args.protocol != protocol_version || args.host_pid <= 0) {
+    std::fprintf(stderr,
+                 "procpool worker: unreadable %s arguments (protocol %u expected): host and worker "
+                 "built from different procpool versions?\n",
+                 worker_flag, protocol_version);
+    return 3;
+  }
   if (!platform::die_with_parent(args.host_pid)) {
     std::fprintf(stderr, "procpool worker: the host (pid %d) is gone; exiting\n", args.host_pid);
     return 3;
@@ -243,7 +255,7 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
   platform::set_cloexec(platform::worker_doorbell_fd);
   Segment segment;
   try {
-    segment = Segment::open(args.segment_name);
+    segment = Segment::attach(platform::UniqueFd(platform::worker_segment_fd));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "procpool worker: %s\n", e.what());
     return 3;

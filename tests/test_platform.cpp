@@ -110,6 +110,46 @@ TEST_CASE("a child inherits exactly stdin, stdout/stderr and the doorbell at fd 
 }
 
 TEST_CASE(
+    "a segment descriptor is inherited at fd 4, even when the sources sit on 3 and 4 swapped") {
+  // The worst case for placing descriptors: the segment's source is the doorbell's target and the
+  // doorbell's source the segment's. Build it only where 3 and 4 are free in this process.
+  if (::fcntl(3, F_GETFD) != -1 || ::fcntl(4, F_GETFD) != -1) {
+    WARN("descriptors 3 and 4 are in use in this test process: the swap case cannot be set up");
+    return;
+  }
+  // New descriptors take the lowest free numbers.
+  platform::UniqueFd segment_on_3 = platform::make_shared_memory(4096);
+  platform::UniqueFd doorbell_on_4 = platform::make_eventfd();
+  REQUIRE(segment_on_3.get() == 3);
+  REQUIRE(doorbell_on_4.get() == 4);
+  platform::Pipe output = platform::make_pipe();
+  platform::SpawnRequest request{
+      "/bin/sh",
+      {"-c", "readlink /proc/$$/fd/3 /proc/$$/fd/4; exec ls /proc/self/fd"},
+      output.write_end.get(),
+      doorbell_on_4.get(),
+      segment_on_3.get()};
+  Child child;
+  child.process = platform::spawn(request);
+  child.output = std::move(output);
+  child.output.write_end.reset();
+  std::string out = read_all(child.output.read_end.get());
+  CHECK(wait_exit(child).exit_code == 0);
+  INFO(out);
+  std::istringstream lines(out);
+  std::string on_3, on_4, line;
+  std::getline(lines, on_3);
+  std::getline(lines, on_4);
+  CHECK(on_3 == "anon_inode:[eventfd]");
+  CHECK(on_4.starts_with("/memfd:procpool-segment"));
+  std::set<int> fds;
+  while (std::getline(lines, line))
+    fds.insert(std::stoi(line));
+  // ls itself opens one descriptor (5) to read the directory.
+  CHECK(fds == std::set<int>{0, 1, 2, 3, 4, 5});
+}
+
+TEST_CASE(
     "a program that cannot be executed fails the spawn cleanly, without running the host's exit "
     "handlers") {
   static bool registered = (std::atexit(count_atexit), true);

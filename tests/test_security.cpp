@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -99,68 +100,33 @@ std::string config_error_field(const PoolOptions& options) {
 
 // ---- Shared memory --------------------------------------------------------------------------
 
-TEST_CASE("a segment is created exclusively, mode 0600, under a name with 128 random bits") {
+TEST_CASE("a segment has no name anywhere: an anonymous 0600 object reached only by descriptor") {
   using procpool::detail::Segment;
-  Segment first = Segment::create(64 * KiB, 1024, 1024, ::getpid());
-  Segment second = Segment::create(64 * KiB, 1024, 1024, ::getpid());
-  const std::string prefix = "procpool-" + std::to_string(::getpid()) + "-";
-  for (const Segment* segment : {&first, &second}) {
-    const std::string& name = segment->name();
-    REQUIRE(name.starts_with(prefix));
-    std::string random = name.substr(prefix.size());
-    CHECK(random.size() == 32);
-    CHECK(random.find_first_not_of("0123456789abcdef") == std::string::npos);
+  Segment segment = Segment::create(64 * KiB, 1024, 1024, ::getpid());
+  int fd = segment.descriptor();
+  REQUIRE(fd >= 0);
+  struct stat st {};
+  REQUIRE(::fstat(fd, &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  CHECK(st.st_uid == ::geteuid());
+  CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+  // A memfd: nothing in /dev/shm (or anywhere else) to find, guess, pre-create or leave behind.
+  std::string link = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd));
+  CHECK(link.starts_with("/memfd:procpool-segment"));
+  CHECK(test::shm_entries_for(::getpid()).empty());
 
-    // The object exists until the worker's hello: observe it there.
-    struct stat st {};
-    REQUIRE(::stat(("/dev/shm/" + name).c_str(), &st) == 0);
-    CHECK((st.st_mode & 07777) == 0600);
-    CHECK(st.st_uid == ::geteuid());
-
-    // Creating the same name again fails: nobody can pre-create or take over a segment's name.
-    errno = 0;
-    CHECK(::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600) == -1);
-    CHECK(errno == EEXIST);
-  }
-  CHECK(first.name() != second.name());
-
-  SECTION("another user cannot open it") {
+  SECTION("another user cannot open it through /proc") {
     if (::geteuid() != 0) {
       WARN("not root: cannot start a process as another user to try");
       return;
     }
-    std::string name = first.name();
+    std::string path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd);
     int rc = in_child_as(nobody, [&] {
-      int fd = ::shm_open(name.c_str(), O_RDONLY, 0);
-      return fd < 0 && errno == EACCES ? 0 : 1;
+      int opened = ::open(path.c_str(), O_RDONLY);
+      return opened < 0 && errno == EACCES ? 0 : 1;
     });
     CHECK(rc == 0);
   }
-}
-
-TEST_CASE("a segment for a worker running as another user is owned by that user, still 0600") {
-  if (::geteuid() != 0) {
-    WARN("not root: only root can give a segment to another user");
-    return;
-  }
-  using procpool::detail::Segment;
-  Segment segment =
-      Segment::create(64 * KiB, 1024, 1024, ::getpid(), Segment::Owner{nobody, nobody});
-  struct stat st {};
-  REQUIRE(::stat(("/dev/shm/" + segment.name()).c_str(), &st) == 0);
-  CHECK((st.st_mode & 07777) == 0600);
-  CHECK(st.st_uid == nobody);
-  CHECK(st.st_gid == nobody);
-  // That user can open it read-write; a third one cannot.
-  std::string name = segment.name();
-  CHECK(in_child_as(nobody, [&] {
-          int fd = ::shm_open(name.c_str(), O_RDWR, 0);
-          return fd >= 0 ? 0 : 1;
-        }) == 0);
-  CHECK(in_child_as(nobody - 1, [&] {
-          int fd = ::shm_open(name.c_str(), O_RDONLY, 0);
-          return fd < 0 && errno == EACCES ? 0 : 1;
-        }) == 0);
 }
 
 // ---- Environment ----------------------------------------------------------------------------

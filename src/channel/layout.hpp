@@ -19,10 +19,8 @@
 namespace procpool::detail {
 
 inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
-inline constexpr std::uint32_t protocol_version = 1;
-
-/// Prefix of every procpool shared-memory name: "procpool-<host pid>-<random>".
-inline constexpr const char* segment_name_prefix = "procpool-";
+/// 2: the segment is an inherited descriptor, no longer a name in /dev/shm.
+inline constexpr std::uint32_t protocol_version = 2;
 
 struct RingControl {
   // Producer's fields.

@@ -100,8 +100,11 @@ struct SpawnRequest {
   std::vector<std::string> arguments;
   /// Becomes the child's stdout and stderr.
   int output_fd = -1;
-  /// Becomes the child's descriptor 3 (the wake-up doorbell). Nothing else is inherited.
+  /// Becomes the child's descriptor 3 (the wake-up doorbell).
   int doorbell_fd = -1;
+  /// Becomes the child's descriptor 4 (the shared-memory segment); -1: none. Nothing else is
+  /// inherited.
+  int segment_fd = -1;
   /// The child's whole environment, one "NAME=value" each. nullopt: the host's own, as it is now.
   std::optional<std::vector<std::string>> environment{};
   /// Applied in the child between fork and exec, in this order; a failure fails the spawn.
@@ -125,12 +128,14 @@ struct SpawnedProcess {
   UniqueFd pidfd;
 };
 
-/// The descriptor number a worker finds its doorbell on.
+/// The descriptor numbers a worker finds its doorbell and its segment on.
 inline constexpr int worker_doorbell_fd = 3;
+inline constexpr int worker_segment_fd = 4;
 
 /// Starts `request.executable` with vfork+exec (never a plain fork of the host), stdin from
-/// /dev/null, and only descriptors 0-3 open. Throws std::system_error if the program cannot be
-/// started (the message names it, and the call that failed if it was one of the restrictions).
+/// /dev/null, and only descriptors 0-3 (0-4 with a segment) open. Throws std::system_error if the
+/// program cannot be started (the message names it, and the call that failed if it was one of the
+/// restrictions).
 SpawnedProcess spawn(const SpawnRequest& request);
 
 /// How a process ended.
@@ -186,9 +191,6 @@ std::string self_executable_path();
 /// Empty if `path` names an executable regular file; otherwise why it does not.
 std::string check_executable(const std::string& path);
 
-/// Names in the shared-memory filesystem (/dev/shm) starting with `prefix`.
-std::vector<std::string> list_shared_memory(std::string_view prefix);
-
 // ---- Memory --------------------------------------------------------------------------------
 
 /// Reads one process's resident set size (from /proc/<pid>/statm) again and again with a single
@@ -230,13 +232,12 @@ enum class Resource { open_files, core_dump };
 /// This process's hard limit for `resource`; UINT64_MAX for unlimited.
 std::uint64_t hard_limit(Resource resource) noexcept;
 
-/// Gives the open file `fd` to `uid`:`gid` (fchown). Throws std::system_error.
-void change_owner(int fd, std::uint32_t uid, std::uint32_t gid);
-
-/// Sizes the shared-memory object `fd` to `size` bytes (ftruncate) and allocates its first
-/// `reserve` bytes now (fallocate), so that writing those can never fail later with SIGBUS because
-/// /dev/shm is full: it fails here instead, with ENOSPC. Throws std::system_error.
-void size_shared_memory(int fd, std::uint64_t size, std::uint64_t reserve);
+/// A new anonymous shared-memory object (memfd) of `size` bytes, mode 0600, close-on-exec. It has
+/// no name in any file system, so nothing can be left behind, whatever happens to the process: it
+/// lives as long as a descriptor or a mapping of it does, and is reached only through those (or
+/// /proc/<pid>/fd, which takes the right to ptrace the holder). Its pages are allocated on first
+/// write, from memory rather than from /dev/shm's size limit. Throws std::system_error.
+UniqueFd make_shared_memory(std::uint64_t size);
 
 /// The host's whole environment, one "NAME=value" each, as it is now.
 std::vector<std::string> host_environment();

@@ -50,7 +50,7 @@ std::byte* find_segment() {
   std::ifstream maps("/proc/self/maps");
   std::string line;
   while (std::getline(maps, line)) {
-    if (line.find("/dev/shm/procpool-") == std::string::npos) continue;
+    if (line.find("/memfd:procpool-segment") == std::string::npos) continue;
     return reinterpret_cast<std::byte*>(std::stoull(line.substr(0, line.find('-')), nullptr, 16));
   }
   throw std::runtime_error("no procpool segment mapped");

@@ -14,6 +14,7 @@
 // BOOST_PROCESS_USE_STD_FS is set; include it first.
 #include <boost/optional.hpp>
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/posix/vfork_launcher.hpp>
 #include <boost/process/v2/process.hpp>
@@ -32,30 +33,50 @@ using detail::throw_errno;
 
 namespace {
 
-// Places the doorbell descriptor at fd 3 in the child and keeps it open across exec. (Boost 1.81's
-// own posix::bind_fd returns nothing from on_setup, so it is not used.) Descriptor 3 is contiguous
-// with 0-2 on purpose: Boost 1.81's close_all() only closes ranges past the last whitelisted
-// descriptor correctly, not gaps between them.
-struct DoorbellAtFd3 {
-  int source;
+// Places the doorbell at fd 3 and the segment (if any) at fd 4 in the child, open across exec.
+// (Boost 1.81's own posix::bind_fd returns nothing from on_setup, so it is not used.) The targets
+// are contiguous with 0-2 on purpose: Boost 1.81's close_all() only closes ranges past the last
+// whitelisted descriptor correctly, not gaps between them.
+struct InheritedDescriptors {
+  static constexpr int first_target = worker_doorbell_fd;
+  static_assert(worker_segment_fd == worker_doorbell_fd + 1);
+  std::array<int, 2> sources;
+  int count;  // 1: the doorbell only; 2: and the segment
+
+  InheritedDescriptors(int doorbell, int segment)
+      : sources{doorbell, segment}, count(segment >= 0 ? 2 : 1) {}
 
   bp::error_code on_setup(bp::posix::default_launcher& launcher, const std::filesystem::path&,
                           const char* const*) {
-    launcher.fd_whitelist.push_back(worker_doorbell_fd);
+    for (int i = 0; i < count; ++i)
+      launcher.fd_whitelist.push_back(first_target + i);
     return {};
   }
 
-  // Runs in the vfork child: only async-signal-safe calls.
+  // Runs in the vfork child: only async-signal-safe calls, and nothing written to memory the host
+  // reads (`sources` is the host's). A source that sits on another's target is first moved out of
+  // the way, above the targets, close-on-exec, so that no dup2 overwrites a source still needed.
   bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
                                const char* const*) {
-    if (source == worker_doorbell_fd) {
-      int flags = ::fcntl(source, F_GETFD);
-      if (flags < 0 || ::fcntl(source, F_SETFD, flags & ~FD_CLOEXEC) != 0) {
+    std::array<int, 2> from = sources;
+    const int end_of_targets = first_target + count;
+    for (int i = 0; i < count; ++i) {
+      if (from[i] >= first_target && from[i] < end_of_targets && from[i] != first_target + i) {
+        from[i] = ::fcntl(from[i], F_DUPFD_CLOEXEC, end_of_targets);
+        if (from[i] < 0) return bp::error_code(errno, bp::system_category());
+      }
+    }
+    for (int i = 0; i < count; ++i) {
+      int target = first_target + i;
+      if (from[i] == target) {
+        int flags = ::fcntl(target, F_GETFD);
+        if (flags < 0 || ::fcntl(target, F_SETFD, flags & ~FD_CLOEXEC) != 0) {
+          return bp::error_code(errno, bp::system_category());
+        }
+      } else if (::dup2(from[i], target) < 0) {
         return bp::error_code(errno, bp::system_category());
       }
-      return {};
     }
-    if (::dup2(source, worker_doorbell_fd) < 0) return bp::error_code(errno, bp::system_category());
     return {};
   }
 
@@ -142,10 +163,10 @@ SpawnedProcess spawn(const SpawnRequest& request) {
   ChildRestrictions restrictions{request};
   bp::error_code ec;
   // (The executor overload: Boost 1.81's execution-context overload drops `ec` and throws.)
-  auto child = launcher(context.get_executor(), ec, std::filesystem::path(request.executable),
-                        request.arguments,
-                        bp::process_stdio{dev_null.get(), request.output_fd, request.output_fd},
-                        DoorbellAtFd3{request.doorbell_fd}, restrictions);
+  auto child = launcher(
+      context.get_executor(), ec, std::filesystem::path(request.executable), request.arguments,
+      bp::process_stdio{dev_null.get(), request.output_fd, request.output_fd},
+      InheritedDescriptors(request.doorbell_fd, request.segment_fd), restrictions);
   if (ec) {
     std::string what = "cannot start worker '" + request.executable + "'";
     if (restrictions.failed_call) {
