@@ -64,9 +64,14 @@ Decision decide(const WorkerFacts& facts, const RecyclePolicy& policy,
                       format_bytes(policy.rss_growth_limit)));
     }
   }
-  if (facts.job_limit && facts.jobs_done >= facts.job_limit) {
+  if (facts.job_limit && facts.jobs_done + facts.jobs_in_hand >= facts.job_limit) {
+    if (facts.jobs_in_hand == 0) {
+      return retire(RecycleReason::max_jobs,
+                    fmt::format("it ran {} jobs (limit {})", facts.jobs_done, facts.job_limit));
+    }
     return retire(RecycleReason::max_jobs,
-                  fmt::format("it ran {} jobs (limit {})", facts.jobs_done, facts.job_limit));
+                  fmt::format("it has its last jobs in hand: {} run, {} under way (limit {})",
+                              facts.jobs_done, facts.jobs_in_hand, facts.job_limit));
   }
   Decision keep;
   auto consider = [&](PolicyClock::time_point t) {

@@ -18,6 +18,10 @@ using PolicyClock = std::chrono::steady_clock;
 struct WorkerFacts {
   PolicyClock::time_point ready_at;
   std::uint64_t jobs_done = 0;
+  /// Jobs it has been given and not finished: the one it runs and those prefetched behind it.
+  /// max_jobs counts them, so a worker retires as its last job starts, and its replacement starts
+  /// alongside that job rather than after it.
+  std::uint64_t jobs_in_hand = 0;
   bool busy = false;
   /// When it last became idle (valid when !busy).
   PolicyClock::time_point idle_since;

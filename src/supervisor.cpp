@@ -417,6 +417,9 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
     }
     spawn_workers(now);
     dispatch(now);
+    // A worker given its last job (max_jobs) retired as it got it: start its replacement now,
+    // alongside that job, so that it is ready about when the job ends.
+    spawn_workers(now);
   }
   auto next = check_timers(now);
   if (!next) return std::nullopt;
@@ -443,13 +446,24 @@ void Supervisor::dispatch(Clock::time_point now) {
     w.sent = 0;
     begin_job(w, now, true);
     send_request(w);
+    retire_if_last_job_given(w, now);
   }
   // ...then busy workers running short jobs get more behind the one they run.
   if (options_.prefetch.max_jobs > 0) {
-    for (auto& [id, worker] : workers_)
-      popped |= prefetch(*worker);
+    for (auto& [id, worker] : workers_) {
+      if (prefetch(*worker)) {
+        popped = true;
+        retire_if_last_job_given(*worker, now);
+      }
+    }
   }
   if (popped) queue_space_.notify_all();
+}
+
+void Supervisor::retire_if_last_job_given(WorkerProcess& w, Clock::time_point now) {
+  if (!w.leaving && w.job_limit && w.jobs_done + w.jobs_in_hand() >= w.job_limit) {
+    apply_policy(w, now);
+  }
 }
 
 void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_start) {

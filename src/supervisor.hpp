@@ -70,6 +70,9 @@ class Supervisor {
   void begin_job(WorkerProcess& worker, Clock::time_point now, bool fresh_start);
   /// Sends queued jobs ahead to a busy worker per PrefetchPolicy; true if it took any.
   bool prefetch(WorkerProcess& worker);
+  /// Retires a worker (max_jobs) as soon as it holds its last job, so that its replacement starts
+  /// while that job runs.
+  void retire_if_last_job_given(WorkerProcess& worker, Clock::time_point now);
   /// Gives back the jobs a leaving worker had not reached: to the front of the queue, or failed if
   /// the pool is stopping or degraded.
   void return_prefetched(WorkerProcess& worker);

@@ -377,6 +377,7 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   WorkerFacts facts;
   facts.ready_at = w.ready_at;
   facts.jobs_done = w.jobs_done;
+  facts.jobs_in_hand = w.jobs_in_hand();
   facts.busy = w.job != nullptr;
   facts.idle_since = w.idle_since;
   facts.memory = w.memory;

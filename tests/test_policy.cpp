@@ -46,6 +46,22 @@ TEST_CASE("max_jobs retires a worker once it has run its limit, not before") {
   CHECK(d.detail == "it ran 10 jobs (limit 10)");
 }
 
+TEST_CASE("max_jobs counts the jobs in hand: a worker retires as its last job starts") {
+  RecyclePolicy policy;
+  policy.max_jobs = 10;
+  WorkerFacts facts = fresh();
+  facts.job_limit = jittered_job_limit(policy, 0.0);
+  facts.busy = true;
+  facts.jobs_done = 8;
+  facts.jobs_in_hand = 1;
+  CHECK(decide(facts, policy, t0).verdict == Verdict::keep);
+  facts.jobs_in_hand = 2;  // the one it runs and one prefetched: the tenth is in hand
+  Decision d = decide(facts, policy, t0);
+  CHECK(d.verdict == Verdict::retire);
+  CHECK(d.reason == RecycleReason::max_jobs);
+  CHECK(d.detail == "it has its last jobs in hand: 8 run, 2 under way (limit 10)");
+}
+
 TEST_CASE("job and lifetime jitter spread limits over [limit, limit + jitter]") {
   RecyclePolicy policy;
   policy.max_jobs = 100;

@@ -115,6 +115,35 @@ TEST_CASE("max_jobs replaces a worker after exactly that many jobs") {
   CHECK(pool.stats().health == PoolHealth::healthy);  // planned recycles are not a storm
 }
 
+TEST_CASE("a worker given its last job (max_jobs) is replaced while that job still runs") {
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.max_jobs = 1;
+  // No memory sample while the job runs (which would also look at the policy): the decision must
+  // come from the job being given.
+  options.recycle.memory_sample_interval = std::chrono::hours(1);
+  Pool pool(options);
+  REQUIRE(test::eventually([&] { return all_idle(pool, 1); }));
+  test::Gate gate;
+  JobFuture held = pool.submit("wait_fifo", gate.payload());
+  // The replacement comes up beside the retiring worker, before the job ends.
+  REQUIRE(test::eventually([&] {
+    PoolStats stats = pool.stats();
+    if (stats.workers.size() != 2) return false;
+    bool retiring_busy = false, fresh_idle = false;
+    for (const WorkerStats& w : stats.workers) {
+      retiring_busy |=
+          w.state == WorkerState::retiring && w.leaving_reason == RecycleReason::max_jobs;
+      fresh_idle |= w.state == WorkerState::idle && w.jobs_done == 0;
+    }
+    return retiring_busy && fresh_idle;
+  }));
+  CHECK(held.wait_for(std::chrono::milliseconds(0)) == std::future_status::timeout);
+  gate.release();
+  CHECK(held.get().ok());
+  CHECK(test::eventually([&] { return all_idle(pool, 1); }));
+  CHECK(pool.stats().recycles(RecycleReason::max_jobs) == 1);
+}
+
 TEST_CASE("a retiring worker's replacement is spawned before it leaves") {
   EventLog log;
   PoolOptions options = test::quiet_options(2);
