@@ -56,11 +56,8 @@ JobId Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
   auto shared = std::make_shared<BatchCompletion>(std::move(on_done));
   std::vector<detail::OutcomeSink> sinks;
   sinks.reserve(payloads.size());
-  for (std::size_t i = 0; i < payloads.size(); ++i) {
-    sinks.emplace_back(Completion([shared, i](JobResult result) {
-      if (*shared) (*shared)(i, std::move(result));
-    }));
-  }
+  for (std::size_t i = 0; i < payloads.size(); ++i)
+    sinks.emplace_back(detail::BatchSink{shared, i});
   return impl_->submit_batch(job_name, std::move(payloads), options, std::move(sinks));
 }
 

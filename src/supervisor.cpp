@@ -89,22 +89,20 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
     rejected.push_back(Outcome{std::move(sink), std::move(result)});
   };
 
-  std::vector<std::unique_ptr<Job>> jobs;
+  std::vector<Job> jobs;
   jobs.reserve(n);
-  const std::string job_name(name);
   for (std::size_t i = 0; i < n; ++i) {
     if (auto error = check_request(name, payloads[i].size(), options)) {
       reject(std::move(sinks[i]), std::move(*error));
       continue;
     }
-    auto job = std::make_unique<Job>();
-    job->id = first + i;
-    job->name = job_name;
-    job->payload = std::move(payloads[i]);
-    job->options = options;
-    job->timeout = options.timeout.count() > 0 ? options.timeout : options_.job_timeout;
-    job->sink = std::move(sinks[i]);
-    jobs.push_back(std::move(job));
+    Job& job = jobs.emplace_back();
+    job.id = first + i;
+    job.name = name;
+    job.payload = std::move(payloads[i]);
+    job.options = options;
+    job.timeout = options.timeout.count() > 0 ? options.timeout : options_.job_timeout;
+    job.sink = std::move(sinks[i]);
   }
 
   // Queue them in order under one lock, waking the supervisor at most once per chunk that fits.
@@ -131,7 +129,7 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
     }
     if (refusal) {
       for (; next < jobs.size(); ++next)
-        reject(std::move(jobs[next]->sink), *refusal);
+        reject(std::move(jobs[next].sink), *refusal);
       break;
     }
     std::size_t room = options_.queue_capacity - queue_.size();
@@ -152,14 +150,11 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
 }
 
 bool Supervisor::cancel(JobId id) {
-  std::unique_ptr<Job> job;
+  std::optional<Job> job;
   {
     std::lock_guard lock(queue_mutex_);
-    auto it =
-        std::find_if(queue_.begin(), queue_.end(), [&](const auto& j) { return j->id == id; });
-    if (it == queue_.end()) return false;
-    job = std::move(*it);
-    queue_.erase(it);
+    job = queue_.remove(id);
+    if (!job) return false;
   }
   queue_space_.notify_one();
   JobResult result =
@@ -254,10 +249,13 @@ void Supervisor::complete_now(OutcomeSink sink, JobResult result) noexcept {
     }
     return;
   }
-  auto& callback = std::get<Completion>(sink);
-  if (!callback) return;
   try {
-    callback(std::move(result));
+    if (auto* batch = std::get_if<BatchSink>(&sink)) {
+      if (batch->callback && *batch->callback) (*batch->callback)(batch->index, std::move(result));
+      return;
+    }
+    auto& callback = std::get<Completion>(sink);
+    if (callback) callback(std::move(result));
   } catch (const std::exception& e) {
     log(LogLevel::error, fmt::format("a completion callback threw: {}", e.what()));
   } catch (...) {
@@ -320,12 +318,12 @@ void Supervisor::fail_job(const WorkerProcess& worker, std::unique_ptr<Job> job,
   event.job_name = job->name;
   event.error = error.kind;
   emit(std::move(event), level);
-  complete(std::move(job), JobResult::failure(std::move(error)));
+  complete(*job, JobResult::failure(std::move(error)));
 }
 
-void Supervisor::complete(std::unique_ptr<Job> job, JobResult result) {
+void Supervisor::complete(Job& job, JobResult result) {
   count(result);
-  outcomes_.push_back(Outcome{std::move(job->sink), std::move(result)});
+  outcomes_.push_back(Outcome{std::move(job.sink), std::move(result)});
 }
 
 // ---- The loop ------------------------------------------------------------------------------
@@ -436,8 +434,7 @@ void Supervisor::dispatch(Clock::time_point now) {
     {
       std::lock_guard lock(queue_mutex_);
       if (queue_.empty()) break;
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      job = std::make_unique<Job>(queue_.pop_front());
     }
     popped = true;
     ++job->attempts;
@@ -494,7 +491,7 @@ bool Supervisor::prefetch(WorkerProcess& w) {
     std::lock_guard lock(queue_mutex_);
     while (!queue_.empty() && w.prefetched.size() < policy.max_jobs &&
            (w.job_limit == 0 || w.jobs_done + w.jobs_in_hand() < w.job_limit)) {
-      Job& job = *queue_.front();
+      Job& job = queue_.front();
       // Only jobs whose request fits in one go: a prefetched job is sent whole, never streamed.
       std::uint64_t head = RingWriter::record_bytes(sizeof(JobStartBody) + job.name.size());
       std::uint64_t body = job.payload.empty() ? 0 : RingWriter::record_bytes(job.payload.size());
@@ -503,8 +500,7 @@ bool Supervisor::prefetch(WorkerProcess& w) {
       append_job_start(w.requests, job);  // fits: checked above
       if (!job.payload.empty()) w.requests.append(RecordType::job_data, job.id, job.payload);
       space -= head + body;
-      w.prefetched.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+      w.prefetched.push_back(std::make_unique<Job>(queue_.pop_front()));
       taken = true;
     }
   }
@@ -620,15 +616,16 @@ void Supervisor::end_sleep() {
 }
 
 void Supervisor::fail_queue(ErrorKind kind, const std::string& message) {
-  std::deque<std::unique_ptr<Job>> jobs;
+  JobQueue jobs;
   {
     std::lock_guard lock(queue_mutex_);
     jobs.swap(queue_);
   }
   queue_space_.notify_all();
-  for (auto& job : jobs) {
-    unsigned attempts = job->attempts;
-    complete(std::move(job), job_failure(kind, message, attempts));
+  while (!jobs.empty()) {
+    Job job = jobs.pop_front();
+    unsigned attempts = job.attempts;
+    complete(job, job_failure(kind, message, attempts));
   }
 }
 
@@ -647,7 +644,7 @@ void Supervisor::emergency_stop() noexcept {
       if (worker->job) worker->prefetched.push_front(std::move(worker->job));
       for (auto& job : worker->prefetched) {
         unsigned attempts = job->attempts;
-        complete(std::move(job),
+        complete(*job,
                  job_failure(ErrorKind::shutting_down, "the pool's supervisor failed", attempts));
       }
       worker->prefetched.clear();

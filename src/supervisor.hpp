@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "job_queue.hpp"
 #include "job_stats.hpp"
 #include "policy.hpp"
 #include "procpool/events.hpp"
@@ -120,7 +121,8 @@ class Supervisor {
   /// Why a job cannot be queued, if it cannot.
   std::optional<JobResult> check_request(std::string_view name, std::size_t payload_bytes,
                                          const SubmitOptions& options) const;
-  void complete(std::unique_ptr<Job> job, JobResult result);
+  /// Queues `job`'s outcome for delivery (its sink is moved out).
+  void complete(Job& job, JobResult result);
   void complete_now(OutcomeSink sink, JobResult result) noexcept;
   void count(const JobResult& result) noexcept;
   void log(LogLevel level, const std::string& line) const noexcept;
@@ -135,7 +137,7 @@ class Supervisor {
   // Submission side.
   mutable std::mutex queue_mutex_;
   std::condition_variable queue_space_;
-  std::deque<std::unique_ptr<Job>> queue_;
+  JobQueue queue_;
   bool stopping_ = false;  // no new jobs
   bool degraded_ = false;  // the restart-storm breaker tripped
   bool supervisor_sleeping_ = false;

@@ -201,7 +201,7 @@ void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
   job_stats_.record(job->name, ok, took, delta);
   note_job_completed();
   if (ok) {
-    complete(std::move(job), JobResult::success(std::move(bytes)));
+    complete(*job, JobResult::success(std::move(bytes)));
   } else {
     ErrorKind kind = ErrorKind::handler_error;
     switch (w.result_status) {

@@ -227,7 +227,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
                                          job->attempts + 1, job->options.max_attempts));
       retries_.fetch_add(1, std::memory_order_relaxed);
       std::lock_guard lock(queue_mutex_);
-      queue_.push_front(std::move(job));
+      queue_.push_front(std::move(*job));
     } else {
       JobError error;
       error.kind = kind;
@@ -278,7 +278,7 @@ void Supervisor::return_prefetched(WorkerProcess& w) {
       // Never started: they keep their place at the head of the queue and their attempt count.
       for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {
         --(*it)->attempts;
-        queue_.push_front(std::move(*it));
+        queue_.push_front(std::move(**it));
       }
       return;
     }
@@ -287,7 +287,7 @@ void Supervisor::return_prefetched(WorkerProcess& w) {
   for (auto& job : jobs) {
     unsigned attempts = job->attempts - 1;
     complete(
-        std::move(job),
+        *job,
         job_failure(kind,
                     fmt::format("the pool {} before the job started (its worker, pid {}, left)",
                                 final_stop_ ? "shut down" : "is degraded", w.pid),

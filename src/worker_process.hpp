@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
@@ -22,8 +23,20 @@ namespace procpool::detail {
 
 using Clock = std::chrono::steady_clock;
 
-/// Where a job's outcome goes: a promise (future-returning submit) or a callback.
-using OutcomeSink = std::variant<std::promise<JobResult>, Completion>;
+/// The outcome of job `index` of a batch submitted with one BatchCompletion. One shared callback
+/// and an index rather than a Completion per job: a Completion capturing both would not fit
+/// std::function's inline storage, and a heap block per job, allocated by the submitting thread
+/// and freed by the supervisor's, makes the two contend on the allocator's locks.
+struct BatchSink {
+  std::shared_ptr<BatchCompletion> callback;
+  std::size_t index = 0;
+};
+
+/// Where a job's outcome goes: a promise (future-returning submit), a callback, or a batch's
+/// callback.
+/// Completion comes first so that a default-constructed Job (an empty function) allocates nothing;
+/// a default std::promise would allocate its shared state.
+using OutcomeSink = std::variant<Completion, std::promise<JobResult>, BatchSink>;
 
 /// Everything the supervisor keeps for one job. Owned by exactly one place at a time: the queue, a
 /// worker's slot, or the list of outcomes about to be delivered; so when a job ends, nothing of it
