@@ -131,6 +131,9 @@ PoolOptions validate(PoolOptions options) {
     throw ConfigError("PrefetchPolicy::max_jobs", std::to_string(options.prefetch.max_jobs) +
                                                       " is out of range; allowed: 0..4096");
   }
+  if (options.prefetch.max_work_ahead.count() < 0) {
+    throw ConfigError("PrefetchPolicy::max_work_ahead", "must not be negative");
+  }
   if (options.prefetch.when_jobs_take_under.count() < 0) {
     throw ConfigError("PrefetchPolicy::when_jobs_take_under", "must not be negative");
   }

@@ -483,13 +483,19 @@ bool Supervisor::prefetch(WorkerProcess& w) {
       *w.typical_job_time >= policy.when_jobs_take_under) {
     return false;
   }
+  // Never more work ahead than max_work_ahead at the current job time (at least 1 ns, so a worker
+  // whose results arrive within one clock tick still has a finite share).
+  std::size_t most = policy.max_jobs;
+  auto job_time = std::max<Clock::duration>(*w.typical_job_time, std::chrono::nanoseconds(1));
+  auto by_time = static_cast<std::uint64_t>(policy.max_work_ahead / job_time);
+  if (by_time < most) most = static_cast<std::size_t>(by_time);
   auto free = w.requests.free_bytes();
   if (!free) return false;  // the next send reports the violation
   std::uint64_t space = *free;
   bool taken = false;
   {
     std::lock_guard lock(queue_mutex_);
-    while (!queue_.empty() && w.prefetched.size() < policy.max_jobs &&
+    while (!queue_.empty() && w.prefetched.size() < most &&
            (w.job_limit == 0 || w.jobs_done + w.jobs_in_hand() < w.job_limit)) {
       Job& job = queue_.front();
       // Only jobs whose request fits in one go: a prefetched job is sent whole, never streamed.

@@ -286,12 +286,11 @@ void Supervisor::return_prefetched(WorkerProcess& w) {
   ErrorKind kind = final_stop_ ? ErrorKind::shutting_down : ErrorKind::pool_degraded;
   for (auto& job : jobs) {
     unsigned attempts = job->attempts - 1;
-    complete(
-        *job,
-        job_failure(kind,
-                    fmt::format("the pool {} before the job started (its worker, pid {}, left)",
-                                final_stop_ ? "shut down" : "is degraded", w.pid),
-                    attempts));
+    complete(*job, job_failure(
+                       kind,
+                       fmt::format("the pool {} before the job started (its worker, pid {}, left)",
+                                   final_stop_ ? "shut down" : "is degraded", w.pid),
+                       attempts));
   }
 }
 

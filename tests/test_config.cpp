@@ -108,6 +108,17 @@ TEST_CASE("options that cannot work are rejected with the field and the allowed 
     options.recycle.max_jobs_jitter = 5;
     CHECK(config_error(options).find("RecyclePolicy::max_jobs_jitter") == 0);
   }
+  SECTION("more prefetched jobs than a ring could sensibly hold") {
+    options.prefetch.max_jobs = 4097;
+    CHECK(config_error(options).find("PrefetchPolicy::max_jobs") == 0);
+  }
+  SECTION("a negative prefetch time") {
+    options.prefetch.max_work_ahead = std::chrono::microseconds(-1);
+    CHECK(config_error(options).find("PrefetchPolicy::max_work_ahead") == 0);
+    options.prefetch.max_work_ahead = std::chrono::microseconds(0);
+    options.prefetch.when_jobs_take_under = std::chrono::microseconds(-1);
+    CHECK(config_error(options).find("PrefetchPolicy::when_jobs_take_under") == 0);
+  }
   SECTION("a memory sample interval too short to be cheap") {
     options.recycle.memory_sample_interval = std::chrono::milliseconds(1);
     CHECK(config_error(options).find("RecyclePolicy::memory_sample_interval") == 0);

@@ -101,15 +101,20 @@ struct RecyclePolicy {
 /// worker dies before reaching it, it goes back to the front of the queue without counting as an
 /// attempt. Its timeout counts from the moment the worker reaches it (the job ahead finished).
 /// Prefetching adapts to the jobs: a worker gets jobs ahead only while its recent jobs were short
-/// (`when_jobs_take_under`), so a job never waits behind a long one while another worker could run
-/// it, and a worker never holds more jobs than its RecyclePolicy::max_jobs leaves it.
+/// (`when_jobs_take_under`), and only as many as it should finish within `max_work_ahead`, so a
+/// job never waits long behind others in one worker while another worker could run it. A worker
+/// never holds more jobs than its RecyclePolicy::max_jobs leaves it.
 struct PrefetchPolicy {
   /// Most jobs one worker holds ahead of the one it runs. 0 = off: one job per worker at a time.
   /// Allowed: 0..4096.
-  std::size_t max_jobs = 64;
+  std::size_t max_jobs = 256;
   /// Prefetch to a worker only while a moving average of its job times (as the supervisor sees
   /// them, from dispatch to result) is under this. Allowed: >= 0.
   std::chrono::microseconds when_jobs_take_under{1000};
+  /// Most work one worker holds ahead, estimated as that moving average times the jobs held: the
+  /// longest a prefetched job should wait for the ones ahead of it. With 2 µs jobs the cap is
+  /// max_jobs; with 100 µs jobs it is 10. Allowed: >= 0 (0 = no job ahead).
+  std::chrono::microseconds max_work_ahead{1000};
 };
 
 /// Where a worker's environment variables come from.
