@@ -27,9 +27,9 @@ enum class QueueFullPolicy {
 enum class LogLevel { debug, info, warning, error };
 
 /// Receives one line per event, without a trailing newline. Called mostly from the pool's
-/// supervisor thread while it holds the pool's state lock, and also from the thread constructing
-/// the Pool and from a submitting or cancelling thread whose completion callback threw: it must be
-/// quick, thread-safe, and must not call any method of the same Pool.
+/// supervisor thread while it holds the pool's state lock, and also from a submitting or
+/// cancelling thread whose completion callback threw: it must be quick, thread-safe, and must not
+/// call any method of the same Pool.
 using LogSink = std::function<void(LogLevel, std::string_view)>;
 
 /// Which memory figure the recycle limits are compared against.
