@@ -69,13 +69,34 @@ std::optional<JobResult> Supervisor::check_request(std::string_view name, std::s
   return std::nullopt;
 }
 
+Job Supervisor::make_job(JobId id, std::string_view name, Bytes payload,
+                         const SubmitOptions& options, OutcomeSink sink) const {
+  Job job;
+  job.id = id;
+  job.name = name;
+  job.payload = std::move(payload);
+  job.options = options;
+  job.timeout = options.timeout.count() > 0 ? options.timeout : options_.job_timeout;
+  job.sink = std::move(sink);
+  return job;
+}
+
 JobId Supervisor::submit(std::string_view name, Bytes payload, const SubmitOptions& options,
                          OutcomeSink sink) {
-  std::vector<Bytes> payloads;
-  payloads.push_back(std::move(payload));
-  std::vector<OutcomeSink> sinks;
-  sinks.push_back(std::move(sink));
-  return submit_batch(name, std::move(payloads), options, std::move(sinks));
+  // As submit_batch for one job, without its vectors: two allocations fewer per job.
+  JobId id = next_job_id_.fetch_add(1, std::memory_order_relaxed);
+  submitted_.fetch_add(1, std::memory_order_relaxed);
+  if (auto error = check_request(name, payload.size(), options)) {
+    count(*error);
+    complete_now(std::move(sink), std::move(*error));
+    return id;
+  }
+  Job job = make_job(id, name, std::move(payload), options, std::move(sink));
+  std::vector<Outcome> rejected;
+  enqueue(std::span<Job>(&job, 1), rejected);
+  for (auto& outcome : rejected)
+    complete_now(std::move(outcome.sink), std::move(outcome.result));
+  return id;
 }
 
 JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payloads,
@@ -84,28 +105,24 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
   JobId first = next_job_id_.fetch_add(n, std::memory_order_relaxed);
   submitted_.fetch_add(n, std::memory_order_relaxed);
   std::vector<Outcome> rejected;
-  auto reject = [&](OutcomeSink sink, JobResult result) {
-    count(result);
-    rejected.push_back(Outcome{std::move(sink), std::move(result)});
-  };
-
   std::vector<Job> jobs;
   jobs.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
     if (auto error = check_request(name, payloads[i].size(), options)) {
-      reject(std::move(sinks[i]), std::move(*error));
+      count(*error);
+      rejected.push_back(Outcome{std::move(sinks[i]), std::move(*error)});
       continue;
     }
-    Job& job = jobs.emplace_back();
-    job.id = first + i;
-    job.name = name;
-    job.payload = std::move(payloads[i]);
-    job.options = options;
-    job.timeout = options.timeout.count() > 0 ? options.timeout : options_.job_timeout;
-    job.sink = std::move(sinks[i]);
+    jobs.push_back(make_job(first + i, name, std::move(payloads[i]), options, std::move(sinks[i])));
   }
+  enqueue(jobs, rejected);
+  for (auto& outcome : rejected)
+    complete_now(std::move(outcome.sink), std::move(outcome.result));
+  return first;
+}
 
-  // Queue them in order under one lock, waking the supervisor at most once per chunk that fits.
+void Supervisor::enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected) {
+  // In order under one lock, waking the supervisor at most once per chunk that fits.
   std::size_t next = 0;
   std::unique_lock lock(queue_mutex_);
   while (next < jobs.size()) {
@@ -128,8 +145,10 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
                                         options_.queue_capacity));
     }
     if (refusal) {
-      for (; next < jobs.size(); ++next)
-        reject(std::move(jobs[next].sink), *refusal);
+      for (; next < jobs.size(); ++next) {
+        count(*refusal);
+        rejected.push_back(Outcome{std::move(jobs[next].sink), *refusal});
+      }
       break;
     }
     std::size_t room = options_.queue_capacity - queue_.size();
@@ -143,10 +162,6 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
       lock.lock();
     }
   }
-  lock.unlock();
-  for (auto& outcome : rejected)
-    complete_now(std::move(outcome.sink), std::move(outcome.result));
-  return first;
 }
 
 bool Supervisor::cancel(JobId id) {

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -59,6 +60,14 @@ class Supervisor {
     OutcomeSink sink;
     JobResult result;
   };
+
+  // supervisor.cpp: submitting.
+  Job make_job(JobId id, std::string_view name, Bytes payload, const SubmitOptions& options,
+               OutcomeSink sink) const;
+  /// Appends `jobs` to the queue in order (per QueueFullPolicy when it is full); the jobs it
+  /// refuses (stopping, degraded, full) are counted and added to `rejected`, to be completed
+  /// once no lock is held.
+  void enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected);
 
   // supervisor.cpp: the loop.
   void run() noexcept;
