@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
+#include <new>
 #include <optional>
+#include <type_traits>
 #include <utility>
-#include <vector>
 
 #include "worker_process.hpp"
 
@@ -23,6 +25,11 @@ namespace procpool::detail {
 /// Not thread-safe: the supervisor guards it with its queue mutex.
 class JobQueue {
  public:
+  JobQueue() = default;
+  JobQueue(const JobQueue&) = delete;
+  JobQueue& operator=(const JobQueue&) = delete;
+  ~JobQueue() { release(); }
+
   bool empty() const noexcept { return size_ == 0; }
   std::size_t size() const noexcept { return size_; }
 
@@ -32,20 +39,21 @@ class JobQueue {
   /// Throw only std::bad_alloc (growing), leaving the queue unchanged.
   void push_back(Job&& job) {
     make_room();
-    slots_[(head_ + size_) & mask()] = std::move(job);
+    new (&slots_[(head_ + size_) & mask()]) Job(std::move(job));
     ++size_;
   }
   void push_front(Job&& job) {
     make_room();
-    head_ = (head_ + slots_.size() - 1) & mask();
-    slots_[head_] = std::move(job);
+    std::size_t slot = (head_ + capacity_ - 1) & mask();
+    new (&slots_[slot]) Job(std::move(job));
+    head_ = slot;
     ++size_;
   }
 
   /// Removes and returns the oldest job; the queue must not be empty.
   Job pop_front() {
-    Job job = std::move(slots_[head_]);
-    slots_[head_] = Job();
+    Job job(std::move(slots_[head_]));
+    slots_[head_].~Job();
     head_ = (head_ + 1) & mask();
     --size_;
     release_if_drained();
@@ -55,11 +63,11 @@ class JobQueue {
   /// Removes the job with this id, keeping the others in order; nullopt if it is not queued.
   std::optional<Job> remove(JobId id) {
     for (std::size_t i = 0; i < size_; ++i) {
-      if (slots_[(head_ + i) & mask()].id != id) continue;
-      Job job = std::move(slots_[(head_ + i) & mask()]);
+      if (at(i).id != id) continue;
+      std::optional<Job> job(std::move(at(i)));
       for (std::size_t j = i; j + 1 < size_; ++j)
-        slots_[(head_ + j) & mask()] = std::move(slots_[(head_ + j + 1) & mask()]);
-      slots_[(head_ + size_ - 1) & mask()] = Job();
+        at(j) = std::move(at(j + 1));
+      at(size_ - 1).~Job();
       --size_;
       release_if_drained();
       return job;
@@ -68,7 +76,8 @@ class JobQueue {
   }
 
   void swap(JobQueue& other) noexcept {
-    slots_.swap(other.slots_);
+    std::swap(slots_, other.slots_);
+    std::swap(capacity_, other.capacity_);
     std::swap(head_, other.head_);
     std::swap(size_, other.size_);
   }
@@ -78,25 +87,42 @@ class JobQueue {
   // goes back.
   static constexpr std::size_t kept_slots = 1024;
 
-  std::size_t mask() const noexcept { return slots_.size() - 1; }
+  std::size_t mask() const noexcept { return capacity_ - 1; }
+  Job& at(std::size_t i) noexcept { return slots_[(head_ + i) & mask()]; }
 
+  // Slots are raw storage: a job is constructed in one when pushed and destroyed when popped, so
+  // growing touches only the jobs queued (no default-constructed, zero-filled slots).
   void make_room() {
-    if (size_ < slots_.size()) return;
-    std::vector<Job> bigger(std::max<std::size_t>(16, slots_.size() * 2));
-    for (std::size_t i = 0; i < size_; ++i)
-      bigger[i] = std::move(slots_[(head_ + i) & mask()]);
-    slots_.swap(bigger);
+    if (size_ < capacity_) return;
+    std::size_t capacity = std::max<std::size_t>(16, capacity_ * 2);
+    Job* bigger = std::allocator<Job>().allocate(capacity);
+    for (std::size_t i = 0; i < size_; ++i) {
+      new (&bigger[i]) Job(std::move(at(i)));
+      at(i).~Job();
+    }
+    if (slots_) std::allocator<Job>().deallocate(slots_, capacity_);
+    slots_ = bigger;
+    capacity_ = capacity;
     head_ = 0;
   }
 
   void release_if_drained() {
-    if (size_ == 0 && slots_.size() > kept_slots) {
-      slots_ = std::vector<Job>();
-      head_ = 0;
-    }
+    if (size_ == 0 && capacity_ > kept_slots) release();
   }
 
-  std::vector<Job> slots_;  // a power of two in size, or empty
+  void release() noexcept {
+    for (std::size_t i = 0; i < size_; ++i)
+      at(i).~Job();
+    if (slots_) std::allocator<Job>().deallocate(slots_, capacity_);
+    slots_ = nullptr;
+    capacity_ = head_ = size_ = 0;
+  }
+
+  static_assert(std::is_nothrow_move_constructible_v<Job>,
+                "growing the ring moves jobs and must not fail half-way");
+
+  Job* slots_ = nullptr;  // capacity_ slots, a power of two; jobs live in [head_, head_ + size_)
+  std::size_t capacity_ = 0;
   std::size_t head_ = 0;
   std::size_t size_ = 0;
 };
