@@ -33,15 +33,38 @@ struct Child {
   platform::UniqueFd doorbell;
 };
 
-Child start(const std::string& exe, std::vector<std::string> args) {
+// Spawns `exe`; the doorbell is a fresh eventfd unless `doorbell_fd` names one.
+Child start(const std::string& exe, std::vector<std::string> args, int doorbell_fd = -1,
+            int segment_fd = -1) {
   Child child;
   child.output = platform::make_pipe();
-  child.doorbell = platform::make_eventfd();
-  platform::SpawnRequest request{exe, std::move(args), child.output.write_end.get(),
-                                 child.doorbell.get()};
+  if (doorbell_fd < 0) {
+    child.doorbell = platform::make_eventfd();
+    doorbell_fd = child.doorbell.get();
+  }
+  platform::SpawnRequest request{exe, std::move(args), child.output.write_end.get(), doorbell_fd,
+                                 segment_fd};
   child.process = platform::spawn(request);
   child.output.write_end.reset();
   return child;
+}
+
+// What a child printed with "readlink <links>; exec ls /proc/self/fd": the link targets, then the
+// descriptors it had open.
+struct FdListing {
+  std::vector<std::string> targets;
+  std::set<int> fds;
+};
+
+FdListing parse_listing(const std::string& out, std::size_t links) {
+  FdListing listing;
+  std::istringstream lines(out);
+  std::string line;
+  for (std::size_t i = 0; i < links && std::getline(lines, line); ++i)
+    listing.targets.push_back(line);
+  while (std::getline(lines, line))
+    listing.fds.insert(std::stoi(line));
+  return listing;
 }
 
 platform::ExitStatus wait_exit(Child& child) {
@@ -96,17 +119,10 @@ TEST_CASE("a child inherits exactly stdin, stdout/stderr and the doorbell at fd 
   ::close(leaky);
   CHECK(wait_exit(child).exit_code == 0);
   INFO(out);
-  std::istringstream lines(out);
-  std::string stdin_target, doorbell_target, line;
-  std::getline(lines, stdin_target);
-  std::getline(lines, doorbell_target);
-  CHECK(stdin_target == "/dev/null");
-  CHECK(doorbell_target == "anon_inode:[eventfd]");
-  std::set<int> fds;
-  while (std::getline(lines, line))
-    fds.insert(std::stoi(line));
+  FdListing listing = parse_listing(out, 2);
+  CHECK(listing.targets == std::vector<std::string>{"/dev/null", "anon_inode:[eventfd]"});
   // ls itself opens one descriptor (4) to read the directory.
-  CHECK(fds == std::set<int>{0, 1, 2, 3, 4});
+  CHECK(listing.fds == std::set<int>{0, 1, 2, 3, 4});
 }
 
 TEST_CASE(
@@ -122,31 +138,18 @@ TEST_CASE(
   platform::UniqueFd doorbell_on_4 = platform::make_eventfd();
   REQUIRE(segment_on_3.get() == 3);
   REQUIRE(doorbell_on_4.get() == 4);
-  platform::Pipe output = platform::make_pipe();
-  platform::SpawnRequest request{
-      "/bin/sh",
-      {"-c", "readlink /proc/$$/fd/3 /proc/$$/fd/4; exec ls /proc/self/fd"},
-      output.write_end.get(),
-      doorbell_on_4.get(),
-      segment_on_3.get()};
-  Child child;
-  child.process = platform::spawn(request);
-  child.output = std::move(output);
-  child.output.write_end.reset();
+  Child child =
+      start("/bin/sh", {"-c", "readlink /proc/$$/fd/3 /proc/$$/fd/4; exec ls /proc/self/fd"},
+            doorbell_on_4.get(), segment_on_3.get());
   std::string out = read_all(child.output.read_end.get());
   CHECK(wait_exit(child).exit_code == 0);
   INFO(out);
-  std::istringstream lines(out);
-  std::string on_3, on_4, line;
-  std::getline(lines, on_3);
-  std::getline(lines, on_4);
-  CHECK(on_3 == "anon_inode:[eventfd]");
-  CHECK(on_4.starts_with("/memfd:procpool-segment"));
-  std::set<int> fds;
-  while (std::getline(lines, line))
-    fds.insert(std::stoi(line));
+  FdListing listing = parse_listing(out, 2);
+  REQUIRE(listing.targets.size() == 2);
+  CHECK(listing.targets[0] == "anon_inode:[eventfd]");
+  CHECK(listing.targets[1].starts_with("/memfd:procpool-segment"));
   // ls itself opens one descriptor (5) to read the directory.
-  CHECK(fds == std::set<int>{0, 1, 2, 3, 4, 5});
+  CHECK(listing.fds == std::set<int>{0, 1, 2, 3, 4, 5});
 }
 
 TEST_CASE(
