@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <future>
 #include <mutex>
 #include <procpool/procpool.hpp>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -199,4 +201,25 @@ TEST_CASE("misuse: bad requests through the callback form are answered on the ca
   // An empty callback: the job runs and its outcome is dropped (docs/error-model.md).
   pool.submit("echo", bytes("x"), SubmitOptions{}, Completion{});
   CHECK(test::eventually([&] { return idle(pool) && pool.stats().succeeded == 1; }));
+}
+
+TEST_CASE(
+    "misuse: a worker started with arguments of another procpool version says so and exits 3") {
+  // What a worker executable built from another version sees: --procpool-worker followed by what
+  // it cannot read (version 1 passed a segment name where the protocol version now is).
+  for (const char* args :
+       {"--procpool-worker procpool-1-deadbeef 1", "--procpool-worker 1 1", "--procpool-worker"}) {
+    INFO(args);
+    std::string command = test::test_worker_path() + " " + args + " 2>&1; echo \"exit $?\"";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string out;
+    char buffer[256];
+    while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe))
+      out.append(buffer, n);
+    ::pclose(pipe);
+    CHECK(out.find("unreadable --procpool-worker arguments (protocol 2 expected)") !=
+          std::string::npos);
+    CHECK(out.find("exit 3") != std::string::npos);
+  }
 }
