@@ -61,6 +61,19 @@ JobId Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
   return impl_->submit_batch(job_name, std::move(payloads), options, std::move(sinks));
 }
 
+LentBuffer Pool::lend(std::size_t bytes) {
+  return impl_->lend(bytes);
+}
+
+Future<std::uint64_t> Pool::submit_in_place(std::string_view job_name, LentBuffer input,
+                                            LentBuffer output, const SubmitOptions& options) {
+  std::promise<JobResult> promise;
+  std::future<JobResult> future = promise.get_future();
+  JobId id = impl_->submit_in_place(job_name, std::move(input), std::move(output), options,
+                                    std::move(promise));
+  return Future<std::uint64_t>(id, std::move(future));
+}
+
 bool Pool::cancel(JobId id) {
   return impl_->cancel(id);
 }

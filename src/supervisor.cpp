@@ -164,6 +164,43 @@ void Supervisor::enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected) {
   }
 }
 
+LentBuffer Supervisor::lend(std::size_t bytes) {
+  return lender_->lend(bytes);
+}
+
+JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentBuffer output,
+                                  const SubmitOptions& options, OutcomeSink sink) {
+  JobId id = next_job_id_.fetch_add(1, std::memory_order_relaxed);
+  submitted_.fetch_add(1, std::memory_order_relaxed);
+  std::optional<JobResult> error = check_request(name, input.size(), options);
+  if (!error && (!input || !output)) {
+    error = job_failure(ErrorKind::invalid_request,
+                        "submit_in_place needs an input and an output buffer from Pool::lend");
+  } else if (!error && LentAccess::same_memory(input, output)) {
+    error = job_failure(ErrorKind::invalid_request,
+                        "submit_in_place needs two different buffers: the worker gets the input "
+                        "read-only, so that a retry reads it unchanged");
+  } else if (!error && output.size() > options_.max_result_bytes) {
+    error = job_failure(
+        ErrorKind::payload_too_large,
+        fmt::format("the output buffer is {} bytes, over PoolOptions::max_result_bytes ({})",
+                    output.size(), options_.max_result_bytes));
+  }
+  if (error) {
+    count(*error);
+    complete_now(std::move(sink), std::move(*error));
+    return id;
+  }
+  Job job = make_job(id, name, Bytes(), options, std::move(sink));
+  job.in_place =
+      std::make_unique<InPlaceBuffers>(InPlaceBuffers{std::move(input), std::move(output)});
+  std::vector<Outcome> rejected;
+  enqueue(std::span<Job>(&job, 1), rejected);
+  for (auto& outcome : rejected)
+    complete_now(std::move(outcome.sink), std::move(outcome.result));
+  return id;
+}
+
 bool Supervisor::cancel(JobId id) {
   std::optional<Job> job;
   {
@@ -513,6 +550,8 @@ bool Supervisor::prefetch(WorkerProcess& w) {
     while (!queue_.empty() && w.prefetched.size() < most &&
            (w.job_limit == 0 || w.jobs_done + w.jobs_in_hand() < w.job_limit)) {
       Job& job = queue_.front();
+      // An in-place job's buffers are passed when it is dispatched to an idle worker: never ahead.
+      if (job.in_place) break;
       // Only jobs whose request fits in one go: a prefetched job is sent whole, never streamed.
       std::uint64_t head = RingWriter::record_bytes(sizeof(JobStartBody) + job.name.size());
       std::uint64_t body = job.payload.empty() ? 0 : RingWriter::record_bytes(job.payload.size());

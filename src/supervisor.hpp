@@ -25,6 +25,7 @@
 
 #include "job_queue.hpp"
 #include "job_stats.hpp"
+#include "lending.hpp"
 #include "policy.hpp"
 #include "procpool/events.hpp"
 #include "worker_process.hpp"
@@ -51,6 +52,10 @@ class Supervisor {
   /// supervisor at most once per chunk queued. Returns the first job's id; the ids are consecutive.
   JobId submit_batch(std::string_view name, std::vector<Bytes> payloads,
                      const SubmitOptions& options, std::vector<OutcomeSink> sinks);
+  /// Pool::lend and Pool::submit_in_place.
+  LentBuffer lend(std::size_t bytes);
+  JobId submit_in_place(std::string_view name, LentBuffer input, LentBuffer output,
+                        const SubmitOptions& options, OutcomeSink sink);
   bool cancel(JobId id);
   PoolStats stats() const;
   void shutdown(std::chrono::milliseconds drain);
@@ -144,6 +149,9 @@ class Supervisor {
   const int host_pid_;
 
   // Submission side.
+  /// Lent buffers (thread-safe on its own). Shared: a buffer given back after the pool is gone
+  /// finds it expired and frees itself.
+  std::shared_ptr<Lender> lender_ = std::make_shared<Lender>();
   mutable std::mutex queue_mutex_;
   std::condition_variable queue_space_;
   JobQueue queue_;

@@ -2,6 +2,8 @@
 // validating everything it writes back, and collecting its output lines.
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "supervisor.hpp"
 
 namespace procpool::detail {
@@ -23,6 +25,11 @@ constexpr std::size_t max_line_bytes = 4096;
 bool Supervisor::append_job_start(RingWriter& ring, const Job& job) {
   JobStartBody body;
   body.payload_bytes = job.payload.size();
+  if (job.in_place) {
+    body.flags = job_flag_in_place;
+    body.payload_bytes = job.in_place->input.size();
+    body.output_bytes = job.in_place->output.size();
+  }
   body.timeout_ms = job.timeout.count();
   body.attempt = job.attempts;
   body.name_bytes = static_cast<std::uint32_t>(job.name.size());
@@ -37,7 +44,19 @@ void Supervisor::send_request(WorkerProcess& w) {
     return;
   }
   w.waiting_for_space = true;
-  if (!w.job_start_sent) w.job_start_sent = append_job_start(w.requests, job);
+  if (!w.job_start_sent) {
+    w.job_start_sent = append_job_start(w.requests, job);
+    // An in-place job's buffers go on the channel before its record is published, so they are
+    // there when the worker reads the record: the input read-only, the output writable.
+    if (w.job_start_sent && job.in_place) {
+      int buffers[2] = {LentAccess::block(job.in_place->input).read_only.get(),
+                        LentAccess::block(job.in_place->output).descriptor.get()};
+      if (!platform::send_descriptors(w.channel.get(), buffers, 2)) {
+        violation(w, "its descriptor channel does not take an in-place job's buffers");
+        return;
+      }
+    }
+  }
   if (w.job_start_sent) {
     std::span<const std::byte> payload(job.payload);
     while (w.sent < payload.size()) {
@@ -101,6 +120,9 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
       auto status = static_cast<ResultStatus>(body.status);
       std::uint64_t limit =
           status == ResultStatus::ok ? options_.max_result_bytes : max_error_message_bytes;
+      if (status == ResultStatus::ok && w.job->in_place && body.bytes != sizeof(std::uint64_t)) {
+        return violation(w, "it answered an in-place job with something other than a size");
+      }
       if (body.bytes > limit) {
         return violation(w, fmt::format("it announced a result of {} bytes, over the limit of {}",
                                         body.bytes, limit));
@@ -119,7 +141,16 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
         return violation(w, "it sent result bytes that do not belong to the current result");
       }
       w.responses.append_body(record, w.received);
-      if (w.received.size() == w.expected) finish_job(w, now);
+      if (w.received.size() != w.expected) return;
+      if (w.result_status == ResultStatus::ok && w.job->in_place) {
+        std::uint64_t written = 0;
+        std::memcpy(&written, w.received.data(), sizeof written);
+        if (written > w.job->in_place->output.size()) {
+          return violation(w, fmt::format("it says it wrote {} bytes into an output buffer of {}",
+                                          written, w.job->in_place->output.size()));
+        }
+      }
+      finish_job(w, now);
       return;
     }
     default:

@@ -119,6 +119,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   worker->lifetime_limit = jittered_lifetime(options_.recycle, unit(random_));
   worker->doorbell = platform::make_eventfd();
   platform::Pipe output = platform::make_pipe();
+  platform::DescriptorChannel channel = platform::make_descriptor_channel();
 
   platform::SpawnRequest request;
   request.executable = executable_;
@@ -128,12 +129,15 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   request.output_fd = output.write_end.get();
   request.doorbell_fd = worker->doorbell.get();
   request.segment_fd = worker->segment.descriptor();
+  request.channel_fd = channel.worker_end.get();
   apply_security(options_.security, request);
   platform::SpawnedProcess spawned = platform::spawn(request);
   // The child has its own copies. EOF comes when it (and its children) exit; the segment stays
   // mapped here.
   output.write_end.reset();
   worker->segment.close_descriptor();
+  channel.worker_end.reset();
+  worker->channel = std::move(channel.host_end);
 
   worker->pid = spawned.pid;
   worker->pidfd = std::move(spawned.pidfd);

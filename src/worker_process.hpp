@@ -15,6 +15,7 @@
 #include "channel/segment.hpp"
 #include "platform/platform.hpp"
 #include "procpool/future.hpp"
+#include "procpool/lent_buffer.hpp"
 #include "procpool/options.hpp"
 #include "procpool/pool.hpp"
 #include "procpool/stats.hpp"
@@ -41,6 +42,12 @@ using OutcomeSink = std::variant<Completion, std::promise<JobResult>, BatchSink>
 /// Everything the supervisor keeps for one job. Owned by exactly one place at a time: the queue, a
 /// worker's slot, or the list of outcomes about to be delivered; so when a job ends, nothing of it
 /// remains anywhere.
+/// The lent buffers of an in-place job (Pool::submit_in_place).
+struct InPlaceBuffers {
+  LentBuffer input;
+  LentBuffer output;
+};
+
 struct Job {
   JobId id = 0;
   std::string name;
@@ -49,6 +56,8 @@ struct Job {
   std::chrono::milliseconds timeout{0};
   OutcomeSink sink;
   unsigned attempts = 0;
+  /// Set for an in-place job, whose payload is empty: its bytes are in these buffers.
+  std::unique_ptr<InPlaceBuffers> in_place;
 };
 
 /// What a poller key refers to: worker id * 4 + kind; key 0 is the supervisor's own wake-up.
@@ -62,6 +71,8 @@ struct WorkerProcess {
   std::uint64_t id = 0;
   int pid = 0;
   platform::UniqueFd pidfd, doorbell, output;
+  /// The host's end of the worker's descriptor channel (an in-place job's buffers go through it).
+  platform::UniqueFd channel;
   platform::RssReader rss_reader;
   Segment segment;
   RingWriter requests;

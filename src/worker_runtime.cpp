@@ -1,14 +1,19 @@
 // The worker side of the channel: attach, say hello, run jobs until told to stop.
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string_view>
+#include <vector>
 
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
 #include "channel/segment.hpp"
+#include "channel/shared_mapping.hpp"
 #include "platform/platform.hpp"
 #include "procpool/worker.hpp"
 #include "worker_args.hpp"
@@ -120,13 +125,19 @@ class WorkerLoop {
     requests_.copy_body(start, 0, &body, sizeof body);
     if (body.name_bytes > max_job_name_bytes ||
         sizeof body + body.name_bytes != start.header.length ||
-        body.payload_bytes > segment_.header().max_payload_bytes) {
+        body.payload_bytes > segment_.header().max_payload_bytes ||
+        (body.flags & ~std::uint32_t{job_flag_in_place}) != 0 ||
+        body.output_bytes > segment_.header().max_result_bytes) {
       fail("malformed job_start record");
     }
     std::string name(body.name_bytes, '\0');
     requests_.copy_body(start, sizeof body, name.data(), body.name_bytes);
     std::uint64_t job_id = start.header.job_id;
     consume(start);
+    if (body.flags & job_flag_in_place) {
+      run_in_place(job_id, name, body);
+      return;
+    }
 
     Bytes& payload = payload_;
     payload.clear();
@@ -174,6 +185,88 @@ class WorkerLoop {
       return;
     }
     reply(job_id, ResultStatus::ok, result);
+  }
+
+  // An in-place job: the handler works on the lent buffers themselves, mapped here for the job.
+  void run_in_place(std::uint64_t job_id, const std::string& name, const JobStartBody& body) {
+    // Sent just before the record, so already waiting on the channel.
+    std::vector<platform::UniqueFd> buffers =
+        platform::receive_descriptors(platform::worker_channel_fd, 2);
+    if (buffers.size() != 2) fail("an in-place job came without its two buffers");
+    auto input_file = platform::file_info(buffers[0].get());
+    auto output_file = platform::file_info(buffers[1].get());
+    if (!input_file || input_file->size < body.payload_bytes || !output_file ||
+        output_file->size < body.output_bytes) {
+      fail("an in-place job's buffers are smaller than announced");
+    }
+    const InPlaceHandler* handler = registry_.find_in_place(name);
+    if (!handler) {
+      reply(job_id, ResultStatus::unknown_job,
+            registry_.find(name)
+                ? "'" + name +
+                      "' is registered in this worker as a job, not as an in-place job "
+                      "(JobRegistry::add_in_place)"
+                : "no in-place job named '" + name + "' is registered in this worker");
+      return;
+    }
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (body.timeout_ms > 0) {
+      deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(body.timeout_ms);
+    }
+    JobContext context(name, job_id, body.attempt, jobs_done_, deadline);
+    std::size_t written = 0;
+    const std::byte* input = nullptr;
+    std::byte* output = nullptr;
+    try {
+      input = map_lent(buffers[0].get(), *input_file, SharedMapping::Access::read_only);
+      output = map_lent(buffers[1].get(), *output_file, SharedMapping::Access::read_write);
+    } catch (const std::exception& e) {
+      reply(job_id, ResultStatus::handler_error, e.what());
+      return;
+    }
+    buffers.clear();  // the mappings stay; a job's children must not inherit the descriptors
+    try {
+      written = (*handler)(context, std::span<const std::byte>(input, body.payload_bytes),
+                           std::span<std::byte>(output, body.output_bytes));
+    } catch (const CodecError& e) {
+      reply(job_id, ResultStatus::codec_error,
+            std::string("cannot decode the request: ") + e.what());
+      return;
+    } catch (const std::exception& e) {
+      reply(job_id, ResultStatus::handler_error, e.what());
+      return;
+    } catch (...) {
+      reply(job_id, ResultStatus::handler_error, "the handler threw a non-std::exception");
+      return;
+    }
+    if (written > body.output_bytes) {
+      reply(job_id, ResultStatus::result_too_large,
+            "the in-place handler says it wrote " + std::to_string(written) +
+                " bytes into an output buffer of " + std::to_string(body.output_bytes));
+      return;
+    }
+    std::uint64_t size = written;
+    reply(job_id, ResultStatus::ok, as_bytes(size));
+  }
+
+  // The address of the whole lent buffer `fd` names, mapped with `access`. The last few buffers
+  // used stay mapped (lent buffers are reused): mapping 16 MiB and unmapping it again costs about
+  // as much as copying it, which is what in-place jobs exist to avoid.
+  std::byte* map_lent(int fd, const platform::FileInfo& file, SharedMapping::Access access) {
+    for (auto it = lent_mappings_.begin(); it != lent_mappings_.end(); ++it) {
+      if (it->device == file.device && it->inode == file.inode && it->access == access &&
+          it->mapping.size() >= file.size) {
+        std::rotate(lent_mappings_.begin(), it, it + 1);  // most recently used first
+        return lent_mappings_.front().mapping.data();
+      }
+    }
+    // Populated: the pages exist already (the host wrote them or mapped them); setting them all
+    // up at once costs less than a fault per page.
+    LentMapping fresh{file.device, file.inode, access,
+                      SharedMapping::map(fd, file.size, access, true)};
+    if (lent_mappings_.size() == max_lent_mappings) lent_mappings_.pop_back();
+    lent_mappings_.insert(lent_mappings_.begin(), std::move(fresh));
+    return lent_mappings_.front().mapping.data();
   }
 
   void reply(std::uint64_t job_id, ResultStatus status, std::string_view message) {
@@ -224,6 +317,15 @@ class WorkerLoop {
   RingWriter responses_;
   std::uint64_t max_body_;
   std::uint64_t jobs_done_ = 0;
+  // Lent buffers mapped for in-place jobs, most recently used first.
+  struct LentMapping {
+    std::uint64_t device = 0;
+    std::uint64_t inode = 0;
+    SharedMapping::Access access = SharedMapping::Access::read_only;
+    SharedMapping mapping;
+  };
+  static constexpr std::size_t max_lent_mappings = 4;
+  std::vector<LentMapping> lent_mappings_;
   // The request being received. Kept between jobs so that the next one of a similar size lands in
   // memory that is already mapped: a fresh buffer costs a page fault and a page clear per 4 KiB,
   // which for large payloads is more than the copy itself.
@@ -251,8 +353,9 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
     guard_starter = platform::start_process_group_guard(failed);
     if (guard_starter < 0) report_unguarded(failed);
   }
-  // Our own children (a job may spawn some) must not inherit the doorbell.
+  // Our own children (a job may spawn some) must not inherit the doorbell or the channel.
   platform::set_cloexec(platform::worker_doorbell_fd);
+  platform::set_cloexec(platform::worker_channel_fd);
   Segment segment;
   try {
     segment = Segment::attach(platform::UniqueFd(platform::worker_segment_fd));

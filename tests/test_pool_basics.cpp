@@ -129,11 +129,12 @@ TEST_CASE("a job sees its name, attempt, worker history and deadline") {
 }
 
 TEST_CASE(
-    "a worker holds only stdin, stdout/stderr and its doorbell; the segment is mapped, not open") {
+    "a worker holds only stdin, stdout/stderr, its doorbell (3) and its descriptor channel (5); "
+    "the segment is mapped, not open") {
   Pool pool(test::quiet_options(1));
   JobResult fds = pool.submit("open_fds", Bytes{}).get();
   REQUIRE(fds.ok());
-  CHECK(text(fds.value()) == "0 1 2 3 ");
+  CHECK(text(fds.value()) == "0 1 2 3 5 ");
 }
 
 TEST_CASE(

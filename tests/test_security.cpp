@@ -222,7 +222,7 @@ TEST_CASE("max_open_files and core_dump_limit are a worker's soft and hard limit
   CHECK(limits[0] == "64 64");
   CHECK(limits[1] == "0 0");
   CHECK(limits[2] == limits_line(RLIMIT_AS));
-  CHECK(run_job(pool, "open_fds") == "0 1 2 3 ");
+  CHECK(run_job(pool, "open_fds") == "0 1 2 3 5 ");
   // Jobs still run, payloads still stream through the ring.
   std::string big(300 * KiB, 'x');
   CHECK(text(pool.submit("echo", bytes(big)).get().value()) == big);
@@ -282,7 +282,7 @@ TEST_CASE("run_as starts workers as that user, with no supplementary groups, and
   std::string expected =
       "uid=65534/65534/65534 gid=65534/65534/65534 groups=0 no_new_privs=1 dumpable=1";
   CHECK(run_job(pool, "credentials") == expected);
-  CHECK(run_job(pool, "open_fds") == "0 1 2 3 ");
+  CHECK(run_job(pool, "open_fds") == "0 1 2 3 5 ");
   auto limits = lines_of(run_job(pool, "rlimits"));
   REQUIRE(limits.size() == 3);
   CHECK(limits[0] == "256 256");

@@ -61,6 +61,13 @@ class JobContext {
 /// ErrorKind::handler_error carrying what() of the exception.
 using JobHandler = std::function<Bytes(JobContext&, std::span<const std::byte>)>;
 
+/// An in-place job handler (Pool::submit_in_place): reads `input` and writes its result at the
+/// start of `output`, both shared memory lent by the host, and returns how many bytes it wrote
+/// (at most output.size()). Nothing is copied on the way in or out. Throwing fails the job with
+/// ErrorKind::handler_error; returning more than output.size() fails it with payload_too_large.
+using InPlaceHandler = std::function<std::size_t(JobContext&, std::span<const std::byte> input,
+                                                 std::span<std::byte> output)>;
+
 /// The set of jobs a worker process can run, by name. Build it at the top of main(), before
 /// run_worker_if_requested(), in both host and worker (for self-exec they are the same code).
 /// Not thread-safe to mutate; safe to read concurrently once built.
@@ -83,14 +90,23 @@ class PROCPOOL_API JobRegistry {
         });
   }
 
+  /// Registers an in-place handler under `name` (same rules for the name as add()). A name is
+  /// either a job or an in-place job, not both. Throws ConfigError.
+  void add_in_place(std::string name, InPlaceHandler handler);
+
   /// The handler registered under `name`, or nullptr. Never throws.
   const JobHandler* find(std::string_view name) const noexcept;
+  /// The in-place handler registered under `name`, or nullptr. Never throws.
+  const InPlaceHandler* find_in_place(std::string_view name) const noexcept;
 
   /// The registered names, sorted.
   std::vector<std::string> names() const;
 
  private:
+  void check_new_name(const std::string& name, bool has_handler) const;
+
   std::map<std::string, JobHandler, std::less<>> handlers_;
+  std::map<std::string, InPlaceHandler, std::less<>> in_place_handlers_;
 };
 
 }  // namespace procpool

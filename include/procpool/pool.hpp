@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -11,6 +12,7 @@
 #include "procpool/codec.hpp"
 #include "procpool/export.hpp"
 #include "procpool/future.hpp"
+#include "procpool/lent_buffer.hpp"
 #include "procpool/options.hpp"
 #include "procpool/result.hpp"
 #include "procpool/stats.hpp"
@@ -107,6 +109,23 @@ class PROCPOOL_API Pool {
     JobId id = raw.id();
     return Future<typename J::Response>(id, std::move(raw).release_inner());
   }
+
+  /// Lends a buffer of `bytes` in shared memory for submit_in_place, reusing one given back if
+  /// one fits. The caller writes an input into it, or passes it as an output. Throws
+  /// std::invalid_argument for 0 bytes and std::runtime_error if the OS refuses the memory.
+  LentBuffer lend(std::size_t bytes);
+
+  /// Queues the in-place job `job_name` (JobRegistry::add_in_place): the worker maps `input`
+  /// read-only and `output` writable and its handler works on them where they lie, so no byte of
+  /// either is copied through the pool. The future yields how many bytes the handler wrote at the
+  /// start of `output`; read them there once the future is ready. Until then, leave both buffers
+  /// alone. An in-place job is never sent ahead to a busy worker (PrefetchPolicy).
+  ///
+  /// Never throws for job failures. Besides submit()'s errors, a ready future holds
+  /// ErrorKind::invalid_request for an empty buffer or the same buffer twice, and
+  /// payload_too_large for an input over max_payload_bytes or an output over max_result_bytes.
+  Future<std::uint64_t> submit_in_place(std::string_view job_name, LentBuffer input,
+                                        LentBuffer output, const SubmitOptions& options = {});
 
   /// Cancels a job that is still queued: it completes with ErrorKind::cancelled and this returns
   /// true. Returns false if the job already went to a worker, finished, or is unknown.

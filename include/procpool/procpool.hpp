@@ -9,6 +9,7 @@
 #include "procpool/events.hpp"
 #include "procpool/future.hpp"
 #include "procpool/job_registry.hpp"
+#include "procpool/lent_buffer.hpp"
 #include "procpool/options.hpp"
 #include "procpool/pool.hpp"
 #include "procpool/result.hpp"

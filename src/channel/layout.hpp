@@ -98,11 +98,26 @@ constexpr std::uint64_t padded(std::uint64_t n) {
 }
 
 struct JobStartBody {
+  /// Bytes of payload that follow in job_data records; for an in-place job, the size of its input
+  /// buffer instead (no job_data records follow).
   std::uint64_t payload_bytes = 0;
   /// Per-job timeout in milliseconds, 0 = none (informational for JobContext::deadline).
   std::int64_t timeout_ms = 0;
   std::uint32_t attempt = 1;
   std::uint32_t name_bytes = 0;
+  /// JobFlags.
+  std::uint32_t flags = 0;
+  std::uint32_t reserved = 0;
+  /// For an in-place job: the size of its output buffer.
+  std::uint64_t output_bytes = 0;
+};
+
+/// Bits of JobStartBody::flags.
+enum JobFlags : std::uint32_t {
+  /// The job's input and output are lent buffers whose descriptors (input read-only, then output)
+  /// the host sent on the worker's descriptor channel just before this record. The result is the
+  /// number of bytes written to the output, as a std::uint64_t.
+  job_flag_in_place = 1,
 };
 
 /// Longest job name on the wire.

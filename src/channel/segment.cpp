@@ -1,36 +1,18 @@
 #include "channel/segment.hpp"
 
-#include <boost/interprocess/mapped_region.hpp>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 
 #include "platform/platform.hpp"
 
 namespace procpool::detail {
 
-namespace bip = boost::interprocess;
-
-namespace {
-
-// What Boost.Interprocess maps: an open shared-memory descriptor. (Boost creates only named
-// objects itself; the segment is anonymous, see segment.hpp.)
-struct DescriptorMapping {
-  int fd;
-  bip::mapping_handle_t get_mapping_handle() const noexcept {
-    bip::mapping_handle_t handle;
-    handle.handle = fd;
-    handle.is_xsi = false;
-    return handle;
-  }
-};
-
-}  // namespace
-
 struct Segment::Impl {
   // Kept here, not re-read from the header: the peer can write the header.
   std::uint64_t ring_bytes = 0;
-  bip::mapped_region region;
+  SharedMapping region;
   platform::UniqueFd descriptor;
 };
 
@@ -52,16 +34,13 @@ Segment Segment::create(std::size_t ring_bytes, std::size_t max_payload_bytes,
     // slowest part of a spawn on the supervisor's side, and freeing them at the exit.
     impl.descriptor = platform::make_shared_memory(bytes);
     impl.region =
-        bip::mapped_region(DescriptorMapping{impl.descriptor.get()}, bip::read_write, 0, bytes);
-  } catch (const bip::interprocess_exception& e) {
-    throw std::runtime_error("cannot map a shared memory segment of " + std::to_string(bytes) +
-                             " bytes: " + e.what());
+        SharedMapping::map(impl.descriptor.get(), bytes, SharedMapping::Access::read_write);
   } catch (const std::system_error& e) {
     throw std::runtime_error("cannot create a shared memory segment of " + std::to_string(bytes) +
                              " bytes: " + e.what());
   }
   impl.ring_bytes = ring_bytes;
-  auto* header = new (impl.region.get_address()) SegmentHeader();
+  auto* header = new (impl.region.data()) SegmentHeader();
   header->segment_bytes = bytes;
   header->ring_bytes = ring_bytes;
   header->max_payload_bytes = max_payload_bytes;
@@ -76,18 +55,17 @@ Segment Segment::attach(platform::UniqueFd descriptor) {
   Impl& impl = *segment.impl_;
   try {
     // Size 0: the whole object, whatever its size; the header says what it should be.
-    impl.region = bip::mapped_region(DescriptorMapping{descriptor.get()}, bip::read_write);
-  } catch (const bip::interprocess_exception& e) {
-    throw std::runtime_error("cannot map the shared memory segment on descriptor " +
-                             std::to_string(descriptor.get()) + ": " + e.what() +
+    impl.region = SharedMapping::map(descriptor.get(), 0, SharedMapping::Access::read_write);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) +
                              " (was this process started by a procpool::Pool?)");
   }
   // `descriptor` closes here: the worker keeps only the mapping, and a job's children inherit
   // neither.
-  if (impl.region.get_size() < sizeof(SegmentHeader)) {
+  if (impl.region.size() < sizeof(SegmentHeader)) {
     throw std::runtime_error("the shared memory segment is too small");
   }
-  auto* header = static_cast<SegmentHeader*>(impl.region.get_address());
+  auto* header = reinterpret_cast<SegmentHeader*>(impl.region.data());
   if (header->magic != segment_magic || header->version != protocol_version) {
     throw std::runtime_error(
         "the shared memory segment has an unknown format (host and worker built from different "
@@ -95,7 +73,7 @@ Segment Segment::attach(platform::UniqueFd descriptor) {
   }
   std::uint64_t rb = header->ring_bytes;
   if (rb == 0 || (rb & (rb - 1)) != 0 || header->segment_bytes != segment_bytes_for(rb) ||
-      impl.region.get_size() < header->segment_bytes) {
+      impl.region.size() < header->segment_bytes) {
     throw std::runtime_error("the shared memory segment has an inconsistent header");
   }
   impl.ring_bytes = rb;
@@ -111,11 +89,11 @@ void Segment::close_descriptor() noexcept {
 }
 
 SegmentHeader& Segment::header() noexcept {
-  return *static_cast<SegmentHeader*>(impl_->region.get_address());
+  return *reinterpret_cast<SegmentHeader*>(impl_->region.data());
 }
 
 std::byte* Segment::request_data() noexcept {
-  return static_cast<std::byte*>(impl_->region.get_address()) + segment_header_bytes;
+  return impl_->region.data() + segment_header_bytes;
 }
 
 std::byte* Segment::response_data() noexcept {

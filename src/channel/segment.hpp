@@ -11,6 +11,7 @@
 
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
+#include "channel/shared_mapping.hpp"
 #include "platform/platform.hpp"
 
 namespace procpool::detail {

@@ -92,6 +92,29 @@ Pipe make_pipe();
 /// now (EAGAIN) or on error (treated as end by callers that also see 0 later).
 std::optional<std::size_t> read_some(int fd, void* buffer, std::size_t size) noexcept;
 
+// ---- Passing descriptors -------------------------------------------------------------------
+
+/// A connected pair of Unix sockets (SOCK_SEQPACKET, close-on-exec) that carries descriptors from
+/// the host to one worker. The host's end is non-blocking.
+struct DescriptorChannel {
+  UniqueFd host_end;
+  UniqueFd worker_end;
+};
+DescriptorChannel make_descriptor_channel();
+
+/// Sends `fds` in one message (SCM_RIGHTS) without blocking. False if it could not be sent now
+/// (the peer is gone, or its queue is full because it does not read).
+bool send_descriptors(int socket, const int* fds, std::size_t count) noexcept;
+
+/// Worker side: waits for one message and returns the descriptors it carries (close-on-exec);
+/// empty if the channel is closed or the message carries none. Extra descriptors beyond `max` are
+/// closed.
+std::vector<UniqueFd> receive_descriptors(int socket, std::size_t max);
+
+/// A second descriptor for the file `fd` is open on, opened read-only (through /proc/self/fd): a
+/// process that receives it can map the file but not write to it. Throws std::system_error.
+UniqueFd reopen_read_only(int fd);
+
 // ---- Processes -----------------------------------------------------------------------------
 
 struct SpawnRequest {
@@ -102,9 +125,12 @@ struct SpawnRequest {
   int output_fd = -1;
   /// Becomes the child's descriptor 3 (the wake-up doorbell).
   int doorbell_fd = -1;
-  /// Becomes the child's descriptor 4 (the shared-memory segment); -1: none. Nothing else is
-  /// inherited.
+  /// Becomes the child's descriptor 4 (the shared-memory segment); -1: none.
   int segment_fd = -1;
+  /// Becomes the child's descriptor 5 (the worker's end of its DescriptorChannel); -1: none (then
+  /// segment_fd must be given too, as descriptors 3.. are placed contiguously). Nothing else is
+  /// inherited.
+  int channel_fd = -1;
   /// The child's whole environment, one "NAME=value" each. nullopt: the host's own, as it is now.
   std::optional<std::vector<std::string>> environment{};
   /// Applied in the child between fork and exec, in this order; a failure fails the spawn.
@@ -131,11 +157,12 @@ struct SpawnedProcess {
 /// The descriptor numbers a worker finds its doorbell and its segment on.
 inline constexpr int worker_doorbell_fd = 3;
 inline constexpr int worker_segment_fd = 4;
+inline constexpr int worker_channel_fd = 5;
 
 /// Starts `request.executable` with vfork+exec (never a plain fork of the host), stdin from
-/// /dev/null, and only descriptors 0-3 (0-4 with a segment) open. Throws std::system_error if the
-/// program cannot be started (the message names it, and the call that failed if it was one of the
-/// restrictions).
+/// /dev/null, and only descriptors 0-3 open, plus 4 and 5 when a segment and a channel are given.
+/// Throws std::system_error if the program cannot be started (the message names it, and the call
+/// that failed if it was one of the restrictions).
 SpawnedProcess spawn(const SpawnRequest& request);
 
 /// How a process ended.
@@ -231,6 +258,19 @@ std::uint32_t effective_uid() noexcept;
 enum class Resource { open_files, core_dump };
 /// This process's hard limit for `resource`; UINT64_MAX for unlimited.
 std::uint64_t hard_limit(Resource resource) noexcept;
+
+/// The mmap flag that faults every page of a mapping in at once (MAP_POPULATE), for mapping APIs
+/// that take raw flags.
+int map_populate_option() noexcept;
+
+/// What fstat says of the file `fd` is open on: its size, and what identifies it (two descriptors
+/// of one file give the same device and inode). nullopt if fstat fails.
+struct FileInfo {
+  std::uint64_t size = 0;
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+};
+std::optional<FileInfo> file_info(int fd) noexcept;
 
 /// A new anonymous shared-memory object (memfd) of `size` bytes, mode 0600, close-on-exec. It has
 /// no name in any file system, so nothing can be left behind, whatever happens to the process: it

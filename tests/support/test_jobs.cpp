@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -238,6 +239,30 @@ JobRegistry make_test_registry() {
     }
     return text_bytes(list);
   });
+  // In-place jobs (Pool::submit_in_place).
+  jobs.add_in_place("in_place_copy",
+                    [](JobContext&, std::span<const std::byte> in, std::span<std::byte> out) {
+                      std::size_t n = std::min(in.size(), out.size());
+                      std::memcpy(out.data(), in.data(), n);
+                      return n;
+                    });
+  jobs.add_in_place("in_place_overclaim", [](JobContext&, std::span<const std::byte>,
+                                             std::span<std::byte> out) { return out.size() + 1; });
+  jobs.add_in_place("in_place_write_input",
+                    [](JobContext&, std::span<const std::byte> in, std::span<std::byte>) {
+                      // The input is mapped read-only: this faults.
+                      const_cast<std::byte&>(in[0]) = std::byte{0};
+                      return std::size_t{0};
+                    });
+  jobs.add_in_place(
+      "in_place_crash_first_attempt",
+      [](JobContext& context, std::span<const std::byte> in, std::span<std::byte> out) {
+        std::size_t n = std::min(in.size(), out.size());
+        std::memcpy(out.data(), in.data(), n / 2);  // half written, then the crash
+        if (context.attempt() == 1) std::abort();
+        std::memcpy(out.data(), in.data(), n);
+        return n;
+      });
   // The worker's whole environment, one "NAME=value" per line.
   jobs.add("environ", [](JobContext&, std::span<const std::byte>) {
     std::string list;

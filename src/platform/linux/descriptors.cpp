@@ -3,6 +3,7 @@
 #include <linux/futex.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,6 +11,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstring>
+#include <string>
 
 #include "platform/linux/syscall.hpp"
 #include "platform/platform.hpp"
@@ -138,6 +141,76 @@ std::optional<std::size_t> read_some(int fd, void* buffer, std::size_t size) noe
   auto n = retry_on_eintr([&] { return ::read(fd, buffer, size); });
   if (n < 0) return std::nullopt;
   return static_cast<std::size_t>(n);
+}
+
+DescriptorChannel make_descriptor_channel() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
+    throw_errno("socketpair(AF_UNIX, SOCK_SEQPACKET)");
+  }
+  DescriptorChannel channel{UniqueFd(fds[0]), UniqueFd(fds[1])};
+  int flags = ::fcntl(fds[0], F_GETFL);
+  if (flags < 0 || ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0)
+    throw_errno("fcntl(O_NONBLOCK)");
+  return channel;
+}
+
+namespace {
+
+// Room for the control message of up to this many descriptors.
+constexpr std::size_t max_passed_descriptors = 4;
+
+}  // namespace
+
+bool send_descriptors(int socket, const int* fds, std::size_t count) noexcept {
+  if (count == 0 || count > max_passed_descriptors) return false;
+  char byte = 'd';  // a message must carry at least one byte of data
+  iovec data{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_passed_descriptors)] = {};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+  cmsghdr* header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+  std::memcpy(CMSG_DATA(header), fds, sizeof(int) * count);
+  auto n = retry_on_eintr([&] { return ::sendmsg(socket, &message, MSG_DONTWAIT | MSG_NOSIGNAL); });
+  return n == 1;
+}
+
+std::vector<UniqueFd> receive_descriptors(int socket, std::size_t max) {
+  char byte = 0;
+  iovec data{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_passed_descriptors)] = {};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  std::vector<UniqueFd> fds;
+  auto n = retry_on_eintr([&] { return ::recvmsg(socket, &message, MSG_CMSG_CLOEXEC); });
+  if (n <= 0) return fds;
+  for (cmsghdr* header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+    if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t received = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < received; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof fd);
+      fds.emplace_back(fd);  // owned (and closed) even when over `max`
+    }
+  }
+  if (fds.size() > max) fds.clear();
+  return fds;
+}
+
+UniqueFd reopen_read_only(int fd) {
+  std::string path = "/proc/self/fd/" + std::to_string(fd);
+  UniqueFd reopened(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!reopened) throw_errno("open(" + path + ", O_RDONLY)");
+  return reopened;
 }
 
 void set_cloexec(int fd) noexcept {

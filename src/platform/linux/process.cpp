@@ -33,18 +33,23 @@ using detail::throw_errno;
 
 namespace {
 
-// Places the doorbell at fd 3 and the segment (if any) at fd 4 in the child, open across exec.
+// Places the doorbell at fd 3, the segment (if any) at fd 4 and the descriptor channel (if any) at
+// fd 5 in the child, open across exec.
 // (Boost 1.81's own posix::bind_fd returns nothing from on_setup, so it is not used.) The targets
 // are contiguous with 0-2 on purpose: Boost 1.81's close_all() only closes ranges past the last
 // whitelisted descriptor correctly, not gaps between them.
 struct InheritedDescriptors {
   static constexpr int first_target = worker_doorbell_fd;
   static_assert(worker_segment_fd == worker_doorbell_fd + 1);
-  std::array<int, 2> sources;
-  int count;  // 1: the doorbell only; 2: and the segment
+  static_assert(worker_channel_fd == worker_segment_fd + 1);
+  std::array<int, 3> sources;
+  int count;  // 1: the doorbell only; 2: and the segment; 3: and the channel
 
-  InheritedDescriptors(int doorbell, int segment)
-      : sources{doorbell, segment}, count(segment >= 0 ? 2 : 1) {}
+  InheritedDescriptors(int doorbell, int segment, int channel)
+      : sources{doorbell, segment, channel},
+        count(segment < 0   ? 1
+              : channel < 0 ? 2
+                            : 3) {}
 
   bp::error_code on_setup(bp::posix::default_launcher& launcher, const std::filesystem::path&,
                           const char* const*) {
@@ -58,7 +63,7 @@ struct InheritedDescriptors {
   // the way, above the targets, close-on-exec, so that no dup2 overwrites a source still needed.
   bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
                                const char* const*) {
-    std::array<int, 2> from = sources;
+    std::array<int, 3> from = sources;
     const int end_of_targets = first_target + count;
     for (int i = 0; i < count; ++i) {
       if (from[i] >= first_target && from[i] < end_of_targets && from[i] != first_target + i) {
@@ -166,7 +171,8 @@ SpawnedProcess spawn(const SpawnRequest& request) {
   auto child = launcher(
       context.get_executor(), ec, std::filesystem::path(request.executable), request.arguments,
       bp::process_stdio{dev_null.get(), request.output_fd, request.output_fd},
-      InheritedDescriptors(request.doorbell_fd, request.segment_fd), restrictions);
+      InheritedDescriptors(request.doorbell_fd, request.segment_fd, request.channel_fd),
+      restrictions);
   if (ec) {
     std::string what = "cannot start worker '" + request.executable + "'";
     if (restrictions.failed_call) {

@@ -96,6 +96,17 @@ std::uint64_t hard_limit(Resource resource) noexcept {
   return static_cast<std::uint64_t>(limit.rlim_max);
 }
 
+int map_populate_option() noexcept {
+  return MAP_POPULATE;
+}
+
+std::optional<FileInfo> file_info(int fd) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return std::nullopt;
+  return FileInfo{static_cast<std::uint64_t>(st.st_size), static_cast<std::uint64_t>(st.st_dev),
+                  static_cast<std::uint64_t>(st.st_ino)};
+}
+
 UniqueFd make_shared_memory(std::uint64_t size) {
   // No executable mappings of it are ever wanted, and with vm.memfd_noexec = 2 the kernel refuses
   // a memfd without this seal; kernels before 6.3 do not know the flag (EINVAL) and get none.
