@@ -36,7 +36,7 @@ std::unique_ptr<LentBlock> new_block(std::size_t bytes) {
   auto block = std::make_unique<LentBlock>();
   block->capacity = (bytes + page_bytes - 1) / page_bytes * page_bytes;
   try {
-    block->descriptor = platform::make_shared_memory(block->capacity);
+    block->descriptor = platform::make_shared_memory(block->capacity, "procpool-lent");
     block->read_only = platform::reopen_read_only(block->descriptor.get());
     block->mapping = SharedMapping::map(block->descriptor.get(), block->capacity,
                                         SharedMapping::Access::read_write);

@@ -52,7 +52,14 @@ void Supervisor::send_request(WorkerProcess& w) {
       int buffers[2] = {LentAccess::block(job.in_place->input).read_only.get(),
                         LentAccess::block(job.in_place->output).descriptor.get()};
       if (!platform::send_descriptors(w.channel.get(), buffers, 2)) {
-        violation(w, "its descriptor channel does not take an in-place job's buffers");
+        // It died (or closed its channel): its exit, handled as any crash, decides what becomes
+        // of the job (a retry if it is idempotent).
+        log(LogLevel::warning,
+            fmt::format("worker {} (pid {}) does not take an in-place job's buffers (it died or "
+                        "closed its channel); killing it",
+                        w.id, w.pid));
+        platform::kill_process(w.pidfd.get());
+        w.waiting_for_space = false;
         return;
       }
     }

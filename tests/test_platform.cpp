@@ -35,15 +35,15 @@ struct Child {
 
 // Spawns `exe`; the doorbell is a fresh eventfd unless `doorbell_fd` names one.
 Child start(const std::string& exe, std::vector<std::string> args, int doorbell_fd = -1,
-            int segment_fd = -1) {
+            int segment_fd = -1, int channel_fd = -1) {
   Child child;
   child.output = platform::make_pipe();
   if (doorbell_fd < 0) {
     child.doorbell = platform::make_eventfd();
     doorbell_fd = child.doorbell.get();
   }
-  platform::SpawnRequest request{exe, std::move(args), child.output.write_end.get(), doorbell_fd,
-                                 segment_fd};
+  platform::SpawnRequest request{exe,         std::move(args), child.output.write_end.get(),
+                                 doorbell_fd, segment_fd,      channel_fd};
   child.process = platform::spawn(request);
   child.output.write_end.reset();
   return child;
@@ -134,7 +134,7 @@ TEST_CASE(
     return;
   }
   // New descriptors take the lowest free numbers.
-  platform::UniqueFd segment_on_3 = platform::make_shared_memory(4096);
+  platform::UniqueFd segment_on_3 = platform::make_shared_memory(4096, "procpool-segment");
   platform::UniqueFd doorbell_on_4 = platform::make_eventfd();
   REQUIRE(segment_on_3.get() == 3);
   REQUIRE(doorbell_on_4.get() == 4);
@@ -150,6 +150,38 @@ TEST_CASE(
   CHECK(listing.targets[1].starts_with("/memfd:procpool-segment"));
   // ls itself opens one descriptor (5) to read the directory.
   CHECK(listing.fds == std::set<int>{0, 1, 2, 3, 4, 5});
+}
+
+TEST_CASE("doorbell, segment and channel land on 3, 4 and 5 when their sources are rotated") {
+  // Each source sits on another's target: the segment on 3 (the doorbell's), the channel on 4
+  // (the segment's); the doorbell is above them all.
+  for (int fd = 3; fd <= 6; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1) {
+      WARN("descriptors 3 to 6 are in use in this test process: the rotation cannot be set up");
+      return;
+    }
+  }
+  platform::UniqueFd segment_on_3 = platform::make_shared_memory(4096, "procpool-segment");
+  platform::DescriptorChannel channel = platform::make_descriptor_channel();  // 4 and 5
+  platform::UniqueFd doorbell_on_6 = platform::make_eventfd();
+  REQUIRE(segment_on_3.get() == 3);
+  REQUIRE(channel.host_end.get() == 4);
+  REQUIRE(doorbell_on_6.get() == 6);
+  Child child = start("/bin/sh",
+                      {"-c",
+                       "readlink /proc/$$/fd/3 /proc/$$/fd/4 /proc/$$/fd/5; "
+                       "exec ls /proc/self/fd"},
+                      doorbell_on_6.get(), segment_on_3.get(), channel.host_end.get());
+  std::string out = read_all(child.output.read_end.get());
+  CHECK(wait_exit(child).exit_code == 0);
+  INFO(out);
+  FdListing listing = parse_listing(out, 3);
+  REQUIRE(listing.targets.size() == 3);
+  CHECK(listing.targets[0] == "anon_inode:[eventfd]");
+  CHECK(listing.targets[1].starts_with("/memfd:procpool-segment"));
+  CHECK(listing.targets[2].starts_with("socket:"));
+  // ls itself opens one descriptor (6) to read the directory.
+  CHECK(listing.fds == std::set<int>{0, 1, 2, 3, 4, 5, 6});
 }
 
 TEST_CASE(

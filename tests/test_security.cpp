@@ -114,6 +114,13 @@ TEST_CASE("a segment has no name anywhere: an anonymous 0600 object reached only
   std::string link = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd));
   CHECK(link.starts_with("/memfd:procpool-segment"));
   CHECK(test::shm_entries_for(::getpid()).empty());
+  // Its size is sealed: a worker that got hold of a descriptor cannot cut the pages from under
+  // the host's mapping (the host's next access would be a SIGBUS), nor add seals of its own.
+  errno = 0;
+  CHECK(::ftruncate(fd, 0) == -1);
+  CHECK(errno == EPERM);
+  CHECK(::ftruncate(fd, 1 << 30) == -1);
+  CHECK(::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE) == -1);
 
   SECTION("another user cannot open it through /proc") {
     if (::geteuid() != 0) {

@@ -112,6 +112,8 @@ struct JobStartBody {
   std::uint64_t output_bytes = 0;
 };
 
+static_assert(sizeof(JobStartBody) == 40, "JobStartBody is part of the wire format");
+
 /// Bits of JobStartBody::flags.
 enum JobFlags : std::uint32_t {
   /// The job's input and output are lent buffers whose descriptors (input read-only, then output)

@@ -32,7 +32,7 @@ Segment Segment::create(std::size_t ring_bytes, std::size_t max_payload_bytes,
     // pages as far as its records reach), not from /dev/shm's size limit, so there is no "full
     // /dev/shm" to meet later as SIGBUS. Allocating whole rings up front (fallocate) was the
     // slowest part of a spawn on the supervisor's side, and freeing them at the exit.
-    impl.descriptor = platform::make_shared_memory(bytes);
+    impl.descriptor = platform::make_shared_memory(bytes, "procpool-segment");
     impl.region =
         SharedMapping::map(impl.descriptor.get(), bytes, SharedMapping::Access::read_write);
   } catch (const std::system_error& e) {

@@ -276,8 +276,11 @@ std::optional<FileInfo> file_info(int fd) noexcept;
 /// no name in any file system, so nothing can be left behind, whatever happens to the process: it
 /// lives as long as a descriptor or a mapping of it does, and is reached only through those (or
 /// /proc/<pid>/fd, which takes the right to ptrace the holder). Its pages are allocated on first
-/// write, from memory rather than from /dev/shm's size limit. Throws std::system_error.
-UniqueFd make_shared_memory(std::uint64_t size);
+/// write, from memory rather than from /dev/shm's size limit. Its size is sealed (and the seals
+/// too): whoever gets a descriptor of it cannot shrink it under the host's mapping, which would
+/// make the host's next access to the lost pages a SIGBUS. `name` is what /proc/<pid>/maps shows
+/// (as /memfd:<name>). Throws std::system_error.
+UniqueFd make_shared_memory(std::uint64_t size, const char* name);
 
 /// The host's whole environment, one "NAME=value" each, as it is now.
 std::vector<std::string> host_environment();

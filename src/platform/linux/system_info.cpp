@@ -107,19 +107,22 @@ std::optional<FileInfo> file_info(int fd) noexcept {
                   static_cast<std::uint64_t>(st.st_ino)};
 }
 
-UniqueFd make_shared_memory(std::uint64_t size) {
+UniqueFd make_shared_memory(std::uint64_t size, const char* name) {
   // No executable mappings of it are ever wanted, and with vm.memfd_noexec = 2 the kernel refuses
   // a memfd without this seal; kernels before 6.3 do not know the flag (EINVAL) and get none.
-  UniqueFd fd(static_cast<int>(
-      ::syscall(SYS_memfd_create, "procpool-segment", MFD_CLOEXEC | memfd_noexec_seal)));
+  constexpr unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, name, flags | memfd_noexec_seal)));
   if (!fd && errno == EINVAL) {
-    fd = UniqueFd(static_cast<int>(::syscall(SYS_memfd_create, "procpool-segment", MFD_CLOEXEC)));
+    fd = UniqueFd(static_cast<int>(::syscall(SYS_memfd_create, name, flags)));
   }
   if (!fd) detail::throw_errno("memfd_create");
   if (::fchmod(fd.get(), 0600) != 0) detail::throw_errno("fchmod(memfd, 0600)");
   if (detail::retry_on_eintr([&] { return ::ftruncate(fd.get(), static_cast<off_t>(size)); }) !=
       0) {
     detail::throw_errno("ftruncate(memfd, " + std::to_string(size) + ")");
+  }
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    detail::throw_errno("fcntl(memfd, F_ADD_SEALS)");
   }
   return fd;
 }
