@@ -180,3 +180,20 @@ TEST_CASE("buffers reused across jobs, as input and as output in turn, carry eac
   REQUIRE(pool.submit_in_place("in_place_copy", c, b).get().ok());
   CHECK(same_bytes(c, b, c.size()));
 }
+
+TEST_CASE("a worker that cannot take an in-place job's buffers is replaced, and the job retried") {
+  Pool pool(test::quiet_options(1));
+  JobResult closed = pool.submit("close_channel", Bytes{}).get();
+  REQUIRE(closed.ok());
+  LentBuffer input = pool.lend(4096);
+  LentBuffer output = pool.lend(4096);
+  fill_pattern(input, 5);
+  SubmitOptions options;
+  options.idempotent = true;
+  options.max_attempts = 2;
+  Result<std::uint64_t> written =
+      pool.submit_in_place("in_place_copy", input, output, options).get();
+  REQUIRE(written.ok());
+  CHECK(same_bytes(input, output, 4096));
+  CHECK(pool.stats().retries == 1);
+}

@@ -239,6 +239,11 @@ JobRegistry make_test_registry() {
     }
     return text_bytes(list);
   });
+  // Closes the worker's descriptor channel (fd 5): the next in-place job cannot reach it.
+  jobs.add("close_channel", [](JobContext&, std::span<const std::byte>) {
+    ::close(5);
+    return Bytes{};
+  });
   // In-place jobs (Pool::submit_in_place).
   jobs.add_in_place("in_place_copy",
                     [](JobContext&, std::span<const std::byte> in, std::span<std::byte> out) {
