@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "platform/platform.hpp"
 #include "worker_process.hpp"
 
 namespace procpool::detail {
@@ -95,12 +96,12 @@ class JobQueue {
   void make_room() {
     if (size_ < capacity_) return;
     std::size_t capacity = std::max<std::size_t>(16, capacity_ * 2);
-    Job* bigger = std::allocator<Job>().allocate(capacity);
+    Job* bigger = allocate(capacity);
     for (std::size_t i = 0; i < size_; ++i) {
       new (&bigger[i]) Job(std::move(at(i)));
       at(i).~Job();
     }
-    if (slots_) std::allocator<Job>().deallocate(slots_, capacity_);
+    deallocate(slots_, capacity_);
     slots_ = bigger;
     capacity_ = capacity;
     head_ = 0;
@@ -110,10 +111,30 @@ class JobQueue {
     if (size_ == 0 && capacity_ > kept_slots) release();
   }
 
+  // A ring past a burst's size comes straight from the kernel and goes straight back: from the
+  // heap, a freed block that size could stay in the allocator (and in the host's RSS) for good.
+  static constexpr std::size_t kernel_bytes = std::size_t{1} << 20;
+
+  static Job* allocate(std::size_t slots) {
+    if (slots * sizeof(Job) >= kernel_bytes) {
+      return static_cast<Job*>(platform::map_anonymous(slots * sizeof(Job)));
+    }
+    return std::allocator<Job>().allocate(slots);
+  }
+
+  static void deallocate(Job* slots, std::size_t count) noexcept {
+    if (!slots) return;
+    if (count * sizeof(Job) >= kernel_bytes) {
+      platform::unmap_anonymous(slots, count * sizeof(Job));
+    } else {
+      std::allocator<Job>().deallocate(slots, count);
+    }
+  }
+
   void release() noexcept {
     for (std::size_t i = 0; i < size_; ++i)
       at(i).~Job();
-    if (slots_) std::allocator<Job>().deallocate(slots_, capacity_);
+    deallocate(slots_, capacity_);
     slots_ = nullptr;
     capacity_ = head_ = size_ = 0;
   }

@@ -105,17 +105,24 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
   JobId first = next_job_id_.fetch_add(n, std::memory_order_relaxed);
   submitted_.fetch_add(n, std::memory_order_relaxed);
   std::vector<Outcome> rejected;
+  // Built and queued a chunk at a time: a batch of 100,000 would otherwise need a 13 MB vector
+  // of jobs for a moment, which the allocator may keep in the heap for good.
+  constexpr std::size_t chunk = 1024;
   std::vector<Job> jobs;
-  jobs.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (auto error = check_request(name, payloads[i].size(), options)) {
-      count(*error);
-      rejected.push_back(Outcome{std::move(sinks[i]), std::move(*error)});
-      continue;
+  jobs.reserve(std::min(n, chunk));
+  for (std::size_t start = 0; start < n; start += chunk) {
+    jobs.clear();
+    for (std::size_t i = start; i < std::min(n, start + chunk); ++i) {
+      if (auto error = check_request(name, payloads[i].size(), options)) {
+        count(*error);
+        rejected.push_back(Outcome{std::move(sinks[i]), std::move(*error)});
+        continue;
+      }
+      jobs.push_back(
+          make_job(first + i, name, std::move(payloads[i]), options, std::move(sinks[i])));
     }
-    jobs.push_back(make_job(first + i, name, std::move(payloads[i]), options, std::move(sinks[i])));
+    enqueue(jobs, rejected);
   }
-  enqueue(jobs, rejected);
   for (auto& outcome : rejected)
     complete_now(std::move(outcome.sink), std::move(outcome.result));
   return first;

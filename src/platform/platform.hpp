@@ -259,6 +259,12 @@ enum class Resource { open_files, core_dump };
 /// This process's hard limit for `resource`; UINT64_MAX for unlimited.
 std::uint64_t hard_limit(Resource resource) noexcept;
 
+/// `bytes` of private anonymous memory straight from the kernel (mmap), zero-filled, and back to it
+/// (munmap): for large blocks that must not stay in the allocator's heap once freed. Throws
+/// std::bad_alloc.
+void* map_anonymous(std::size_t bytes);
+void unmap_anonymous(void* address, std::size_t bytes) noexcept;
+
 /// The mmap flag that faults every page of a mapping in at once (MAP_POPULATE), for mapping APIs
 /// that take raw flags.
 int map_populate_option() noexcept;

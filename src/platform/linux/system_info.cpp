@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include "platform/linux/syscall.hpp"
 #include "platform/platform.hpp"
@@ -94,6 +95,17 @@ std::uint64_t hard_limit(Resource resource) noexcept {
     return UINT64_MAX;
   }
   return static_cast<std::uint64_t>(limit.rlim_max);
+}
+
+void* map_anonymous(std::size_t bytes) {
+  void* address =
+      ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (address == MAP_FAILED) throw std::bad_alloc();
+  return address;
+}
+
+void unmap_anonymous(void* address, std::size_t bytes) noexcept {
+  ::munmap(address, bytes);
 }
 
 int map_populate_option() noexcept {
