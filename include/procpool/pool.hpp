@@ -67,9 +67,9 @@ class PROCPOOL_API Pool {
   JobId submit(std::string_view job_name, Bytes payload, const SubmitOptions& options,
                Completion on_done);
 
-  /// Queues one job `job_name` per payload, in order, in one call: the queue is locked once (per
-  /// chunk that fits) and the supervisor woken at most as often, which is what makes many small
-  /// jobs cheap (see docs/benchmarks.md). futures[i] yields the outcome of payloads[i]. Each job
+  /// Queues one job `job_name` per payload, in order, in one call: the queue is locked once per
+  /// 1,024 jobs (or per part that fits the queue) and the supervisor woken at most as often, which
+  /// is what makes many small jobs cheap (see docs/benchmarks.md). futures[i] yields the outcome of payloads[i]. Each job
   /// is validated and rejected on its own, as by submit(); when the queue fills up, the remaining
   /// jobs are rejected with ErrorKind::queue_full or, under QueueFullPolicy::block, the call waits
   /// for room. The jobs' ids are consecutive. Never throws for job failures.
