@@ -8,6 +8,7 @@
 #include <exception>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "channel/layout.hpp"
@@ -164,27 +165,16 @@ class WorkerLoop {
             "no job named '" + name + "' is registered in this worker");
       return;
     }
-    Bytes result;
-    try {
-      result = (*handler)(context, payload);
-    } catch (const CodecError& e) {
-      reply(job_id, ResultStatus::codec_error,
-            std::string("cannot decode the request: ") + e.what());
-      return;
-    } catch (const std::exception& e) {
-      reply(job_id, ResultStatus::handler_error, e.what());
-      return;
-    } catch (...) {
-      reply(job_id, ResultStatus::handler_error, "the handler threw a non-std::exception");
-      return;
-    }
-    if (result.size() > segment_.header().max_result_bytes) {
+    std::optional<Bytes> result =
+        call_handler(job_id, [&] { return (*handler)(context, payload); });
+    if (!result) return;
+    if (result->size() > segment_.header().max_result_bytes) {
       reply(job_id, ResultStatus::result_too_large,
-            "the result is " + std::to_string(result.size()) + " bytes, over max_result_bytes (" +
+            "the result is " + std::to_string(result->size()) + " bytes, over max_result_bytes (" +
                 std::to_string(segment_.header().max_result_bytes) + ")");
       return;
     }
-    reply(job_id, ResultStatus::ok, result);
+    reply(job_id, ResultStatus::ok, *result);
   }
 
   // An in-place job: the handler works on the lent buffers themselves, mapped here for the job.
@@ -214,7 +204,6 @@ class WorkerLoop {
       deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(body.timeout_ms);
     }
     JobContext context(name, job_id, body.attempt, jobs_done_, deadline);
-    std::size_t written = 0;
     const std::byte* input = nullptr;
     std::byte* output = nullptr;
     try {
@@ -225,28 +214,35 @@ class WorkerLoop {
       return;
     }
     buffers.clear();  // the mappings stay; a job's children must not inherit the descriptors
-    try {
-      written = (*handler)(context, std::span<const std::byte>(input, body.payload_bytes),
-                           std::span<std::byte>(output, body.output_bytes));
-    } catch (const CodecError& e) {
-      reply(job_id, ResultStatus::codec_error,
-            std::string("cannot decode the request: ") + e.what());
-      return;
-    } catch (const std::exception& e) {
-      reply(job_id, ResultStatus::handler_error, e.what());
-      return;
-    } catch (...) {
-      reply(job_id, ResultStatus::handler_error, "the handler threw a non-std::exception");
-      return;
-    }
-    if (written > body.output_bytes) {
+    std::optional<std::size_t> written = call_handler(job_id, [&] {
+      return (*handler)(context, std::span<const std::byte>(input, body.payload_bytes),
+                        std::span<std::byte>(output, body.output_bytes));
+    });
+    if (!written) return;
+    if (*written > body.output_bytes) {
       reply(job_id, ResultStatus::result_too_large,
-            "the in-place handler says it wrote " + std::to_string(written) +
+            "the in-place handler says it wrote " + std::to_string(*written) +
                 " bytes into an output buffer of " + std::to_string(body.output_bytes));
       return;
     }
-    std::uint64_t size = written;
+    std::uint64_t size = *written;
     reply(job_id, ResultStatus::ok, as_bytes(size));
+  }
+
+  // Runs a handler; if it throws, replies with the error that matches and returns nullopt.
+  template <class Call>
+  std::optional<std::invoke_result_t<Call&>> call_handler(std::uint64_t job_id, Call&& call) {
+    try {
+      return call();
+    } catch (const CodecError& e) {
+      reply(job_id, ResultStatus::codec_error,
+            std::string("cannot decode the request: ") + e.what());
+    } catch (const std::exception& e) {
+      reply(job_id, ResultStatus::handler_error, e.what());
+    } catch (...) {
+      reply(job_id, ResultStatus::handler_error, "the handler threw a non-std::exception");
+    }
+    return std::nullopt;
   }
 
   // The address of the whole lent buffer `fd` names, mapped with `access`. The last few buffers

@@ -54,10 +54,12 @@ Child start(const std::string& exe, std::vector<std::string> args, int doorbell_
 struct FdListing {
   std::vector<std::string> targets;
   std::set<int> fds;
+  std::string output;  // as printed, for failure messages
 };
 
 FdListing parse_listing(const std::string& out, std::size_t links) {
   FdListing listing;
+  listing.output = out;
   std::istringstream lines(out);
   std::string line;
   for (std::size_t i = 0; i < links && std::getline(lines, line); ++i)
@@ -94,6 +96,20 @@ std::string read_all(int fd) {
   }
 }
 
+// Spawns a shell (with the given descriptors) that prints where its descriptors `links` point,
+// then lists its open descriptors; checks that it exits 0.
+FdListing list_child_descriptors(const std::vector<int>& links, int doorbell_fd = -1,
+                                 int segment_fd = -1, int channel_fd = -1) {
+  std::string script = "readlink";
+  for (int fd : links)
+    script += " /proc/$$/fd/" + std::to_string(fd);
+  script += "; exec ls /proc/self/fd";
+  Child child = start("/bin/sh", {"-c", script}, doorbell_fd, segment_fd, channel_fd);
+  std::string out = read_all(child.output.read_end.get());
+  CHECK(wait_exit(child).exit_code == 0);
+  return parse_listing(out, links.size());
+}
+
 }  // namespace
 
 TEST_CASE("a spawned child's exit is seen through its pidfd and reaped with its status") {
@@ -113,13 +129,9 @@ TEST_CASE("a child inherits exactly stdin, stdout/stderr and the doorbell at fd 
   // closes everything but the whitelist in the child.
   int leaky = ::fcntl(1, F_DUPFD, 50);
   REQUIRE(leaky >= 50);
-  Child child =
-      start("/bin/sh", {"-c", "readlink /proc/$$/fd/0 /proc/$$/fd/3; exec ls /proc/self/fd"});
-  std::string out = read_all(child.output.read_end.get());
+  FdListing listing = list_child_descriptors({0, 3});
   ::close(leaky);
-  CHECK(wait_exit(child).exit_code == 0);
-  INFO(out);
-  FdListing listing = parse_listing(out, 2);
+  INFO(listing.output);
   CHECK(listing.targets == std::vector<std::string>{"/dev/null", "anon_inode:[eventfd]"});
   // ls itself opens one descriptor (4) to read the directory.
   CHECK(listing.fds == std::set<int>{0, 1, 2, 3, 4});
@@ -138,13 +150,8 @@ TEST_CASE(
   platform::UniqueFd doorbell_on_4 = platform::make_eventfd();
   REQUIRE(segment_on_3.get() == 3);
   REQUIRE(doorbell_on_4.get() == 4);
-  Child child =
-      start("/bin/sh", {"-c", "readlink /proc/$$/fd/3 /proc/$$/fd/4; exec ls /proc/self/fd"},
-            doorbell_on_4.get(), segment_on_3.get());
-  std::string out = read_all(child.output.read_end.get());
-  CHECK(wait_exit(child).exit_code == 0);
-  INFO(out);
-  FdListing listing = parse_listing(out, 2);
+  FdListing listing = list_child_descriptors({3, 4}, doorbell_on_4.get(), segment_on_3.get());
+  INFO(listing.output);
   REQUIRE(listing.targets.size() == 2);
   CHECK(listing.targets[0] == "anon_inode:[eventfd]");
   CHECK(listing.targets[1].starts_with("/memfd:procpool-segment"));
@@ -167,15 +174,9 @@ TEST_CASE("doorbell, segment and channel land on 3, 4 and 5 when their sources a
   REQUIRE(segment_on_3.get() == 3);
   REQUIRE(channel.host_end.get() == 4);
   REQUIRE(doorbell_on_6.get() == 6);
-  Child child = start("/bin/sh",
-                      {"-c",
-                       "readlink /proc/$$/fd/3 /proc/$$/fd/4 /proc/$$/fd/5; "
-                       "exec ls /proc/self/fd"},
-                      doorbell_on_6.get(), segment_on_3.get(), channel.host_end.get());
-  std::string out = read_all(child.output.read_end.get());
-  CHECK(wait_exit(child).exit_code == 0);
-  INFO(out);
-  FdListing listing = parse_listing(out, 3);
+  FdListing listing = list_child_descriptors({3, 4, 5}, doorbell_on_6.get(), segment_on_3.get(),
+                                             channel.host_end.get());
+  INFO(listing.output);
   REQUIRE(listing.targets.size() == 3);
   CHECK(listing.targets[0] == "anon_inode:[eventfd]");
   CHECK(listing.targets[1].starts_with("/memfd:procpool-segment"));

@@ -160,18 +160,30 @@ namespace {
 // Room for the control message of up to this many descriptors.
 constexpr std::size_t max_passed_descriptors = 4;
 
+// One message of the channel: a byte of data (a message must carry at least one) and room for the
+// descriptors. Points into itself: neither copied nor moved.
+struct DescriptorMessage {
+  explicit DescriptorMessage(std::size_t control_bytes) noexcept {
+    header.msg_iov = &data;
+    header.msg_iovlen = 1;
+    header.msg_control = control;
+    header.msg_controllen = control_bytes;
+  }
+  DescriptorMessage(const DescriptorMessage&) = delete;
+  DescriptorMessage& operator=(const DescriptorMessage&) = delete;
+
+  char byte = 'd';
+  iovec data{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_passed_descriptors)] = {};
+  msghdr header{};
+};
+
 }  // namespace
 
 bool send_descriptors(int socket, const int* fds, std::size_t count) noexcept {
   if (count == 0 || count > max_passed_descriptors) return false;
-  char byte = 'd';  // a message must carry at least one byte of data
-  iovec data{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_passed_descriptors)] = {};
-  msghdr message{};
-  message.msg_iov = &data;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+  DescriptorMessage sent(CMSG_SPACE(sizeof(int) * count));
+  msghdr& message = sent.header;
   cmsghdr* header = CMSG_FIRSTHDR(&message);
   header->cmsg_level = SOL_SOCKET;
   header->cmsg_type = SCM_RIGHTS;
@@ -182,14 +194,8 @@ bool send_descriptors(int socket, const int* fds, std::size_t count) noexcept {
 }
 
 std::vector<UniqueFd> receive_descriptors(int socket, std::size_t max) {
-  char byte = 0;
-  iovec data{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_passed_descriptors)] = {};
-  msghdr message{};
-  message.msg_iov = &data;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
+  DescriptorMessage incoming(CMSG_SPACE(sizeof(int) * max_passed_descriptors));
+  msghdr& message = incoming.header;
   std::vector<UniqueFd> fds;
   auto n = retry_on_eintr([&] { return ::recvmsg(socket, &message, MSG_CMSG_CLOEXEC); });
   if (n <= 0) return fds;
