@@ -69,10 +69,11 @@ class PROCPOOL_API Pool {
 
   /// Queues one job `job_name` per payload, in order, in one call: the queue is locked once per
   /// 1,024 jobs (or per part that fits the queue) and the supervisor woken at most as often, which
-  /// is what makes many small jobs cheap (see docs/benchmarks.md). futures[i] yields the outcome of payloads[i]. Each job
-  /// is validated and rejected on its own, as by submit(); when the queue fills up, the remaining
-  /// jobs are rejected with ErrorKind::queue_full or, under QueueFullPolicy::block, the call waits
-  /// for room. The jobs' ids are consecutive. Never throws for job failures.
+  /// is what makes many small jobs cheap (see docs/benchmarks.md). futures[i] yields the outcome of
+  /// payloads[i]. Each job is validated and rejected on its own, as by submit(); when the queue
+  /// fills up, the remaining jobs are rejected with ErrorKind::queue_full or, under
+  /// QueueFullPolicy::block, the call waits for room. The jobs' ids are consecutive. Never throws
+  /// for job failures.
   std::vector<JobFuture> submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
                                       const SubmitOptions& options = {});
 
