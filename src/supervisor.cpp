@@ -81,29 +81,40 @@ Job Supervisor::make_job(JobId id, std::string_view name, Bytes payload,
   return job;
 }
 
+JobId Supervisor::take_ids(std::size_t n) {
+  submitted_.fetch_add(n, std::memory_order_relaxed);
+  return next_job_id_.fetch_add(n, std::memory_order_relaxed);
+}
+
+void Supervisor::complete_all_now(std::vector<Outcome>& outcomes) noexcept {
+  for (auto& outcome : outcomes)
+    complete_now(std::move(outcome.sink), std::move(outcome.result));
+}
+
+JobId Supervisor::submit_one(Job job, std::optional<JobResult> refusal) {
+  // As submit_batch for one job, without its vectors: two allocations fewer per job.
+  std::vector<Outcome> rejected;
+  if (refusal) {
+    count(*refusal);
+    rejected.push_back(Outcome{std::move(job.sink), std::move(*refusal)});
+  } else {
+    enqueue(std::span<Job>(&job, 1), rejected);
+  }
+  complete_all_now(rejected);
+  return job.id;
+}
+
 JobId Supervisor::submit(std::string_view name, Bytes payload, const SubmitOptions& options,
                          OutcomeSink sink) {
-  // As submit_batch for one job, without its vectors: two allocations fewer per job.
-  JobId id = next_job_id_.fetch_add(1, std::memory_order_relaxed);
-  submitted_.fetch_add(1, std::memory_order_relaxed);
-  if (auto error = check_request(name, payload.size(), options)) {
-    count(*error);
-    complete_now(std::move(sink), std::move(*error));
-    return id;
-  }
-  Job job = make_job(id, name, std::move(payload), options, std::move(sink));
-  std::vector<Outcome> rejected;
-  enqueue(std::span<Job>(&job, 1), rejected);
-  for (auto& outcome : rejected)
-    complete_now(std::move(outcome.sink), std::move(outcome.result));
-  return id;
+  std::optional<JobResult> refusal = check_request(name, payload.size(), options);
+  return submit_one(make_job(take_ids(1), name, std::move(payload), options, std::move(sink)),
+                    std::move(refusal));
 }
 
 JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payloads,
                                const SubmitOptions& options, std::vector<OutcomeSink> sinks) {
   const std::size_t n = payloads.size();
-  JobId first = next_job_id_.fetch_add(n, std::memory_order_relaxed);
-  submitted_.fetch_add(n, std::memory_order_relaxed);
+  JobId first = take_ids(n);
   std::vector<Outcome> rejected;
   // Built and queued a chunk at a time: a batch of 100,000 would otherwise need a 13 MB vector
   // of jobs for a moment, which the allocator may keep in the heap for good.
@@ -123,8 +134,7 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
     }
     enqueue(jobs, rejected);
   }
-  for (auto& outcome : rejected)
-    complete_now(std::move(outcome.sink), std::move(outcome.result));
+  complete_all_now(rejected);
   return first;
 }
 
@@ -177,8 +187,6 @@ LentBuffer Supervisor::lend(std::size_t bytes) {
 
 JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentBuffer output,
                                   const SubmitOptions& options, OutcomeSink sink) {
-  JobId id = next_job_id_.fetch_add(1, std::memory_order_relaxed);
-  submitted_.fetch_add(1, std::memory_order_relaxed);
   std::optional<JobResult> error = check_request(name, input.size(), options);
   if (!error && (!input || !output)) {
     error = job_failure(ErrorKind::invalid_request,
@@ -193,19 +201,10 @@ JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentB
         fmt::format("the output buffer is {} bytes, over PoolOptions::max_result_bytes ({})",
                     output.size(), options_.max_result_bytes));
   }
-  if (error) {
-    count(*error);
-    complete_now(std::move(sink), std::move(*error));
-    return id;
-  }
-  Job job = make_job(id, name, Bytes(), options, std::move(sink));
+  Job job = make_job(take_ids(1), name, Bytes(), options, std::move(sink));
   job.in_place =
       std::make_unique<InPlaceBuffers>(InPlaceBuffers{std::move(input), std::move(output)});
-  std::vector<Outcome> rejected;
-  enqueue(std::span<Job>(&job, 1), rejected);
-  for (auto& outcome : rejected)
-    complete_now(std::move(outcome.sink), std::move(outcome.result));
-  return id;
+  return submit_one(std::move(job), std::move(error));
 }
 
 bool Supervisor::cancel(JobId id) {
@@ -420,8 +419,7 @@ void Supervisor::loop() {
       }
       outcomes.swap(outcomes_);
     }
-    for (auto& outcome : outcomes)
-      complete_now(std::move(outcome.sink), std::move(outcome.result));
+    complete_all_now(outcomes);
     if (done) return;
     std::optional<std::chrono::nanoseconds> wait;
     if (timeout) wait = std::chrono::ceil<std::chrono::nanoseconds>(*timeout);
@@ -473,18 +471,17 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
       if (!capacity_coming) ++scaled_target_;
     }
     spawn_workers(now);
-    dispatch(now);
-    // A worker given its last job (max_jobs) retired as it got it: start its replacement now,
+    // A worker given its last job (max_jobs) retires as it gets it: start its replacement now,
     // alongside that job, so that it is ready about when the job ends.
-    spawn_workers(now);
+    if (dispatch(now)) spawn_workers(now);
   }
   auto next = check_timers(now);
   if (!next) return std::nullopt;
   return std::max(Clock::duration::zero(), *next - now);
 }
 
-void Supervisor::dispatch(Clock::time_point now) {
-  bool popped = false;
+bool Supervisor::dispatch(Clock::time_point now) {
+  bool popped = false, retired = false;
   // Every idle worker first gets a job of its own...
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
@@ -502,24 +499,25 @@ void Supervisor::dispatch(Clock::time_point now) {
     w.sent = 0;
     begin_job(w, now, true);
     send_request(w);
-    retire_if_last_job_given(w, now);
+    retired |= retire_if_last_job_given(w, now);
   }
   // ...then busy workers running short jobs get more behind the one they run.
   if (options_.prefetch.max_jobs > 0) {
     for (auto& [id, worker] : workers_) {
       if (prefetch(*worker)) {
         popped = true;
-        retire_if_last_job_given(*worker, now);
+        retired |= retire_if_last_job_given(*worker, now);
       }
     }
   }
   if (popped) queue_space_.notify_all();
+  return retired;
 }
 
-void Supervisor::retire_if_last_job_given(WorkerProcess& w, Clock::time_point now) {
-  if (!w.leaving && w.job_limit && w.jobs_done + w.jobs_in_hand() >= w.job_limit) {
-    apply_policy(w, now);
-  }
+bool Supervisor::retire_if_last_job_given(WorkerProcess& w, Clock::time_point now) {
+  if (w.leaving || !w.job_limit || w.jobs_done + w.jobs_in_hand() < w.job_limit) return false;
+  apply_policy(w, now);
+  return w.leaving.has_value();
 }
 
 void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_start) {
@@ -721,8 +719,7 @@ void Supervisor::emergency_stop() noexcept {
   }
   std::vector<Outcome> outcomes;
   outcomes.swap(outcomes_);
-  for (auto& outcome : outcomes)
-    complete_now(std::move(outcome.sink), std::move(outcome.result));
+  complete_all_now(outcomes);
 }
 
 }  // namespace procpool::detail

@@ -67,6 +67,13 @@ class Supervisor {
   };
 
   // supervisor.cpp: submitting.
+  /// Counts `n` jobs as submitted and returns the first of their `n` consecutive ids.
+  JobId take_ids(std::size_t n);
+  /// Refuses `job` with `refusal` on this thread, or queues it (refused there if the pool cannot
+  /// take it). Returns its id.
+  JobId submit_one(Job job, std::optional<JobResult> refusal);
+  /// Delivers `outcomes` (complete_now each), with no procpool lock held.
+  void complete_all_now(std::vector<Outcome>& outcomes) noexcept;
   Job make_job(JobId id, std::string_view name, Bytes payload, const SubmitOptions& options,
                OutcomeSink sink) const;
   /// Appends `jobs` to the queue in order (per QueueFullPolicy when it is full); the jobs it
@@ -79,15 +86,17 @@ class Supervisor {
   void loop();
   std::optional<Clock::duration> step(Clock::time_point now);
   void on_ready_key(std::uint64_t key, Clock::time_point now);
-  void dispatch(Clock::time_point now);
+  /// Gives queued jobs to idle workers, then ahead to busy ones. True if a worker retired on
+  /// being given its last job (its replacement is then due).
+  bool dispatch(Clock::time_point now);
   /// Makes `worker.job` the job it runs from `now`. `fresh_start`: dispatched to an idle worker
   /// (rather than reached after the job ahead of it).
   void begin_job(WorkerProcess& worker, Clock::time_point now, bool fresh_start);
   /// Sends queued jobs ahead to a busy worker per PrefetchPolicy; true if it took any.
   bool prefetch(WorkerProcess& worker);
   /// Retires a worker (max_jobs) as soon as it holds its last job, so that its replacement starts
-  /// while that job runs.
-  void retire_if_last_job_given(WorkerProcess& worker, Clock::time_point now);
+  /// while that job runs. True if it retired.
+  bool retire_if_last_job_given(WorkerProcess& worker, Clock::time_point now);
   /// Gives back the jobs a leaving worker had not reached: to the front of the queue, or failed if
   /// the pool is stopping or degraded.
   void return_prefetched(WorkerProcess& worker);

@@ -127,13 +127,20 @@ void Poller::wait(std::optional<std::chrono::nanoseconds> timeout,
     ready.push_back(events[i].data.u64);
 }
 
+namespace {
+
+void set_nonblocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) throw_errno("fcntl(O_NONBLOCK)");
+}
+
+}  // namespace
+
 Pipe make_pipe() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");
   Pipe pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
-  int flags = ::fcntl(fds[0], F_GETFL);
-  if (flags < 0 || ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0)
-    throw_errno("fcntl(O_NONBLOCK)");
+  set_nonblocking(fds[0]);
   return pipe;
 }
 
@@ -149,9 +156,7 @@ DescriptorChannel make_descriptor_channel() {
     throw_errno("socketpair(AF_UNIX, SOCK_SEQPACKET)");
   }
   DescriptorChannel channel{UniqueFd(fds[0]), UniqueFd(fds[1])};
-  int flags = ::fcntl(fds[0], F_GETFL);
-  if (flags < 0 || ::fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0)
-    throw_errno("fcntl(O_NONBLOCK)");
+  set_nonblocking(fds[0]);
   return channel;
 }
 
