@@ -215,6 +215,29 @@ TEST_CASE("submit_batch rejects only the jobs that cannot be queued") {
     CHECK(future.get().error().kind == ErrorKind::invalid_request);
 }
 
+TEST_CASE("a batch spanning several 1024-job chunks keeps its order and ids and rejects per job") {
+  PoolOptions options = test::quiet_options(2);
+  options.max_payload_bytes = 16;
+  Pool pool(options);
+  std::vector<Bytes> payloads;
+  for (int i = 0; i < 2600; ++i)
+    payloads.push_back(i == 1500 ? Bytes(17) : bytes(std::to_string(i)));
+  std::vector<JobFuture> futures = pool.submit_batch("echo", payloads);
+  REQUIRE(futures.size() == 2600);
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    INFO("job " << i);
+    CHECK(futures[i].id() == futures[0].id() + i);
+    JobResult result = futures[i].get();
+    if (i == 1500) {
+      REQUIRE_FALSE(result.ok());
+      CHECK(result.error().kind == ErrorKind::payload_too_large);
+    } else {
+      REQUIRE(result.ok());
+      CHECK(text(result.value()) == std::to_string(i));
+    }
+  }
+}
+
 TEST_CASE("a batch larger than the queue's free room queues what fits and rejects the rest") {
   PoolOptions options = test::quiet_options(1);
   options.queue_capacity = 4;
