@@ -21,10 +21,10 @@ JobFuture Pool::submit(std::string_view job_name, std::span<const std::byte> pay
 }
 
 JobFuture Pool::submit(std::string_view job_name, Bytes&& payload, const SubmitOptions& options) {
-  std::promise<JobResult> promise;
-  std::future<JobResult> future = promise.get_future();
+  detail::OutcomePromise promise;
+  std::shared_ptr<detail::OutcomeState> state = promise.state();
   JobId id = impl_->submit(job_name, std::move(payload), options, std::move(promise));
-  return JobFuture(id, std::move(future));
+  return JobFuture(id, std::move(state));
 }
 
 JobId Pool::submit(std::string_view job_name, Bytes payload, const SubmitOptions& options,
@@ -35,20 +35,20 @@ JobId Pool::submit(std::string_view job_name, Bytes payload, const SubmitOptions
 std::vector<JobFuture> Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
                                           const SubmitOptions& options) {
   std::vector<detail::OutcomeSink> sinks;
-  std::vector<std::future<JobResult>> futures;
+  std::vector<std::shared_ptr<detail::OutcomeState>> states;
   sinks.reserve(payloads.size());
-  futures.reserve(payloads.size());
+  states.reserve(payloads.size());
   for (std::size_t i = 0; i < payloads.size(); ++i) {
-    std::promise<JobResult> promise;
-    futures.push_back(promise.get_future());
+    detail::OutcomePromise promise;
+    states.push_back(promise.state());
     sinks.emplace_back(std::move(promise));
   }
   JobId first = impl_->submit_batch(job_name, std::move(payloads), options, std::move(sinks));
-  std::vector<JobFuture> result;
-  result.reserve(futures.size());
-  for (std::size_t i = 0; i < futures.size(); ++i)
-    result.emplace_back(first + i, std::move(futures[i]));
-  return result;
+  std::vector<JobFuture> futures;
+  futures.reserve(states.size());
+  for (std::size_t i = 0; i < states.size(); ++i)
+    futures.emplace_back(first + i, std::move(states[i]));
+  return futures;
 }
 
 JobId Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
@@ -67,11 +67,11 @@ LentBuffer Pool::lend(std::size_t bytes) {
 
 Future<std::uint64_t> Pool::submit_in_place(std::string_view job_name, LentBuffer input,
                                             LentBuffer output, const SubmitOptions& options) {
-  std::promise<JobResult> promise;
-  std::future<JobResult> future = promise.get_future();
+  detail::OutcomePromise promise;
+  std::shared_ptr<detail::OutcomeState> state = promise.state();
   JobId id = impl_->submit_in_place(job_name, std::move(input), std::move(output), options,
                                     std::move(promise));
-  return Future<std::uint64_t>(id, std::move(future));
+  return Future<std::uint64_t>(id, std::move(state));
 }
 
 bool Pool::cancel(JobId id) {

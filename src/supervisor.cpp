@@ -299,12 +299,8 @@ void Supervisor::shutdown(milliseconds drain) {
 }
 
 void Supervisor::complete_now(OutcomeSink sink, JobResult result) noexcept {
-  if (auto* promise = std::get_if<std::promise<JobResult>>(&sink)) {
-    try {
-      promise->set_value(std::move(result));
-    } catch (...) {
-      // Only fails if the promise was already satisfied, which the ownership rules exclude.
-    }
+  if (auto* promise = std::get_if<OutcomePromise>(&sink)) {
+    promise->set(std::move(result));
     return;
   }
   try {

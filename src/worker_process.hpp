@@ -13,6 +13,7 @@
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
 #include "channel/segment.hpp"
+#include "outcome_promise.hpp"
 #include "platform/platform.hpp"
 #include "procpool/future.hpp"
 #include "procpool/lent_buffer.hpp"
@@ -33,11 +34,11 @@ struct BatchSink {
   std::size_t index = 0;
 };
 
-/// Where a job's outcome goes: a promise (future-returning submit), a callback, or a batch's
+/// Where a job's outcome goes: a Future (future-returning submit), a callback, or a batch's
 /// callback.
 /// Completion comes first so that a default-constructed Job (an empty function) allocates nothing;
-/// a default std::promise would allocate its shared state.
-using OutcomeSink = std::variant<Completion, std::promise<JobResult>, BatchSink>;
+/// a default OutcomePromise allocates its shared state.
+using OutcomeSink = std::variant<Completion, OutcomePromise, BatchSink>;
 
 /// Everything the supervisor keeps for one job. Owned by exactly one place at a time: the queue, a
 /// worker's slot, or the list of outcomes about to be delivered; so when a job ends, nothing of it

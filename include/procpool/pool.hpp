@@ -95,10 +95,8 @@ class PROCPOOL_API Pool {
     std::vector<JobFuture> raw = submit_batch(J::name, std::move(payloads), options);
     std::vector<Future<typename J::Response>> typed;
     typed.reserve(raw.size());
-    for (auto& future : raw) {
-      JobId id = future.id();
-      typed.emplace_back(id, std::move(future).release_inner());
-    }
+    for (auto& future : raw)
+      typed.emplace_back(std::move(future));
     return typed;
   }
 
@@ -106,9 +104,8 @@ class PROCPOOL_API Pool {
   template <TypedJob J>
   Future<typename J::Response> submit(const typename J::Request& request,
                                       const SubmitOptions& options = {}) {
-    JobFuture raw = submit(J::name, Codec<typename J::Request>::encode(request), options);
-    JobId id = raw.id();
-    return Future<typename J::Response>(id, std::move(raw).release_inner());
+    return Future<typename J::Response>(
+        submit(J::name, Codec<typename J::Request>::encode(request), options));
   }
 
   /// Lends a buffer of `bytes` in shared memory for submit_in_place, reusing one given back if

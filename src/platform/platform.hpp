@@ -51,12 +51,23 @@ void eventfd_notify(int fd) noexcept;
 /// Resets the eventfd's counter to zero.
 void eventfd_drain(int fd) noexcept;
 
-/// Sleeps while `word` holds `expected` (a process-shared futex), until woken or `timeout` passes.
-/// Returns at once if the value differs. Spurious returns are possible; callers re-check.
+/// Who may wait on and wake a futex word.
+enum class FutexScope {
+  /// The word is in memory shared with other processes (a segment).
+  shared,
+  /// The word is in this process's own memory: the kernel finds its waiters by address alone
+  /// (FUTEX_PRIVATE_FLAG), a little cheaper.
+  process_private,
+};
+
+/// Sleeps while `word` holds `expected`, until woken or `timeout` passes. Returns at once if the
+/// value differs. Spurious returns are possible; callers re-check.
 void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                std::optional<std::chrono::nanoseconds> timeout = std::nullopt) noexcept;
+                std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+                FutexScope scope = FutexScope::shared) noexcept;
 /// Wakes every thread or process sleeping on `word`.
-void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+void futex_wake_all(std::atomic<std::uint32_t>& word,
+                    FutexScope scope = FutexScope::shared) noexcept;
 
 /// Waits on many descriptors at once (epoll). Each descriptor is registered with a 64-bit key that
 /// comes back when it is ready. Not thread-safe.

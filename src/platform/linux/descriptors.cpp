@@ -57,8 +57,14 @@ void eventfd_drain(int fd) noexcept {
 
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 
+namespace {
+int futex_op(int op, FutexScope scope) noexcept {
+  return scope == FutexScope::process_private ? op | FUTEX_PRIVATE_FLAG : op;
+}
+}  // namespace
+
 void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                std::optional<std::chrono::nanoseconds> timeout) noexcept {
+                std::optional<std::chrono::nanoseconds> timeout, FutexScope scope) noexcept {
   timespec ts{};
   timespec* tsp = nullptr;
   if (timeout) {
@@ -67,14 +73,13 @@ void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
     ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
     tsp = &ts;
   }
-  // Not FUTEX_PRIVATE: the word lives in memory shared with another process. EINTR, EAGAIN
-  // (value changed) and ETIMEDOUT all mean "re-check", which every caller does.
-  ::syscall(SYS_futex, const_cast<std::atomic<std::uint32_t>*>(&word), FUTEX_WAIT, expected, tsp,
-            nullptr, 0);
+  // EINTR, EAGAIN (value changed) and ETIMEDOUT all mean "re-check", which every caller does.
+  ::syscall(SYS_futex, const_cast<std::atomic<std::uint32_t>*>(&word), futex_op(FUTEX_WAIT, scope),
+            expected, tsp, nullptr, 0);
 }
 
-void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
-  ::syscall(SYS_futex, &word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+void futex_wake_all(std::atomic<std::uint32_t>& word, FutexScope scope) noexcept {
+  ::syscall(SYS_futex, &word, futex_op(FUTEX_WAKE, scope), INT_MAX, nullptr, nullptr, 0);
 }
 
 Poller::Poller() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
