@@ -210,9 +210,14 @@ bool die_with_parent(int expected_parent) noexcept;
 /// the parent-death signal after the host was SIGKILLed). Without it a job's own children would
 /// outlive their worker. Children that leave the group (setsid, setpgid) are not covered.
 ///
-/// Two steps, so that the forks overlap the worker's start-up: start_process_group_guard() forks
-/// the guard's short-lived parent and returns its pid, or -1 with errno set and `failed` naming the
-/// call; finish_process_group_guard() reaps that parent, which confirms the guard runs, and must be
+/// The guard and its short-lived parent share this process's memory (CLONE_VM: no page tables
+/// copied, so starting both costs about as much as starting two threads) except in sanitizer
+/// builds, where they are forks. (On kernels before 5.16 a worker dumping core also killed the
+/// processes sharing its memory, so its guard; procpool needs 5.3 for pidfds.)
+///
+/// Two steps: start_process_group_guard() starts the guard's parent, which starts the guard and
+/// exits, and returns its pid, or -1 with errno set and `failed` naming the call;
+/// finish_process_group_guard() reaps that parent, which confirms the guard runs, and must be
 /// called before any job runs. It returns nullptr on success, otherwise the failed call with errno
 /// set (the worker then runs unguarded).
 int start_process_group_guard(const char*& failed) noexcept;

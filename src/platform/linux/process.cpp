@@ -1,8 +1,10 @@
 // Processes on Linux: spawning through Boost.Process (vfork + exec), pidfds, reaping, signals.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -19,8 +21,10 @@
 #include <boost/process/v2/posix/vfork_launcher.hpp>
 #include <boost/process/v2/process.hpp>
 #include <boost/process/v2/stdio.hpp>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <new>
 
 #include "platform/linux/syscall.hpp"
 #include "platform/platform.hpp"
@@ -247,40 +251,99 @@ bool die_with_parent(int expected_parent) noexcept {
   return static_cast<int>(::getppid()) == expected_parent;
 }
 
+namespace {
+
+// Sanitizer runtimes keep per-thread state in thread-local storage, which a second process in the
+// same memory (CLONE_VM) would share with the thread that started it.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool share_memory_with_guard = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+constexpr bool share_memory_with_guard = false;
+#else
+constexpr bool share_memory_with_guard = true;
+#endif
+#else
+constexpr bool share_memory_with_guard = true;
+#endif
+
+// One mapping per worker, never unmapped: what the guard's parent needs, its stack (the lower
+// half) and the guard's stack (the upper half).
+constexpr std::size_t guard_mapping_bytes = 64 * 1024;
+struct GuardLaunch {
+  pid_t worker;
+  char* guard_stack_top;
+};
+
+// Starts fn(arg) in a new process (exit signal SIGCHLD). Sharing this process's memory (CLONE_VM)
+// on the stack below `stack_top` when it can: no page tables are copied, which makes it about as
+// cheap as starting a thread; `suspend_caller` then holds this thread until the child exits
+// (CLONE_VFORK). Otherwise a fork. Returns the child's pid, or -1 with errno set.
+pid_t start_process(int (*fn)(void*), void* arg, char* stack_top, bool suspend_caller) noexcept {
+  if (share_memory_with_guard) {
+    int flags = CLONE_VM | SIGCHLD | (suspend_caller ? CLONE_VFORK : 0);
+    return ::clone(fn, stack_top, flags, arg);
+  }
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(fn(arg));
+  return child;
+}
+
+// The guard. It may share the worker's memory: only system calls from here on, none of which
+// fails in a way that writes errno (all signals are blocked, so poll is not interrupted).
+int run_guard(void* arg) noexcept {
+  int watched = static_cast<int>(reinterpret_cast<std::intptr_t>(arg));
+  // Hold nothing of the worker's: its output pipe would keep the host from seeing end-of-file,
+  // and signals aimed at the group (a job's kill(0, SIGTERM)) are not for it.
+  sigset_t all;
+  ::sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  if (watched > 0) ::close_range(0, static_cast<unsigned>(watched) - 1, 0);
+  ::close_range(static_cast<unsigned>(watched) + 1, ~0u, 0);
+  pollfd exited{watched, POLLIN, 0};
+  while (::poll(&exited, 1, -1) < 0) {
+  }
+  ::kill(0, SIGKILL);  // the worker's group, the guard included
+  ::_exit(0);
+}
+
+// The guard's parent, which exits at once so that the guard is not the worker's child. It opens
+// the pidfd while the worker is certainly alive (it is suspended, or blocked reaping this one).
+int run_guard_parent(void* arg) noexcept {
+  const auto* launch = static_cast<const GuardLaunch*>(arg);
+  int watched = static_cast<int>(::syscall(SYS_pidfd_open, launch->worker, 0));
+  if (watched < 0) ::_exit(1);
+  pid_t guard =
+      start_process(run_guard, reinterpret_cast<void*>(static_cast<std::intptr_t>(watched)),
+                    launch->guard_stack_top, false);
+  ::_exit(guard < 0 ? 1 : 0);
+}
+
+}  // namespace
+
 int start_process_group_guard(const char*& failed) noexcept {
   if (::setpgid(0, 0) != 0) {
     failed = "setpgid";
     return -1;
   }
-  const pid_t worker = ::getpid();
-  // Double fork: the guard must not be this worker's child, or a job that waits for "all my
-  // children" (wait() until ECHILD) would wait for the guard forever. The middle process opens the
-  // pidfd while the worker is certainly alive (it is blocked reaping the middle).
-  const pid_t middle = ::fork();
-  if (middle < 0) {
-    failed = "fork";
+  void* mapping = ::mmap(nullptr, guard_mapping_bytes, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (mapping == MAP_FAILED) {
+    failed = "mmap";
     return -1;
   }
-  if (middle == 0) {
-    // Only async-signal-safe calls from here on.
-    int watched = static_cast<int>(::syscall(SYS_pidfd_open, worker, 0));
-    if (watched < 0) ::_exit(1);
-    pid_t guard = ::fork();
-    if (guard != 0) ::_exit(guard < 0 ? 1 : 0);
-    // The guard. Hold nothing of the worker's: its output pipe would keep the host from seeing
-    // end-of-file, and signals aimed at the group (a job's kill(0, SIGTERM)) are not for it.
-    sigset_t all;
-    ::sigfillset(&all);
-    ::sigprocmask(SIG_SETMASK, &all, nullptr);
-    if (watched > 0) ::close_range(0, static_cast<unsigned>(watched) - 1, 0);
-    ::close_range(static_cast<unsigned>(watched) + 1, ~0u, 0);
-    pollfd exited{watched, POLLIN, 0};
-    while (::poll(&exited, 1, -1) < 0 && errno == EINTR) {
-    }
-    ::kill(0, SIGKILL);  // the worker's group, the guard included
-    ::_exit(0);
+  char* base = static_cast<char*>(mapping);
+  auto* launch = new (base) GuardLaunch{::getpid(), base + guard_mapping_bytes};
+  // Double: the guard must not be this worker's child, or a job that waits for "all my children"
+  // (wait() until ECHILD) would wait for the guard forever.
+  const pid_t parent =
+      start_process(run_guard_parent, launch, base + guard_mapping_bytes / 2, true);
+  if (parent < 0) {
+    failed = share_memory_with_guard ? "clone" : "fork";
+    return -1;
   }
-  return middle;
+  return parent;
 }
 
 const char* finish_process_group_guard(int starter) noexcept {
