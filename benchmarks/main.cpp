@@ -65,6 +65,8 @@ struct Config {
   std::size_t leak_recycles = 10'000;
   std::size_t idle_reps = 3;
   double idle_seconds = 10;
+  std::size_t spin_blocking_n = 20'000;  // per caller
+  std::size_t spin_busy_n = 1'000;       // per caller, 200 us of CPU each
   bench::PythonSizes py;
 };
 
@@ -91,13 +93,15 @@ Config quick_config() {
   c.leak_recycles = 100;
   c.idle_reps = 1;
   c.idle_seconds = 2;
+  c.spin_blocking_n = 2'000;
+  c.spin_busy_n = 100;
   c.py = bench::PythonSizes{1, 200, 2'000, 5'000, 40, 0};
   return c;
 }
 
 // ---- result rows -----------------------------------------------------------------------------
 
-enum class TargetKind { none, ratio_max, abs_min, abs_max };
+enum class TargetKind { none, ratio_max, ratio_min, abs_min, abs_max };
 
 struct Row {
   std::string id;
@@ -124,6 +128,9 @@ struct Row {
       case TargetKind::ratio_max:
         if (std::isnan(ratio())) return "n/a";
         return ratio() <= target_value ? "met" : "MISSED";
+      case TargetKind::ratio_min:
+        if (std::isnan(ratio())) return "n/a";
+        return ratio() >= target_value ? "met" : "MISSED";
       case TargetKind::abs_min:
         return figure >= target_value ? "met" : "MISSED";
       case TargetKind::abs_max:
@@ -563,6 +570,120 @@ void measure_pipelined(const Config& cfg) {
   b.note = "baseline: Python ProcessPoolExecutor, all submitted then wait()";
 }
 
+// SpinPolicy on against off, side by side: each repetition runs every scenario once with each
+// setting, alternating which goes first, so that drift on a shared machine hits both alike.
+struct SpinScenario {
+  std::string key;
+  std::string what;
+  std::size_t callers;
+  std::size_t jobs_per_caller;
+  std::uint32_t job_cpu_us;  // 0: a no-op job
+  bool pipelined;            // one caller, callbacks, all jobs outstanding
+};
+
+double run_spin_scenario(const SpinScenario& sc, bool spin) {
+  procpool::PoolOptions options = pool_options(2);
+  options.spin.enabled = spin;
+  procpool::Pool pool(options);
+  settle(pool, 2);
+  const char* job = sc.job_cpu_us > 0 ? "burn_cpu_us" : "noop";
+  procpool::Bytes payload;
+  if (sc.job_cpu_us > 0) payload = procpool::Codec<std::uint32_t>::encode(sc.job_cpu_us);
+  for (std::size_t i = 0; i < 100; ++i)
+    check_ok(pool.submit(job, payload).get());
+  std::int64_t t0 = bench::now_ns();
+  if (sc.pipelined) {
+    if (run_pipelined(pool, sc.jobs_per_caller) != 0) throw std::runtime_error("spin failures");
+  } else {
+    std::vector<std::thread> callers;
+    std::atomic<std::size_t> failed{0};
+    for (std::size_t c = 0; c < sc.callers; ++c) {
+      callers.emplace_back([&] {
+        for (std::size_t i = 0; i < sc.jobs_per_caller; ++i) {
+          if (!pool.submit(job, payload).get().ok()) failed.fetch_add(1);
+        }
+      });
+    }
+    for (auto& t : callers)
+      t.join();
+    if (failed.load() != 0) throw std::runtime_error("spin scenario failures");
+  }
+  double seconds = static_cast<double>(bench::now_ns() - t0) / 1e9;
+  return static_cast<double>(sc.callers * sc.jobs_per_caller) / seconds;
+}
+
+// The p50 round trip of a no-op job with 1 worker, the caller, the supervisor thread and the
+// worker all on CPU 0: where a poller has no free CPU at all.
+double spin_same_core_p50(const Config& cfg, bool spin) {
+  bench::pin_self(0);  // the supervisor thread and the worker inherit this
+  procpool::PoolOptions options = pool_options(1);
+  options.spin.enabled = spin;
+  std::vector<double> ns(cfg.rtt_n);
+  {
+    procpool::Pool pool(options);
+    settle(pool, 1);
+    for (std::size_t i = 0; i < cfg.rtt_warmup; ++i)
+      check_ok(pool.submit("noop", procpool::Bytes{}).get());
+    for (std::size_t i = 0; i < cfg.rtt_n; ++i) {
+      std::int64_t t0 = bench::now_ns();
+      procpool::JobResult r = pool.submit("noop", procpool::Bytes{}).get();
+      ns[i] = static_cast<double>(bench::now_ns() - t0);
+      check_ok(r);
+    }
+  }
+  bench::unpin_self();
+  return bench::percentile(ns, 50) / 1e3;
+}
+
+void measure_spin(const Config& cfg) {
+  log_progress("procpool: SpinPolicy on vs off, side by side");
+  std::vector<double> same_core_on, same_core_off;
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    bool first = rep % 2 == 0;
+    (first ? same_core_on : same_core_off).push_back(spin_same_core_p50(cfg, first));
+    (first ? same_core_off : same_core_on).push_back(spin_same_core_p50(cfg, !first));
+  }
+  Row& off_row =
+      add_row("procpool.spin.rtt_same_core.off.p50", "procpool",
+              "1 worker, all on CPU 0, no-op round trip p50, SpinPolicy off", "us", same_core_off);
+  off_row.note = "the plain sleeping path, measured alternately with the row below";
+  Row& on_row =
+      add_row("procpool.spin.rtt_same_core.on.p50", "procpool",
+              "1 worker, all on CPU 0, no-op round trip p50, SpinPolicy on", "us", same_core_on);
+  set_baseline(on_row, "procpool.spin.rtt_same_core.off.p50");
+  set_target(on_row, TargetKind::ratio_max, 1.05, "<= 1.05x off");
+  on_row.note = "no CPU is free for a poller here: spinning must not cost (0.05 for noise)";
+
+  std::vector<SpinScenario> scenarios = {
+      {"blocking_1caller", "1 caller, blocking no-op jobs", 1, cfg.spin_blocking_n, 0, false},
+      {"blocking_4callers", "4 callers, blocking no-op jobs (CPUs oversubscribed)", 4,
+       cfg.spin_blocking_n / 4, 0, false},
+      {"busy_2callers", "2 callers, blocking 200 us CPU jobs (both CPUs busy)", 2, cfg.spin_busy_n,
+       200, false},
+      {"pipelined", "1 caller, pipelined no-op jobs (callbacks)", 1, cfg.pipelined_n, 0, true},
+  };
+  std::vector<std::vector<double>> on(scenarios.size()), off(scenarios.size());
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    for (std::size_t i = 0; i < scenarios.size(); ++i) {
+      bool first = rep % 2 == 0;  // SpinPolicy::enabled of the first run
+      (first ? on : off)[i].push_back(run_spin_scenario(scenarios[i], first));
+      (first ? off : on)[i].push_back(run_spin_scenario(scenarios[i], !first));
+    }
+  }
+  for (std::size_t i = 0; i < scenarios.size(); ++i) {
+    const SpinScenario& sc = scenarios[i];
+    std::string base = "procpool.spin." + sc.key;
+    Row& b = add_row(base + ".off_per_s", "procpool", "2 workers, " + sc.what + ", SpinPolicy off",
+                     "1/s", off[i]);
+    b.note = "the plain sleeping path, measured alternately with the row below";
+    Row& a = add_row(base + ".on_per_s", "procpool", "2 workers, " + sc.what + ", SpinPolicy on",
+                     "1/s", on[i]);
+    set_baseline(a, base + ".off_per_s");
+    set_target(a, TargetKind::ratio_min, 0.95, ">= 0.95x off");
+    a.note = "adaptive spinning must never lose to the sleeping path (0.05 for noise)";
+  }
+}
+
 // Syscall entries per job across host and workers, from perf tracepoints inherited by the pool's
 // threads and workers: (count(big run) - count(small run)) / (big - small), so start-up and
 // shutdown cancel out.
@@ -981,7 +1102,7 @@ void usage() {
       "  --no-python  skip the Python baselines\n"
       "  --only STEP,...  run only the steps whose name contains one of the STEPs\n"
       "               (baselines, python, rtt, blocking, pipelined, syscalls, payload,\n"
-      "               recycle, max_jobs1, leaks, idle); for profiling one measurement\n");
+      "               recycle, max_jobs1, leaks, idle, spin); for profiling one measurement\n");
 }
 
 }  // namespace
@@ -998,6 +1119,15 @@ int main(int argc, char** argv) {
     std::size_t n = std::min(in.size(), out.size());
     std::memcpy(out.data(), in.data(), n);
     return n;
+  });
+  // Keeps the CPU busy for the microseconds its payload gives (a job that needs its core).
+  jobs.add("burn_cpu_us", [](procpool::JobContext&, std::span<const std::byte> in) {
+    auto us = procpool::Codec<std::uint32_t>::decode(in);
+    auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+    std::uint32_t turns = 0;
+    while (std::chrono::steady_clock::now() < until)
+      ++turns;
+    return procpool::Codec<std::uint32_t>::encode(turns);
   });
   // This binary is its own worker.
   if (auto rc = procpool::run_worker_if_requested(argc, argv, jobs)) return *rc;
@@ -1064,6 +1194,7 @@ int main(int argc, char** argv) {
     if (step("max_jobs1")) measure_max_jobs1(cfg);
     if (step("leaks")) measure_leaks(cfg);
     if (step("idle")) measure_idle(cfg);
+    if (step("spin")) measure_spin(cfg);
 
     double elapsed = static_cast<double>(bench::now_ns() - start) / 1e9;
     print_table(cfg);

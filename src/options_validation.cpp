@@ -137,6 +137,13 @@ PoolOptions validate(PoolOptions options) {
   if (options.prefetch.when_jobs_take_under.count() < 0) {
     throw ConfigError("PrefetchPolicy::when_jobs_take_under", "must not be negative");
   }
+  if (options.spin.enabled &&
+      (options.spin.budget.count() < 1 || options.spin.budget > std::chrono::milliseconds(1))) {
+    throw ConfigError("SpinPolicy::budget",
+                      std::to_string(options.spin.budget.count()) +
+                          " microseconds is out of range; allowed: 1..1000 microseconds (or "
+                          "SpinPolicy::enabled = false to never poll)");
+  }
   if (options.max_payload_bytes == 0 || options.max_payload_bytes > max_message_bytes) {
     throw ConfigError("PoolOptions::max_payload_bytes",
                       std::to_string(options.max_payload_bytes) +

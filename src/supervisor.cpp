@@ -14,6 +14,9 @@ Supervisor::Supervisor(PoolOptions options)
     : options_(std::move(options)),
       host_pid_(platform::current_pid()),
       random_(std::random_device{}()),
+      spin_(options_.spin.enabled ? std::chrono::nanoseconds(options_.spin.budget)
+                                  : std::chrono::nanoseconds::zero()),
+      online_cpus_(platform::online_cpus()),
       wake_fd_(platform::make_eventfd()) {
   if (options_.worker_command.empty()) {
     executable_ = platform::self_executable_path();
@@ -400,7 +403,7 @@ void Supervisor::loop() {
   for (;;) {
     std::optional<Clock::duration> timeout;
     std::vector<Outcome> outcomes;
-    bool done = false;
+    bool done = false, spinning = false;
     {
       std::lock_guard lock(state_mutex_);
       end_sleep();
@@ -409,14 +412,24 @@ void Supervisor::loop() {
         on_ready_key(key, now);
       ready.clear();
       timeout = step(now);
+      update_spin_hint();
       done = final_stop_ && workers_.empty();
-      if (!done && (!timeout || *timeout > Clock::duration::zero()) && !prepare_sleep(now)) {
-        timeout = Clock::duration::zero();
+      if (!done && (!timeout || *timeout > Clock::duration::zero())) {
+        if (!prepare_sleep(now)) {
+          timeout = Clock::duration::zero();
+        } else if (prepare_spin(!outcomes_.empty())) {
+          end_sleep();  // polled instead: no doorbell, no wake-up from submit
+          spinning = true;
+        }
       }
       outcomes.swap(outcomes_);
     }
     complete_all_now(outcomes);
     if (done) return;
+    if (spinning) {
+      spin(timeout);
+      continue;
+    }
     std::optional<std::chrono::nanoseconds> wait;
     if (timeout) wait = std::chrono::ceil<std::chrono::nanoseconds>(*timeout);
     if (backlog_polling_ && (!wait || *wait > backlog_poll_interval)) wait = backlog_poll_interval;
@@ -665,6 +678,47 @@ bool Supervisor::prepare_sleep(Clock::time_point now) {
   submit_wakes_supervisor_ =
       any_dispatchable || !any_in_flight || target_workers() < options_.workers;
   return true;
+}
+
+bool Supervisor::prepare_spin(bool delivered) {
+  if (!spin_.willing()) return false;
+  spin_rings_.clear();
+  bool short_job = false;
+  for (auto& [id, worker] : workers_) {
+    const WorkerProcess& w = *worker;
+    if (w.untrusted || !w.job) continue;
+    // Jobs sent ahead, or a payload not all sent: prepare_sleep's backlog poll and ring waits.
+    if (!w.prefetched.empty() || w.waiting_for_space) return false;
+    short_job |= !w.typical_job_time || *w.typical_job_time < options_.spin.budget;
+    spin_rings_.push_back(&w.responses);
+  }
+  // Worth it while a short job runs, or right after outcomes went out (their callers often submit
+  // again at once); and only on a CPU besides those of the workers running jobs.
+  return (short_job || delivered) && spin_rings_.size() < online_cpus_;
+}
+
+void Supervisor::update_spin_hint() {
+  if (!options_.spin.enabled) return;
+  std::size_t running = 0;
+  for (const auto& [id, worker] : workers_)
+    running += worker->job != nullptr;
+  std::uint32_t hint = running < online_cpus_ ? 1 : 0;
+  if (hint == spin_hint_) return;
+  spin_hint_ = hint;
+  for (const auto& [id, worker] : workers_)
+    worker->segment.header().spin_hint.store(hint, std::memory_order_relaxed);
+}
+
+void Supervisor::spin(std::optional<Clock::duration> limit) {
+  const std::uint64_t submitted = submitted_.load(std::memory_order_relaxed);
+  auto ready = [&] {
+    for (const RingReader* ring : spin_rings_) {
+      if (ring->has_data()) return true;
+    }
+    return submitted_.load(std::memory_order_relaxed) != submitted;
+  };
+  spin_.poll(ready, limit ? std::chrono::ceil<std::chrono::nanoseconds>(*limit)
+                          : std::chrono::nanoseconds::max());
 }
 
 void Supervisor::end_sleep() {

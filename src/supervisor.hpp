@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "adaptive_spin.hpp"
 #include "job_queue.hpp"
 #include "job_stats.hpp"
 #include "lending.hpp"
@@ -102,6 +103,13 @@ class Supervisor {
   void return_prefetched(WorkerProcess& worker);
   std::optional<Clock::time_point> check_timers(Clock::time_point now);
   bool prepare_sleep(Clock::time_point now);
+  /// Whether to poll (SpinPolicy) instead of sleeping now, given that the last iteration delivered
+  /// `delivered` outcomes; collects the response rings to poll in spin_rings_.
+  bool prepare_spin(bool delivered);
+  /// Polls spin_rings_ and the submit count for SpinPolicy::budget, at most `limit`.
+  void spin(std::optional<Clock::duration> limit);
+  /// Tells the workers whether a CPU is likely free for them to poll on (SegmentHeader::spin_hint).
+  void update_spin_hint();
   void end_sleep();
   void fail_queue(ErrorKind kind, const std::string& message);
   void emergency_stop() noexcept;
@@ -194,6 +202,12 @@ class Supervisor {
   std::array<std::uint64_t, recycle_reason_count> recycles_{};
   JobStatsTable job_stats_;
   std::mt19937_64 random_;
+
+  // Polling before sleeping (SpinPolicy; supervisor thread only).
+  AdaptiveSpin spin_;
+  const std::size_t online_cpus_;
+  std::uint32_t spin_hint_ = 0;  // what the workers' headers say
+  std::vector<const RingReader*> spin_rings_;
 
   platform::Poller poller_;
   platform::UniqueFd wake_fd_;

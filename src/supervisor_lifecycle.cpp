@@ -109,6 +109,11 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   SegmentHeader& header = worker->segment.header();
   header.address_space_limit = options_.recycle.address_space_limit;
   if (!options_.security.dumpable) header.worker_flags |= worker_flag_non_dumpable;
+  if (options_.spin.enabled) {
+    header.spin_budget_ns =
+        static_cast<std::uint32_t>(std::chrono::nanoseconds(options_.spin.budget).count());
+    header.spin_hint.store(spin_hint_, std::memory_order_relaxed);
+  }
   worker->requests =
       RingWriter(&header.requests, worker->segment.request_data(), options_.ring_bytes);
   worker->responses =

@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "adaptive_spin.hpp"
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
 #include "channel/segment.hpp"
@@ -65,7 +66,9 @@ class WorkerLoop {
         guard_starter_(guard_starter),
         requests_(&segment.header().requests, segment.request_data(), segment.ring_bytes()),
         responses_(&segment.header().responses, segment.response_data(), segment.ring_bytes()),
-        max_body_(max_record_body(segment.ring_bytes())) {}
+        max_body_(max_record_body(segment.ring_bytes())),
+        spin_(std::chrono::nanoseconds(
+            std::min<std::uint32_t>(segment.header().spin_budget_ns, max_spin_budget_ns))) {}
 
   int run() {
     HelloBody hello{protocol_version, platform::current_pid()};
@@ -108,6 +111,11 @@ class WorkerLoop {
           fail("corrupt request ring");
         case ReadStatus::empty:
           break;
+      }
+      // The host's next request often comes within microseconds of the last result.
+      if (segment_.header().spin_hint.load(std::memory_order_relaxed) != 0 &&
+          spin_.poll([this] { return requests_.has_data(); })) {
+        continue;
       }
       std::uint32_t seen = requests_.begin_wait();
       if (!requests_.has_data()) platform::futex_wait(requests_.wait_word(), seen);
@@ -312,6 +320,9 @@ class WorkerLoop {
   RingReader requests_;
   RingWriter responses_;
   std::uint64_t max_body_;
+  // SpinPolicy::budget's ceiling: the header is the host's word, but a worker never polls longer.
+  static constexpr std::uint32_t max_spin_budget_ns = 1'000'000;
+  AdaptiveSpin spin_;
   std::uint64_t jobs_done_ = 0;
   // Lent buffers mapped for in-place jobs, most recently used first.
   struct LentMapping {

@@ -119,6 +119,13 @@ TEST_CASE("options that cannot work are rejected with the field and the allowed 
     options.prefetch.when_jobs_take_under = std::chrono::microseconds(-1);
     CHECK(config_error(options).find("PrefetchPolicy::when_jobs_take_under") == 0);
   }
+  SECTION("a spin budget of nothing or of more than a millisecond") {
+    options.spin.budget = std::chrono::microseconds(0);
+    CHECK(config_error(options).find("SpinPolicy::budget") == 0);
+    options.spin.budget = std::chrono::microseconds(1001);
+    CHECK(config_error(options).find("SpinPolicy::budget") == 0);
+    CHECK(config_error(options).find("SpinPolicy::enabled = false") != std::string::npos);
+  }
   SECTION("a memory sample interval too short to be cheap") {
     options.recycle.memory_sample_interval = std::chrono::milliseconds(1);
     CHECK(config_error(options).find("RecyclePolicy::memory_sample_interval") == 0);

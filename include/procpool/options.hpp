@@ -117,6 +117,26 @@ struct PrefetchPolicy {
   std::chrono::microseconds max_work_ahead{1000};
 };
 
+/// Whether the supervisor and the workers poll briefly for the next event before they sleep: CPU
+/// time that would otherwise be idle, traded for latency. Where idle CPUs halt (virtual machines,
+/// power saving), waking a thread on another core costs tens of microseconds each way; a thread
+/// that polls on a free core sees the same event in well under one.
+///
+/// Adaptive, so that it does not take CPU time that jobs need. Only while fewer of the pool's
+/// workers run jobs than the machine has CPUs: then the supervisor polls for a result while a job
+/// runs whose recent run times are under `budget` (or for the next submit right after delivering
+/// outcomes), and a worker polls for its next request after each result. Each turn of a poll
+/// yields the CPU (sched_yield), and a yield that let another thread run ends the poll: that CPU
+/// is not free. A poller whose polls keep running out of budget backs off, down to one poll in 64
+/// waits. `procpool-bench --only spin` measures it against `enabled = false` side by side, with
+/// both CPUs busy and with everything on one CPU (docs/benchmarks.md).
+struct SpinPolicy {
+  /// false: sleep at once, always. Default true.
+  bool enabled = true;
+  /// Longest one poll lasts before its thread sleeps. Allowed: 1..1000 µs.
+  std::chrono::microseconds budget{200};
+};
+
 /// Where a worker's environment variables come from.
 enum class EnvironmentMode {
   /// Every variable of the host, as it is when the worker is spawned (what a child process gets by
@@ -218,6 +238,8 @@ struct PoolOptions {
   QueueFullPolicy when_queue_full = QueueFullPolicy::reject;
   /// How many jobs a busy worker may be sent ahead (short jobs only).
   PrefetchPolicy prefetch;
+  /// Whether the supervisor and workers poll briefly before sleeping.
+  SpinPolicy spin;
 
   /// Largest payload submit accepts; larger ones fail with ErrorKind::payload_too_large.
   /// Allowed: 1 byte .. 4 GiB.

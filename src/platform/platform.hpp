@@ -265,6 +265,14 @@ bool limit_address_space(std::uint64_t bytes) noexcept;
 /// CAP_SYS_PTRACE can no longer ptrace it or read its /proc/<pid>/mem). False if refused.
 bool make_non_dumpable() noexcept;
 
+// ---- Scheduling ----------------------------------------------------------------------------
+
+/// CPUs online on this machine, at least 1.
+std::size_t online_cpus() noexcept;
+
+/// Lets another runnable thread on this CPU run first (sched_yield); returns at once if none.
+void yield_cpu() noexcept;
+
 // ---- Identity and limits -------------------------------------------------------------------
 
 /// This process's effective user id.

@@ -1,5 +1,6 @@
 // Reading the system on Linux (/proc), and shared memory.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -7,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -144,6 +146,15 @@ std::vector<std::string> host_environment() {
   for (char** entry = environ; entry && *entry; ++entry)
     entries.emplace_back(*entry);
   return entries;
+}
+
+std::size_t online_cpus() noexcept {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<std::size_t>(n) : 1;
+}
+
+void yield_cpu() noexcept {
+  ::sched_yield();
 }
 
 }  // namespace procpool::platform

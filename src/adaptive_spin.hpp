@@ -1,0 +1,78 @@
+// AdaptiveSpin: poll briefly for an event before sleeping on it, and stop trying where it fails.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+
+#include "platform/platform.hpp"
+
+namespace procpool::detail {
+
+/// Polls a condition for at most a budget before its owner sleeps. Why: on machines whose idle
+/// CPUs halt, waking a thread on another core costs tens of microseconds each way; a poller on a
+/// free core sees the same event in well under one. Each turn yields the CPU (sched_yield), so a
+/// runnable thread on the same CPU, perhaps the one that will produce the event, runs first; and
+/// a yield that took long (another thread ran) ends the poll: the CPU is not free.
+/// Polls that run out of budget in a row make the next waits sleep at once (1, 3, 7 ... 63 waits
+/// after 2, 3, 4 ... 7 misses in a row; a lone miss skips none, so that one late event does not
+/// cost the next ones): where events come later than the budget, polling costs at most one budget
+/// per 64 waits. One success resets it.
+///
+/// Thread-safety: one thread at a time (each poller owns one).
+class AdaptiveSpin {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// A budget of 0 never polls. `contended_yield`: a yield that takes this long ran another
+  /// thread, and ends the poll.
+  explicit AdaptiveSpin(
+      std::chrono::nanoseconds budget = {},
+      std::chrono::nanoseconds contended_yield = std::chrono::microseconds(10)) noexcept
+      : budget_(budget), contended_yield_(contended_yield) {}
+
+  /// True if the next poll() would poll rather than return false at once.
+  bool willing() const noexcept { return budget_.count() > 0 && skip_ == 0; }
+
+  /// Polls `ready` until it returns true (then true) or for the budget, at most `limit` (then
+  /// false, and later polls back off). Without polling, false: when off, or backing off (which
+  /// counts one skipped wait).
+  template <class Ready>
+  bool poll(Ready&& ready, std::chrono::nanoseconds limit = std::chrono::nanoseconds::max()) {
+    if (budget_.count() <= 0) return false;
+    if (skip_ > 0) {
+      --skip_;
+      return false;
+    }
+    const Clock::time_point deadline = Clock::now() + std::min(budget_, limit);
+    for (;;) {
+      if (ready()) {
+        misses_ = 0;
+        return true;
+      }
+      Clock::time_point before = Clock::now();
+      if (before >= deadline) break;
+      platform::yield_cpu();
+      // A yield that took long ran another thread: this CPU is wanted, and polling on it would
+      // take turns from threads with work (perhaps the one this poll waits for). Sleep instead.
+      if (Clock::now() - before >= contended_yield_) {
+        if (ready()) {
+          misses_ = 0;
+          return true;
+        }
+        break;
+      }
+    }
+    misses_ = std::min(misses_ + 1, max_misses);
+    skip_ = (1u << (misses_ - 1)) - 1;
+    return false;
+  }
+
+ private:
+  static constexpr unsigned max_misses = 7;
+  std::chrono::nanoseconds budget_;
+  std::chrono::nanoseconds contended_yield_;
+  unsigned misses_ = 0;
+  unsigned skip_ = 0;
+};
+
+}  // namespace procpool::detail
