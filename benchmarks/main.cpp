@@ -579,17 +579,19 @@ struct SpinScenario {
   std::size_t jobs_per_caller;
   std::uint32_t job_cpu_us;  // 0: a no-op job
   bool pipelined;            // one caller, callbacks, all jobs outstanding
+  std::size_t max_jobs = 0;  // RecyclePolicy::max_jobs (1: a fresh worker per job)
 };
 
 double run_spin_scenario(const SpinScenario& sc, bool spin) {
   procpool::PoolOptions options = pool_options(2);
   options.spin.enabled = spin;
+  options.recycle.max_jobs = sc.max_jobs;
   procpool::Pool pool(options);
   settle(pool, 2);
   const char* job = sc.job_cpu_us > 0 ? "burn_cpu_us" : "noop";
   procpool::Bytes payload;
   if (sc.job_cpu_us > 0) payload = procpool::Codec<std::uint32_t>::encode(sc.job_cpu_us);
-  for (std::size_t i = 0; i < 100; ++i)
+  for (std::size_t i = 0; i < (sc.max_jobs == 1 ? 4 : 100); ++i)
     check_ok(pool.submit(job, payload).get());
   std::int64_t t0 = bench::now_ns();
   if (sc.pipelined) {
@@ -661,6 +663,8 @@ void measure_spin(const Config& cfg) {
       {"busy_2callers", "2 callers, blocking 200 us CPU jobs (both CPUs busy)", 2, cfg.spin_busy_n,
        200, false},
       {"pipelined", "1 caller, pipelined no-op jobs (callbacks)", 1, cfg.pipelined_n, 0, true},
+      {"max_jobs1", "max_jobs = 1, pipelined no-op jobs (a process start per job)", 1,
+       cfg.max_jobs1_n, 0, true, 1},
   };
   std::vector<std::vector<double>> on(scenarios.size()), off(scenarios.size());
   for (std::size_t rep = 0; rep < cfg.reps; ++rep) {

@@ -693,16 +693,20 @@ bool Supervisor::prepare_spin(bool delivered) {
     spin_rings_.push_back(&w.responses);
   }
   // Worth it while a short job runs, or right after outcomes went out (their callers often submit
-  // again at once); and only on a CPU besides those of the workers running jobs.
-  return (short_job || delivered) && spin_rings_.size() < online_cpus_;
+  // again at once); and only on a CPU besides those of the workers running jobs or starting.
+  return (short_job || delivered) && cpus_in_use() < online_cpus_;
+}
+
+std::size_t Supervisor::cpus_in_use() const {
+  std::size_t busy = 0;
+  for (const auto& [id, worker] : workers_)
+    busy += worker->job != nullptr || !worker->ready;
+  return busy;
 }
 
 void Supervisor::update_spin_hint() {
   if (!options_.spin.enabled) return;
-  std::size_t running = 0;
-  for (const auto& [id, worker] : workers_)
-    running += worker->job != nullptr;
-  std::uint32_t hint = running < online_cpus_ ? 1 : 0;
+  std::uint32_t hint = cpus_in_use() < online_cpus_ ? 1 : 0;
   if (hint == spin_hint_) return;
   spin_hint_ = hint;
   for (const auto& [id, worker] : workers_)

@@ -108,6 +108,8 @@ class Supervisor {
   bool prepare_spin(bool delivered);
   /// Polls spin_rings_ and the submit count for SpinPolicy::budget, at most `limit`.
   void spin(std::optional<Clock::duration> limit);
+  /// Workers that want a CPU now: running a job, or starting up (a process loading).
+  std::size_t cpus_in_use() const;
   /// Tells the workers whether a CPU is likely free for them to poll on (SegmentHeader::spin_hint).
   void update_spin_hint();
   void end_sleep();
