@@ -426,13 +426,20 @@ void Supervisor::loop() {
     }
     complete_all_now(outcomes);
     if (done) return;
+    std::optional<std::chrono::nanoseconds> wait;
     if (spinning) {
       spin(timeout);
-      continue;
+      // Polls that keep succeeding never reach epoll below: look at its events (exits, output
+      // lines, which a worker blocks on once its pipe is full) at least once per millisecond.
+      if (Clock::now() - last_event_wait_ < event_wait_interval) continue;
+      wait = std::chrono::nanoseconds::zero();
+    } else {
+      if (timeout) wait = std::chrono::ceil<std::chrono::nanoseconds>(*timeout);
+      if (backlog_polling_ && (!wait || *wait > backlog_poll_interval)) {
+        wait = backlog_poll_interval;
+      }
     }
-    std::optional<std::chrono::nanoseconds> wait;
-    if (timeout) wait = std::chrono::ceil<std::chrono::nanoseconds>(*timeout);
-    if (backlog_polling_ && (!wait || *wait > backlog_poll_interval)) wait = backlog_poll_interval;
+    last_event_wait_ = Clock::now();
     poller_.wait(wait, ready);
   }
 }

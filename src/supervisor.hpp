@@ -209,6 +209,8 @@ class Supervisor {
   AdaptiveSpin spin_;
   const std::size_t online_cpus_;
   std::uint32_t spin_hint_ = 0;  // what the workers' headers say
+  Clock::time_point last_event_wait_{};
+  static constexpr std::chrono::milliseconds event_wait_interval{1};
   std::vector<const RingReader*> spin_rings_;
 
   platform::Poller poller_;

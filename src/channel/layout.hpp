@@ -58,9 +58,9 @@ struct SegmentHeader {
   /// How long the worker polls its request ring after each result before it sleeps (SpinPolicy);
   /// 0 = never.
   std::uint32_t spin_budget_ns = 0;
-  /// Host to worker, updated as jobs start and end: 1 while fewer workers of the pool run jobs
-  /// than the machine has CPUs, so that a worker polling for its next request likely has a CPU of
-  /// its own; 0 otherwise (the worker then sleeps at once).
+  /// Host to worker, updated as jobs start and end: 1 while fewer workers of the pool run jobs or
+  /// start up than the machine has CPUs, so that a worker polling for its next request likely has a
+  /// CPU of its own; 0 otherwise (the worker then sleeps at once).
   std::atomic<std::uint32_t> spin_hint{0};
   /// Host to worker: jobs.
   RingControl requests;
