@@ -312,6 +312,22 @@ void check_ok(const procpool::JobResult& r) {
   if (!r.ok()) throw std::runtime_error("a benchmark job failed: " + r.error().message);
 }
 
+// Runs `n` no-op jobs one at a time (a warm-up).
+void run_noops_one_at_a_time(procpool::Pool& pool, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    check_ok(pool.submit("noop", procpool::Bytes{}).get());
+}
+
+// Times ns.size() no-op jobs submitted one at a time: each round trip in nanoseconds.
+void time_noop_round_trips(procpool::Pool& pool, std::vector<double>& ns) {
+  for (double& sample : ns) {
+    std::int64_t t0 = bench::now_ns();
+    procpool::JobResult r = pool.submit("noop", procpool::Bytes{}).get();
+    sample = static_cast<double>(bench::now_ns() - t0);
+    check_ok(r);
+  }
+}
+
 // ---- baselines -------------------------------------------------------------------------------
 
 struct PingPongFigures {
@@ -435,16 +451,10 @@ void measure_round_trip(const Config& cfg, Placement pl, const std::string& key)
       for (int pid : worker_pids(pool))
         bench::pin_pid(pid, 1);
     }
-    for (std::size_t i = 0; i < cfg.rtt_warmup; ++i)
-      check_ok(pool.submit("noop", procpool::Bytes{}).get());
+    run_noops_one_at_a_time(pool, cfg.rtt_warmup);
     std::vector<double> ns(cfg.rtt_n);
     for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
-      for (std::size_t i = 0; i < cfg.rtt_n; ++i) {
-        std::int64_t t0 = bench::now_ns();
-        procpool::JobResult r = pool.submit("noop", procpool::Bytes{}).get();
-        ns[i] = static_cast<double>(bench::now_ns() - t0);
-        check_ok(r);
-      }
+      time_noop_round_trips(pool, ns);
       p50.push_back(bench::percentile(ns, 50) / 1e3);
       p99.push_back(bench::percentile(ns, 99) / 1e3);
     }
@@ -478,8 +488,7 @@ void measure_blocking(const Config& cfg) {
   {
     procpool::Pool pool(pool_options(2));
     settle(pool, 2);
-    for (std::size_t i = 0; i < cfg.rtt_warmup; ++i)
-      check_ok(pool.submit("noop", procpool::Bytes{}).get());
+    run_noops_one_at_a_time(pool, cfg.rtt_warmup);
     for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
       std::int64_t t0 = bench::now_ns();
       for (std::size_t i = 0; i < cfg.blocking_n; ++i) {
@@ -624,14 +633,8 @@ double spin_same_core_p50(const Config& cfg, bool spin) {
   {
     procpool::Pool pool(options);
     settle(pool, 1);
-    for (std::size_t i = 0; i < cfg.rtt_warmup; ++i)
-      check_ok(pool.submit("noop", procpool::Bytes{}).get());
-    for (std::size_t i = 0; i < cfg.rtt_n; ++i) {
-      std::int64_t t0 = bench::now_ns();
-      procpool::JobResult r = pool.submit("noop", procpool::Bytes{}).get();
-      ns[i] = static_cast<double>(bench::now_ns() - t0);
-      check_ok(r);
-    }
+    run_noops_one_at_a_time(pool, cfg.rtt_warmup);
+    time_noop_round_trips(pool, ns);
   }
   bench::unpin_self();
   return bench::percentile(ns, 50) / 1e3;

@@ -44,23 +44,19 @@ class AdaptiveSpin {
       return false;
     }
     const Clock::time_point deadline = Clock::now() + std::min(budget_, limit);
-    for (;;) {
+    for (bool contended = false;;) {
       if (ready()) {
         misses_ = 0;
         return true;
       }
+      if (contended) break;
       Clock::time_point before = Clock::now();
       if (before >= deadline) break;
       platform::yield_cpu();
       // A yield that took long ran another thread: this CPU is wanted, and polling on it would
-      // take turns from threads with work (perhaps the one this poll waits for). Sleep instead.
-      if (Clock::now() - before >= contended_yield_) {
-        if (ready()) {
-          misses_ = 0;
-          return true;
-        }
-        break;
-      }
+      // take turns from threads with work (perhaps the one this poll waits for). One last look,
+      // then sleep.
+      contended = Clock::now() - before >= contended_yield_;
     }
     misses_ = std::min(misses_ + 1, max_misses);
     skip_ = (1u << (misses_ - 1)) - 1;

@@ -700,8 +700,9 @@ bool Supervisor::prepare_spin(bool delivered) {
     spin_rings_.push_back(&w.responses);
   }
   // Worth it while a short job runs, or right after outcomes went out (their callers often submit
-  // again at once); and only on a CPU besides those of the workers running jobs or starting.
-  return (short_job || delivered) && cpus_in_use() < online_cpus_;
+  // again at once); and only on a CPU besides those of the workers running jobs or starting, which
+  // update_spin_hint counted in this iteration.
+  return (short_job || delivered) && spin_hint_ != 0;
 }
 
 std::size_t Supervisor::cpus_in_use() const {

@@ -208,7 +208,7 @@ class Supervisor {
   // Polling before sleeping (SpinPolicy; supervisor thread only).
   AdaptiveSpin spin_;
   const std::size_t online_cpus_;
-  std::uint32_t spin_hint_ = 0;  // what the workers' headers say
+  std::uint32_t spin_hint_ = 0;  // a CPU is likely free (update_spin_hint); what the headers say
   Clock::time_point last_event_wait_{};
   static constexpr std::chrono::milliseconds event_wait_interval{1};
   std::vector<const RingReader*> spin_rings_;

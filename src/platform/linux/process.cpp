@@ -290,8 +290,9 @@ pid_t start_process(int (*fn)(void*), void* arg, char* stack_top, bool suspend_c
   return child;
 }
 
-// The guard. It may share the worker's memory: only system calls from here on, none of which
-// fails in a way that writes errno (all signals are blocked, so poll is not interrupted).
+// The guard. It may share the worker's memory (and so the worker's errno, which it never reads):
+// only system calls from here on. With every signal blocked, poll fails only for want of memory,
+// and then it is tried again.
 int run_guard(void* arg) noexcept {
   int watched = static_cast<int>(reinterpret_cast<std::intptr_t>(arg));
   // Hold nothing of the worker's: its output pipe would keep the host from seeing end-of-file,
@@ -335,8 +336,8 @@ int start_process_group_guard(const char*& failed) noexcept {
   }
   char* base = static_cast<char*>(mapping);
   auto* launch = new (base) GuardLaunch{::getpid(), base + guard_mapping_bytes};
-  // Double: the guard must not be this worker's child, or a job that waits for "all my children"
-  // (wait() until ECHILD) would wait for the guard forever.
+  // Two processes: the guard must not be this worker's child, or a job that waits for "all my
+  // children" (wait() until ECHILD) would wait for the guard forever.
   const pid_t parent =
       start_process(run_guard_parent, launch, base + guard_mapping_bytes / 2, true);
   if (parent < 0) {
