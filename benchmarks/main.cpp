@@ -790,12 +790,14 @@ void measure_payload(const Config& cfg, std::size_t ring_bytes, const std::strin
 // Retiring event -> the next ready event, one per recycle. `spawn_ms` gets retiring -> spawned (the
 // supervisor creating the segment and launching the process) and `start_ms` spawned -> ready (the
 // new process loading, attaching and saying hello).
-std::vector<double> recycle_latencies_ms(std::size_t n, std::vector<double>* spawn_ms = nullptr,
+std::vector<double> recycle_latencies_ms(std::size_t n, procpool::StartMode mode,
+                                         std::vector<double>* spawn_ms = nullptr,
                                          std::vector<double>* start_ms = nullptr) {
   std::mutex m;
   std::vector<std::pair<procpool::EventType, std::int64_t>> events;
   procpool::PoolOptions o = pool_options(1);
   o.recycle.max_jobs = 1;
+  o.start_mode = mode;
   o.on_event = [&](const procpool::PoolEvent& e) {
     if (e.type == procpool::EventType::retiring || e.type == procpool::EventType::ready ||
         e.type == procpool::EventType::spawned) {
@@ -832,43 +834,57 @@ std::vector<double> recycle_latencies_ms(std::size_t n, std::vector<double>* spa
   return out;
 }
 
-void measure_recycle(const Config& cfg, bool big_host) {
-  log_progress(
-      fmt::format("procpool: recycle latency (max_jobs = 1){}", big_host ? ", 1 GiB host" : ""));
+// Row keys and labels of the two StartModes.
+std::string mode_key(procpool::StartMode mode) {
+  return mode == procpool::StartMode::fork_server ? "_fork_server" : "";
+}
+std::string mode_label(procpool::StartMode mode) {
+  return mode == procpool::StartMode::fork_server ? ", StartMode::fork_server" : "";
+}
+
+void measure_recycle(const Config& cfg, bool big_host, procpool::StartMode mode) {
+  log_progress(fmt::format("procpool: recycle latency (max_jobs = 1){}{}",
+                           big_host ? ", 1 GiB host" : "", mode_label(mode)));
   std::vector<char> ballast;
   if (big_host) {
     ballast.assign(std::size_t{1} << 30, 1);  // touched: 1 GiB resident in the host
   }
   std::vector<double> p50, p99, spawn_ms, start_ms;
-  recycle_latencies_ms(std::min<std::size_t>(cfg.recycles_per_rep, 10));  // warm-up
+  recycle_latencies_ms(std::min<std::size_t>(cfg.recycles_per_rep, 10), mode);  // warm-up
   for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
-    auto ms = recycle_latencies_ms(cfg.recycles_per_rep, &spawn_ms, &start_ms);
+    auto ms = recycle_latencies_ms(cfg.recycles_per_rep, mode, &spawn_ms, &start_ms);
     p50.push_back(bench::percentile(ms, 50));
     p99.push_back(bench::percentile(ms, 99));
   }
-  std::string suffix = big_host ? ", 1 GiB host" : "";
-  std::string key = big_host ? "procpool.recycle_1GiB_host" : "procpool.recycle";
+  std::string suffix = std::string(big_host ? ", 1 GiB host" : "") + mode_label(mode);
+  std::string key = "procpool.recycle" + mode_key(mode) + (big_host ? "_1GiB_host" : "");
   Row& a = add_row(key + ".p50", "procpool",
                    "recycle: retiring event -> replacement ready, p50" + suffix, "ms", p50);
   set_baseline(a, "baseline.spawn_ready.p50");
   set_target(a, TargetKind::abs_max, 2, "<= 2 ms");
   a.note = fmt::format(
       "1 worker, max_jobs = 1, {} recycles per repetition; host RSS {:.0f} MiB; medians: retiring "
-      "-> spawned {:.2f} ms (segment + launch, in the supervisor), spawned -> ready {:.2f} ms (the "
-      "new process starting)",
+      "-> spawned {:.2f} ms ({}), spawned -> ready {:.2f} ms ({})",
       cfg.recycles_per_rep, static_cast<double>(bench::self_rss_bytes()) / static_cast<double>(mib),
-      bench::percentile(spawn_ms, 50), bench::percentile(start_ms, 50));
+      bench::percentile(spawn_ms, 50),
+      mode == procpool::StartMode::fork_server
+          ? "segment + the fork server's fork, in the supervisor"
+          : "segment + launch, in the supervisor",
+      bench::percentile(start_ms, 50),
+      mode == procpool::StartMode::fork_server ? "the forked process attaching"
+                                               : "the new process starting");
   Row& b = add_row(key + ".p99", "procpool",
                    "recycle: retiring event -> replacement ready, p99" + suffix, "ms", p99);
   set_baseline(b, "baseline.spawn_ready.p99");
   set_target(b, TargetKind::abs_max, 5, "<= 5 ms");
 }
 
-void measure_max_jobs1(const Config& cfg) {
-  log_progress("procpool: max_jobs = 1, 2 workers, throughput");
+void measure_max_jobs1(const Config& cfg, procpool::StartMode mode) {
+  log_progress("procpool: max_jobs = 1, 2 workers, throughput" + mode_label(mode));
   std::vector<double> per_s;
   procpool::PoolOptions o = pool_options(2);
   o.recycle.max_jobs = 1;
+  o.start_mode = mode;
   procpool::Pool pool(o);
   settle(pool, 2);
   run_pipelined(pool, 10);
@@ -880,8 +896,8 @@ void measure_max_jobs1(const Config& cfg) {
                     (static_cast<double>(bench::now_ns() - t0) / 1e9));
     settle(pool, 2);
   }
-  Row& r = add_row("procpool.max_jobs1_per_s", "procpool",
-                   "max_jobs = 1, 2 workers, pipelined, jobs/s", "1/s", per_s);
+  Row& r = add_row("procpool.max_jobs1" + mode_key(mode) + "_per_s", "procpool",
+                   "max_jobs = 1, 2 workers, pipelined, jobs/s" + mode_label(mode), "1/s", per_s);
   set_baseline(r, "baseline.python.max_tasks_per_child1_best_per_s");
   set_target(r, TargetKind::abs_min, 800, ">= 800/s");
   r.note = "baseline: best Python max_tasks_per_child=1 variant";
@@ -1195,10 +1211,16 @@ int main(int argc, char** argv) {
       zero_copy_row(cfg);
     }
     if (step("recycle")) {
-      measure_recycle(cfg, false);
-      if (cfg.big_host) measure_recycle(cfg, true);
+      for (procpool::StartMode mode :
+           {procpool::StartMode::exec, procpool::StartMode::fork_server}) {
+        measure_recycle(cfg, false, mode);
+        if (cfg.big_host) measure_recycle(cfg, true, mode);
+      }
     }
-    if (step("max_jobs1")) measure_max_jobs1(cfg);
+    if (step("max_jobs1")) {
+      measure_max_jobs1(cfg, procpool::StartMode::exec);
+      measure_max_jobs1(cfg, procpool::StartMode::fork_server);
+    }
     if (step("leaks")) measure_leaks(cfg);
     if (step("idle")) measure_idle(cfg);
     if (step("spin")) measure_spin(cfg);

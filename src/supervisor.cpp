@@ -396,6 +396,7 @@ void Supervisor::run() noexcept {
     log(LogLevel::error, "supervisor failed; stopping the pool");
     emergency_stop();
   }
+  fork_server_.reset();  // after its workers: none is being forked now
 }
 
 void Supervisor::loop() {

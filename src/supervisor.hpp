@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "adaptive_spin.hpp"
+#include "fork_server.hpp"
 #include "job_queue.hpp"
 #include "job_stats.hpp"
 #include "lending.hpp"
@@ -131,6 +132,9 @@ class Supervisor {
   std::size_t target_workers() const;
   void spawn_workers(Clock::time_point now);
   void spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor);
+  /// Starts a worker's process as PoolOptions::start_mode says (through fork_server_, started or
+  /// replaced here as needed). Throws std::system_error.
+  platform::SpawnedProcess start_process(const platform::SpawnRequest& request);
 
   void on_exit(WorkerProcess& worker, Clock::time_point now);
   void stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
@@ -212,6 +216,9 @@ class Supervisor {
   Clock::time_point last_event_wait_{};
   static constexpr std::chrono::milliseconds event_wait_interval{1};
   std::vector<const RingReader*> spin_rings_;
+
+  /// StartMode::fork_server: the server, once the first worker is started (supervisor thread).
+  std::optional<ForkServer> fork_server_;
 
   platform::Poller poller_;
   platform::UniqueFd wake_fd_;

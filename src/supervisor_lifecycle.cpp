@@ -136,7 +136,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   request.segment_fd = worker->segment.descriptor();
   request.channel_fd = channel.worker_end.get();
   apply_security(options_.security, request);
-  platform::SpawnedProcess spawned = platform::spawn(request);
+  platform::SpawnedProcess spawned = start_process(request);
   // The child has its own copies. EOF comes when it (and its children) exit; the segment stays
   // mapped here.
   output.write_end.reset();
@@ -171,6 +171,24 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   event.reason = predecessor;
   emit(std::move(event), LogLevel::debug);
   workers_.emplace(worker->id, std::move(worker));
+}
+
+platform::SpawnedProcess Supervisor::start_process(const platform::SpawnRequest& request) {
+  if (options_.start_mode == StartMode::exec) return platform::spawn(request);
+  if (fork_server_) {
+    if (std::optional<platform::ExitStatus> status = fork_server_->exited()) {
+      log(LogLevel::warning, fmt::format("the fork server (pid {}) {}; starting another",
+                                         fork_server_->pid(), describe_exit(*status)));
+      fork_server_.reset();
+    } else if (!fork_server_->usable()) {
+      fork_server_.reset();
+    }
+  }
+  if (!fork_server_) {
+    fork_server_.emplace(request);
+    log(LogLevel::debug, fmt::format("fork server started (pid {})", fork_server_->pid()));
+  }
+  return fork_server_->fork_worker(request, options_.start_timeout);
 }
 
 void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {

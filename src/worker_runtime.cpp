@@ -38,6 +38,9 @@ std::optional<WorkerArgs> parse_worker_args(int argc, char** argv) {
     };
     parse(i + 1, args.protocol);
     parse(i + 2, args.host_pid);
+    if (i + 3 < argc && std::string_view(argv[i + 3]) == fork_server_flag) {
+      args.fork_server = argv[i + 3];
+    }
     return args;
   }
   return std::nullopt;
@@ -339,18 +342,25 @@ class WorkerLoop {
   Bytes payload_;
 };
 
-int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
+}  // namespace
+
+bool accept_worker_args(const WorkerArgs& args) {
   if (args.protocol != protocol_version || args.host_pid <= 0) {
     std::fprintf(stderr,
                  "procpool worker: unreadable %s arguments (protocol %u expected): host and worker "
                  "built from different procpool versions?\n",
                  worker_flag, protocol_version);
-    return 3;
+    return false;
   }
   if (!platform::die_with_parent(args.host_pid)) {
     std::fprintf(stderr, "procpool worker: the host (pid %d) is gone; exiting\n", args.host_pid);
-    return 3;
+    return false;
   }
+  return true;
+}
+
+int run_worker(const WorkerArgs& args, const JobRegistry& registry, WorkerOrigin origin) {
+  if (!accept_worker_args(args)) return 3;
   // Whatever a job starts dies with this worker (docs/gotchas.md). Not when the host is pid 1: the
   // guard would end as the host's child, a zombie nobody reaps. Started here, confirmed after the
   // hello and before the first job (WorkerLoop::run).
@@ -377,22 +387,23 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry) {
       return 3;
     }
   }
-  // After exec, which made this process dumpable again; before any job runs.
-  if ((segment.header().worker_flags & worker_flag_non_dumpable) &&
-      !platform::make_non_dumpable()) {
-    std::fprintf(stderr, "procpool worker: cannot clear PR_SET_DUMPABLE\n");
+  // Before any job runs, and after exec, which made this process dumpable again, or the fork of
+  // a fork server, which is not dumpable.
+  const bool dumpable = (segment.header().worker_flags & worker_flag_non_dumpable) == 0;
+  if ((!dumpable || origin == WorkerOrigin::fork_server) && !platform::set_dumpable(dumpable)) {
+    std::fprintf(stderr, "procpool worker: cannot set PR_SET_DUMPABLE to %d\n", dumpable ? 1 : 0);
     return 3;
   }
   return WorkerLoop(segment, registry, guard_starter).run();
 }
 
-}  // namespace
 }  // namespace detail
 
 std::optional<int> run_worker_if_requested(int argc, char** argv, const JobRegistry& registry) {
   auto args = detail::parse_worker_args(argc, argv);
   if (!args) return std::nullopt;
-  return detail::run_worker(*args, registry);
+  if (args->fork_server) return detail::run_fork_server(*args, registry);
+  return detail::run_worker(*args, registry, detail::WorkerOrigin::exec);
 }
 
 int worker_main(int argc, char** argv, const JobRegistry& registry) {

@@ -100,6 +100,20 @@ TEST_CASE("workers die with a SIGKILLed host and leave no shared memory behind")
   CHECK(procpool::test::shm_entries_for(host.pid()).empty());
 }
 
+TEST_CASE("with StartMode::fork_server, the workers and the fork server die with the host") {
+  Host host("fork_server");
+  std::vector<int> processes = host.read_workers();
+  std::vector<int> servers = procpool::test::fork_servers(host.pid());
+  REQUIRE(servers.size() == 1);
+  processes.push_back(servers[0]);
+  for (int pid : processes)
+    REQUIRE(procpool::test::process_alive(pid));
+
+  host.kill_and_reap();
+  CHECK(all_gone(processes, std::chrono::seconds(5)));
+  CHECK(procpool::test::shm_entries_for(host.pid()).empty());
+}
+
 TEST_CASE("a SIGKILLed host mid-load takes its workers and their children with it within 1 s") {
   // "<host pid> <worker pid> <worker pid>\n<grandchild pid>...\n" once every worker has a child of
   // its own and runs a hanging job, with more jobs queued.

@@ -128,10 +128,13 @@ TEST_CASE("100,000 mixed jobs leave no bookkeeping, no growth and nothing behind
 }
 
 TEST_CASE("recycling workers many times leaks no descriptor and no segment") {
+  const StartMode mode = GENERATE(StartMode::exec, StartMode::fork_server);
+  INFO("start mode " << (mode == StartMode::exec ? "exec" : "fork_server"));
   const int host = ::getpid();
   const std::size_t fds_before = test::open_fd_count();
   {
     PoolOptions options = test::quiet_options(2);
+    options.start_mode = mode;
     options.restart_storm_threshold = 1000;  // a crash every job is the point here, not a storm
     options.restart_backoff_initial = 0ms;
     options.restart_backoff_max = 0ms;

@@ -209,6 +209,23 @@ struct WorkerSecurity {
   bool dumpable = true;
 };
 
+/// How each new worker process is made.
+enum class StartMode {
+  /// Every worker is a fresh execution of the worker executable (default): it shares nothing with
+  /// any earlier process, at the cost of loading the program each time (about 1-2 ms).
+  exec,
+  /// The pool executes the worker executable once more, as a fork server, which stops just before
+  /// it would attach to a segment; each worker is then a fork of that process. A worker starts in
+  /// a fraction of the time (no program load, no dynamic linking, no static initialisation), which
+  /// matters when workers are recycled often (RecyclePolicy::max_jobs = 1). Every worker is still a
+  /// new process whose memory is the fork server's, never an earlier worker's. The fork server is
+  /// started when the first worker is, with the same WorkerSecurity, is restarted if it dies, and
+  /// exits with the pool. Requirements: main() calls run_worker_if_requested() (or worker_main())
+  /// before starting any thread or opening anything a job must not share, because what it did
+  /// before is copied into every worker (see docs/gotchas.md: random seeds, address layout).
+  fork_server,
+};
+
 /// How a Pool runs its workers. Every field has a working default; the Pool constructor validates
 /// them and throws ConfigError naming the field when one cannot work.
 struct PoolOptions {
@@ -228,6 +245,9 @@ struct PoolOptions {
   /// is the path of an executable whose main() calls worker_main(); the Pool constructor checks it
   /// exists and is executable. procpool appends its reserved arguments after the ones given here.
   std::vector<std::string> worker_command;
+
+  /// How each worker process is made: a fresh exec (default) or a fork of a fork server.
+  StartMode start_mode = StartMode::exec;
 
   /// The worker's environment, resource limits, user and privileges (docs/security.md).
   WorkerSecurity security;

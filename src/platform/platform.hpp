@@ -132,7 +132,7 @@ struct SpawnRequest {
   /// Absolute or relative path of the program, and argv[1..].
   std::string executable;
   std::vector<std::string> arguments;
-  /// Becomes the child's stdout and stderr.
+  /// Becomes the child's stdout and stderr; -1: /dev/null.
   int output_fd = -1;
   /// Becomes the child's descriptor 3 (the wake-up doorbell).
   int doorbell_fd = -1;
@@ -176,6 +176,10 @@ inline constexpr int worker_channel_fd = 5;
 /// that failed if it was one of the restrictions).
 SpawnedProcess spawn(const SpawnRequest& request);
 
+/// Watches `pid`, a child of this process not yet reaped, through a new pidfd. Throws
+/// std::system_error (after killing and reaping the child) if it cannot.
+SpawnedProcess watch_child(int pid);
+
 /// How a process ended.
 struct ExitStatus {
   std::optional<int> exit_code;
@@ -200,6 +204,9 @@ std::string signal_name(int signal);
 bool process_exists(int pid) noexcept;
 int current_pid() noexcept;
 
+/// Makes this process the leader of a new process group (setpgid(0, 0)). False if refused.
+bool leave_process_group() noexcept;
+
 /// Worker side: asks the kernel to SIGKILL this process when its parent dies, then checks the
 /// parent is still `expected_parent` (it may have died before the request). False if it is not.
 bool die_with_parent(int expected_parent) noexcept;
@@ -223,8 +230,33 @@ bool die_with_parent(int expected_parent) noexcept;
 int start_process_group_guard(const char*& failed) noexcept;
 const char* finish_process_group_guard(int starter) noexcept;
 
+/// True if `fd` is an open descriptor of this process.
+bool is_open(int fd) noexcept;
+
 /// Marks a descriptor close-on-exec so the worker's own children do not inherit it.
 void set_cloexec(int fd) noexcept;
+
+// ---- The fork server (StartMode::fork_server) ------------------------------------------------
+
+/// Fork-server side: forks this process, which must be single-threaded, into a sibling: the
+/// child's parent is this process's parent (CLONE_PARENT), so the host that started the fork server
+/// is the worker's parent, gets its SIGCHLD, reaps it and reads its exit status as with a spawned
+/// worker. Like glibc's _Fork, no pthread_atfork handlers run. Returns the child's pid in the
+/// parent, 0 in the child, -1 with errno set.
+int fork_sibling() noexcept;
+
+/// In a worker just forked by the fork server: puts `output` on descriptors 1 and 2 and the
+/// doorbell, segment and channel on worker_doorbell_fd, worker_segment_fd and worker_channel_fd,
+/// where a spawned worker finds them, and closes every descriptor above those. Only system calls.
+/// False with errno set.
+bool place_forked_worker_descriptors(int output, int doorbell, int segment, int channel) noexcept;
+
+/// Sends one 32-bit value as one message on a DescriptorChannel without blocking; false if it
+/// could not be sent (the peer is gone).
+bool send_value(int socket, std::int32_t value) noexcept;
+/// Waits up to `timeout` for one message holding a 32-bit value on a non-blocking socket; nullopt
+/// on timeout, end of file, error, or a message of another size.
+std::optional<std::int32_t> receive_value(int socket, std::chrono::milliseconds timeout) noexcept;
 
 // ---- Files ---------------------------------------------------------------------------------
 
@@ -261,9 +293,10 @@ std::optional<SharedMemoryUsage> read_pss_uss(int pid) noexcept;
 /// Worker side: caps this process's address space (RLIMIT_AS). False if the kernel refused.
 bool limit_address_space(std::uint64_t bytes) noexcept;
 
-/// Worker side: PR_SET_DUMPABLE 0 (no core dump; processes of the same user without
-/// CAP_SYS_PTRACE can no longer ptrace it or read its /proc/<pid>/mem). False if refused.
-bool make_non_dumpable() noexcept;
+/// Worker side: PR_SET_DUMPABLE. false: no core dump, and processes of the same user without
+/// CAP_SYS_PTRACE can no longer ptrace it or read its /proc/<pid>/mem; true: as any process again
+/// (a worker forked from the fork server, which is not dumpable). False if refused.
+bool set_dumpable(bool dumpable) noexcept;
 
 // ---- Scheduling ----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 // A host that starts a pool, occupies every worker with a hanging job, prints
 // "<host pid> <worker pid>..." and waits to be killed. test_host_death SIGKILLs it. With the
 // argument "grandchildren", each worker first starts a child of its own, the host queues more
-// jobs, and a second line lists the grandchildren's pids.
+// jobs, and a second line lists the grandchildren's pids. With "fork_server", the pool's workers
+// are forked by a fork server (StartMode::fork_server).
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,10 +20,13 @@ int main(int argc, char** argv) {
   procpool::JobRegistry jobs = procpool::test::make_test_registry();
   if (auto rc = procpool::run_worker_if_requested(argc, argv, jobs)) return *rc;
 
-  procpool::Pool pool(procpool::test::quiet_options(2));
+  const std::string_view mode = argc > 1 ? argv[1] : "";
+  procpool::PoolOptions options = procpool::test::quiet_options(2);
+  if (mode == "fork_server") options.start_mode = procpool::StartMode::fork_server;
+  procpool::Pool pool(options);
   // "grandchildren": first give each worker a child of its own (a native library's helper
   // process), and print their pids on a second line.
-  const bool grandchildren = argc > 1 && std::string_view(argv[1]) == "grandchildren";
+  const bool grandchildren = mode == "grandchildren";
   std::set<int> workers_with_grandchild;
   std::vector<int> all_grandchildren;
   // Both workers ready first, or every job could go to the one that started sooner.

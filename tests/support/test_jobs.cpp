@@ -220,6 +220,11 @@ JobRegistry make_test_registry() {
   jobs.add("pid", [](JobContext&, std::span<const std::byte>) {
     return text_bytes(std::to_string(::getpid()));
   });
+  // How many times this job has run in this process, this call included.
+  jobs.add("calls_in_this_process", [](JobContext&, std::span<const std::byte>) {
+    static int calls = 0;
+    return text_bytes(std::to_string(++calls));
+  });
   jobs.add("crash_first_attempt", [](JobContext& context, std::span<const std::byte>) {
     if (context.attempt() == 1) ::raise(SIGKILL);
     return text_bytes("attempt " + std::to_string(context.attempt()));

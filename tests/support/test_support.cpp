@@ -120,6 +120,18 @@ std::vector<int> zombie_children(int parent) {
   return pids;
 }
 
+std::vector<int> fork_servers(int parent) {
+  std::vector<int> pids;
+  for (int pid : child_pids(parent)) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (cmdline.find(std::string("--procpool-fork-server") + '\0') != std::string::npos) {
+      pids.push_back(pid);
+    }
+  }
+  return pids;
+}
+
 bool process_alive(int pid) {
   auto stat = read_stat(pid);
   return stat && stat->state != 'Z' && stat->state != 'X';

@@ -36,6 +36,8 @@ std::string test_worker_path();
 /// Children of this process, and those of them that are zombies.
 std::vector<int> child_pids(int parent);
 std::vector<int> zombie_children(int parent);
+/// Children of `parent` that are fork servers (StartMode::fork_server), zombies included.
+std::vector<int> fork_servers(int parent);
 bool process_alive(int pid);
 
 /// /dev/shm entries created by procpool for host `pid`.

@@ -1,6 +1,7 @@
 // Descriptors, wake-ups and polling on Linux: eventfd, futex, epoll, pipes.
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -222,11 +223,38 @@ std::vector<UniqueFd> receive_descriptors(int socket, std::size_t max) {
   return fds;
 }
 
+bool send_value(int socket, std::int32_t value) noexcept {
+  auto n = retry_on_eintr(
+      [&] { return ::send(socket, &value, sizeof value, MSG_DONTWAIT | MSG_NOSIGNAL); });
+  return n == static_cast<ssize_t>(sizeof value);
+}
+
+std::optional<std::int32_t> receive_value(int socket, std::chrono::milliseconds timeout) noexcept {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::int32_t value = 0;
+    auto n = retry_on_eintr([&] { return ::recv(socket, &value, sizeof value, MSG_DONTWAIT); });
+    if (n == static_cast<ssize_t>(sizeof value)) return value;
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return std::nullopt;
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left <= std::chrono::milliseconds::zero()) return std::nullopt;
+    pollfd readable{socket, POLLIN, 0};
+    if (retry_on_eintr([&] { return ::poll(&readable, 1, static_cast<int>(left.count())); }) < 0) {
+      return std::nullopt;
+    }
+  }
+}
+
 UniqueFd reopen_read_only(int fd) {
   std::string path = "/proc/self/fd/" + std::to_string(fd);
   UniqueFd reopened(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!reopened) throw_errno("open(" + path + ", O_RDONLY)");
   return reopened;
+}
+
+bool is_open(int fd) noexcept {
+  return ::fcntl(fd, F_GETFD) != -1;
 }
 
 void set_cloexec(int fd) noexcept {

@@ -16,6 +16,7 @@
 // BOOST_PROCESS_USE_STD_FS is set; include it first.
 #include <boost/optional.hpp>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/posix/vfork_launcher.hpp>
@@ -36,6 +37,31 @@ using detail::retry_on_eintr;
 using detail::throw_errno;
 
 namespace {
+
+// Moves each sources[i] to targets[i] (distinct numbers), open across exec there. Only system
+// calls: it runs in vfork children and in forked workers. A source that sits on another's target
+// is first moved out of the way, above every target and close-on-exec, so that no dup2 overwrites a
+// source still needed. Returns 0, or errno.
+int place_descriptors(int* sources, const int* targets, int count) noexcept {
+  int end_of_targets = 0;
+  for (int i = 0; i < count; ++i)
+    end_of_targets = std::max(end_of_targets, targets[i] + 1);
+  for (int i = 0; i < count; ++i) {
+    if (sources[i] < end_of_targets && sources[i] != targets[i]) {
+      sources[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, end_of_targets);
+      if (sources[i] < 0) return errno;
+    }
+  }
+  for (int i = 0; i < count; ++i) {
+    if (sources[i] == targets[i]) {
+      int flags = ::fcntl(targets[i], F_GETFD);
+      if (flags < 0 || ::fcntl(targets[i], F_SETFD, flags & ~FD_CLOEXEC) != 0) return errno;
+    } else if (::dup2(sources[i], targets[i]) < 0) {
+      return errno;
+    }
+  }
+  return 0;
+}
 
 // Places the doorbell at fd 3, the segment (if any) at fd 4 and the descriptor channel (if any) at
 // fd 5 in the child, open across exec.
@@ -63,28 +89,14 @@ struct InheritedDescriptors {
   }
 
   // Runs in the vfork child: only async-signal-safe calls, and nothing written to memory the host
-  // reads (`sources` is the host's). A source that sits on another's target is first moved out of
-  // the way, above the targets, close-on-exec, so that no dup2 overwrites a source still needed.
+  // reads (`sources` is the host's, so it is copied first).
   bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
                                const char* const*) {
     std::array<int, 3> from = sources;
-    const int end_of_targets = first_target + count;
-    for (int i = 0; i < count; ++i) {
-      if (from[i] >= first_target && from[i] < end_of_targets && from[i] != first_target + i) {
-        from[i] = ::fcntl(from[i], F_DUPFD_CLOEXEC, end_of_targets);
-        if (from[i] < 0) return bp::error_code(errno, bp::system_category());
-      }
-    }
-    for (int i = 0; i < count; ++i) {
-      int target = first_target + i;
-      if (from[i] == target) {
-        int flags = ::fcntl(target, F_GETFD);
-        if (flags < 0 || ::fcntl(target, F_SETFD, flags & ~FD_CLOEXEC) != 0) {
-          return bp::error_code(errno, bp::system_category());
-        }
-      } else if (::dup2(from[i], target) < 0) {
-        return bp::error_code(errno, bp::system_category());
-      }
+    static constexpr std::array<int, 3> targets{worker_doorbell_fd, worker_segment_fd,
+                                                worker_channel_fd};
+    if (int error = place_descriptors(from.data(), targets.data(), count)) {
+      return bp::error_code(error, bp::system_category());
     }
     return {};
   }
@@ -154,7 +166,7 @@ struct ChildRestrictions {
 }  // namespace
 
 SpawnedProcess spawn(const SpawnRequest& request) {
-  UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!dev_null) throw_errno("open(/dev/null)");
 
   // A fresh io_context per spawn: Boost.Process notifies the context's services of the fork in
@@ -169,14 +181,15 @@ SpawnedProcess spawn(const SpawnRequest& request) {
     environment.push_back(nullptr);
     launcher.env = environment.data();
   }
+  const int output = request.output_fd >= 0 ? request.output_fd : dev_null.get();
   ChildRestrictions restrictions{request};
   bp::error_code ec;
   // (The executor overload: Boost 1.81's execution-context overload drops `ec` and throws.)
-  auto child = launcher(
-      context.get_executor(), ec, std::filesystem::path(request.executable), request.arguments,
-      bp::process_stdio{dev_null.get(), request.output_fd, request.output_fd},
-      InheritedDescriptors(request.doorbell_fd, request.segment_fd, request.channel_fd),
-      restrictions);
+  auto child =
+      launcher(context.get_executor(), ec, std::filesystem::path(request.executable),
+               request.arguments, bp::process_stdio{dev_null.get(), output, output},
+               InheritedDescriptors(request.doorbell_fd, request.segment_fd, request.channel_fd),
+               restrictions);
   if (ec) {
     std::string what = "cannot start worker '" + request.executable + "'";
     if (restrictions.failed_call) {
@@ -188,16 +201,22 @@ SpawnedProcess spawn(const SpawnRequest& request) {
     }
     throw std::system_error(ec.value(), std::generic_category(), what);
   }
-  SpawnedProcess spawned;
-  spawned.pid = child.id();
   // Let go of Boost's handle (it would kill the child on destruction) and watch the child through
-  // our own pidfd. The child is not reaped yet, so its pid cannot have been reused.
+  // our own pidfd.
+  int pid = child.id();
   child.detach();
-  spawned.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, spawned.pid, 0)));
+  return watch_child(pid);
+}
+
+SpawnedProcess watch_child(int pid) {
+  SpawnedProcess spawned;
+  spawned.pid = pid;
+  // The child is not reaped yet, so its pid cannot have been reused.
+  spawned.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!spawned.pidfd) {
     int saved = errno;
-    ::kill(spawned.pid, SIGKILL);
-    ::waitpid(spawned.pid, nullptr, 0);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
     errno = saved;
     throw_errno("pidfd_open");
   }
@@ -245,10 +264,32 @@ int current_pid() noexcept {
   return static_cast<int>(::getpid());
 }
 
+bool leave_process_group() noexcept {
+  return ::setpgid(0, 0) == 0;
+}
+
 bool die_with_parent(int expected_parent) noexcept {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return false;
   // The parent may have died before the request took effect: then we were re-parented already.
   return static_cast<int>(::getppid()) == expected_parent;
+}
+
+int fork_sibling() noexcept {
+  // The raw system call: glibc has no fork that takes flags. With CLONE_PARENT the child's exit
+  // signal is this process's own (SIGCHLD, as it was spawned); the signal given here is ignored.
+  return static_cast<int>(
+      ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+}
+
+bool place_forked_worker_descriptors(int output, int doorbell, int segment, int channel) noexcept {
+  std::array<int, 5> sources{output, output, doorbell, segment, channel};
+  static constexpr std::array<int, 5> targets{STDOUT_FILENO, STDERR_FILENO, worker_doorbell_fd,
+                                              worker_segment_fd, worker_channel_fd};
+  if (int error = place_descriptors(sources.data(), targets.data(), 5)) {
+    errno = error;
+    return false;
+  }
+  return ::close_range(worker_channel_fd + 1, ~0u, 0) == 0;
 }
 
 namespace {

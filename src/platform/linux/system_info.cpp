@@ -81,8 +81,8 @@ bool limit_address_space(std::uint64_t bytes) noexcept {
   return ::setrlimit(RLIMIT_AS, &limit) == 0;
 }
 
-bool make_non_dumpable() noexcept {
-  return ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0;
+bool set_dumpable(bool dumpable) noexcept {
+  return ::prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0, 0, 0, 0) == 0;
 }
 
 std::uint32_t effective_uid() noexcept {

@@ -1,0 +1,107 @@
+// The fork server: the host's side (ForkServer) and the server's loop (run_fork_server).
+#include "fork_server.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "worker_args.hpp"
+
+namespace procpool::detail {
+
+ForkServer::ForkServer(platform::SpawnRequest request) {
+  platform::DescriptorChannel channel = platform::make_descriptor_channel();
+  request.arguments.emplace_back(fork_server_flag);
+  request.doorbell_fd = channel.worker_end.get();  // the server's requests arrive on fd 3
+  request.segment_fd = -1;
+  request.channel_fd = -1;
+  // What the server itself prints (only why it could not start serving) goes to the host's stderr;
+  // each worker's output goes through its own pipe, as a spawned worker's does.
+  request.output_fd = platform::is_open(2) ? 2 : -1;
+  platform::SpawnedProcess spawned = platform::spawn(request);
+  channel_ = std::move(channel.host_end);
+  pidfd_ = std::move(spawned.pidfd);
+  pid_ = spawned.pid;
+}
+
+ForkServer::~ForkServer() {
+  channel_.reset();
+  if (reaped_) return;
+  platform::kill_process(pidfd_.get());
+  platform::reap_blocking(pid_);
+}
+
+platform::SpawnedProcess ForkServer::fork_worker(const platform::SpawnRequest& request,
+                                                 std::chrono::milliseconds timeout) {
+  const int descriptors[] = {request.output_fd, request.doorbell_fd, request.segment_fd,
+                             request.channel_fd};
+  if (!usable_ || !platform::send_descriptors(channel_.get(), descriptors, 4)) {
+    usable_ = false;
+    throw std::system_error(EPIPE, std::generic_category(),
+                            "the fork server (pid " + std::to_string(pid_) + ") takes no requests");
+  }
+  std::optional<std::int32_t> answer = platform::receive_value(channel_.get(), timeout);
+  if (!answer) {
+    // It may still answer later, or have forked a worker whose pid is lost: never ask it again.
+    usable_ = false;
+    throw std::system_error(ETIMEDOUT, std::generic_category(),
+                            "the fork server (pid " + std::to_string(pid_) +
+                                ") did not answer within " + std::to_string(timeout.count()) +
+                                " ms");
+  }
+  if (*answer <= 0) {
+    throw std::system_error(*answer < 0 ? -*answer : EPROTO, std::generic_category(),
+                            "fork in the fork server (pid " + std::to_string(pid_) + ")");
+  }
+  return platform::watch_child(*answer);
+}
+
+std::optional<platform::ExitStatus> ForkServer::exited() noexcept {
+  if (reaped_) return platform::ExitStatus{};
+  std::optional<platform::ExitStatus> status = platform::try_reap(pid_);
+  if (status) reaped_ = true;
+  return status;
+}
+
+int run_fork_server(const WorkerArgs& args, const JobRegistry& registry) {
+  if (!accept_worker_args(args)) return 3;
+  // A group of its own, as a worker's: signals aimed at the host's group (a terminal's ^C) are not
+  // for it. Not dumpable: a worker of the same user could otherwise ptrace this process and so
+  // reach every worker forked after; each worker sets its own (run_worker).
+  if (!platform::leave_process_group() || !platform::set_dumpable(false)) {
+    std::perror("procpool fork server: setpgid or prctl(PR_SET_DUMPABLE)");
+    return 3;
+  }
+  const int requests = platform::worker_doorbell_fd;
+  platform::set_cloexec(requests);
+  for (;;) {
+    std::vector<platform::UniqueFd> received = platform::receive_descriptors(requests, 4);
+    if (received.empty()) return 0;  // the pool closed the channel: it is done with this server
+    if (received.size() != 4) {
+      if (!platform::send_value(requests, -EPROTO)) return 0;
+      continue;
+    }
+    std::fflush(nullptr);  // nothing buffered here is written again by the child
+    int pid = platform::fork_sibling();
+    if (pid == 0) {
+      if (!platform::place_forked_worker_descriptors(received[0].get(), received[1].get(),
+                                                     received[2].get(), received[3].get())) {
+        std::_Exit(3);  // nowhere to say why: its output is not in place
+      }
+      for (platform::UniqueFd& fd : received)
+        fd.release();  // moved or closed by the call above
+      // What ps and /proc/<pid>/cmdline show is this process's argv: a worker's, from here on.
+      std::memset(args.fork_server, 0, std::strlen(args.fork_server));
+      WorkerArgs worker = args;
+      worker.fork_server = nullptr;
+      return run_worker(worker, registry, WorkerOrigin::fork_server);
+    }
+    if (!platform::send_value(requests, pid > 0 ? pid : -errno)) return 0;  // the host is gone
+  }
+}
+
+}  // namespace procpool::detail

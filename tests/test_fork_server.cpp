@@ -1,0 +1,201 @@
+// StartMode::fork_server end to end, with real processes: workers are forks of one fork server and
+// children of the host, each starts with the server's memory (never an earlier worker's), the
+// WorkerSecurity settings hold in them, a fork server that dies is replaced, and nothing is left
+// behind when the pool goes.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <mutex>
+#include <procpool/procpool.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+#include "test_support.hpp"
+
+using namespace procpool;
+using namespace std::chrono_literals;
+
+namespace {
+
+PoolOptions fork_server_options(std::size_t workers = 1) {
+  PoolOptions options = test::quiet_options(workers);
+  options.start_mode = StartMode::fork_server;
+  return options;
+}
+
+std::string run_job(Pool& pool, const char* job) {
+  JobResult r = pool.submit(job, Bytes{}).get();
+  INFO((r.ok() ? std::string() : r.error().message));
+  REQUIRE(r.ok());
+  return test::text(r.value());
+}
+
+/// Waits until the pool has `workers` idle workers and nothing else (no worker starting, whose
+/// forked process shows the server's command line for its first moments).
+bool settled(Pool& pool, std::size_t workers) {
+  return test::eventually([&] {
+    auto stats = pool.stats();
+    return stats.workers.size() == workers &&
+           std::all_of(stats.workers.begin(), stats.workers.end(),
+                       [](const WorkerStats& w) { return w.state == WorkerState::idle; });
+  });
+}
+
+int pid_of_worker(Pool& pool) {
+  return std::stoi(run_job(pool, "pid"));
+}
+
+/// Collects the log lines at warning level and above.
+struct Warnings {
+  std::mutex mutex;
+  std::vector<std::string> lines;
+
+  LogSink sink() {
+    return [this](LogLevel level, std::string_view line) {
+      if (level < LogLevel::warning) return;
+      std::lock_guard lock(mutex);
+      lines.emplace_back(line);
+    };
+  }
+  bool any_contains(std::string_view text) {
+    std::lock_guard lock(mutex);
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& line) { return line.find(text) != line.npos; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fork-server workers are children of the host, beside one fork server") {
+  Pool pool(fork_server_options(2));
+  // Two jobs held at once, so both workers answer.
+  test::Gate first, second;
+  auto a = pool.submit("wait_fifo", first.payload());
+  auto b = pool.submit("wait_fifo", second.payload());
+  REQUIRE(test::eventually([&] { return pool.stats().in_flight == 2; }));
+  first.release();
+  second.release();
+  REQUIRE(a.get().ok());
+  REQUIRE(b.get().ok());
+
+  REQUIRE(settled(pool, 2));
+  std::vector<int> servers = test::fork_servers(::getpid());
+  REQUIRE(servers.size() == 1);
+  std::vector<int> children = test::child_pids(::getpid());
+  for (const auto& w : pool.stats().workers) {
+    INFO("worker pid " << w.pid);
+    CHECK(std::find(children.begin(), children.end(), w.pid) != children.end());
+    CHECK(w.pid != servers[0]);
+  }
+  CHECK(children.size() == 3);  // two workers and the server: the guards are not the host's
+}
+
+TEST_CASE("each fork-server worker starts with the server's memory, not an earlier worker's") {
+  PoolOptions options = fork_server_options(1);
+  options.recycle.max_jobs = 2;
+  Pool pool(options);
+  std::set<int> pids;
+  for (int worker = 0; worker < 5; ++worker) {
+    // A fork of the previous worker would count on from 2.
+    CHECK(run_job(pool, "calls_in_this_process") == "1");
+    CHECK(run_job(pool, "calls_in_this_process") == "2");
+  }
+  for (int i = 0; i < 10; ++i)
+    pids.insert(pid_of_worker(pool));
+  CHECK(pids.size() == 5);
+  REQUIRE(settled(pool, 1));
+  CHECK(test::fork_servers(::getpid()).size() == 1);  // one server made them all
+}
+
+TEST_CASE("max_jobs = 1 through the fork server: every job on a fresh process, no zombie") {
+  PoolOptions options = fork_server_options(2);
+  options.recycle.max_jobs = 1;
+  Pool pool(options);
+  std::vector<JobFuture> futures;
+  for (int i = 0; i < 60; ++i)
+    futures.push_back(pool.submit("pid", Bytes{}));
+  std::set<std::string> pids;
+  for (auto& f : futures) {
+    JobResult r = f.get();
+    REQUIRE(r.ok());
+    pids.insert(test::text(r.value()));
+  }
+  CHECK(pids.size() == 60);
+  // Exited workers are reaped by the host (their parent), not left to the fork server.
+  CHECK(test::eventually([&] { return test::zombie_children(::getpid()).empty(); }));
+  CHECK(pool.stats().workers_started >= 60);
+}
+
+TEST_CASE("WorkerSecurity applies to fork-server workers") {
+  PoolOptions options = fork_server_options(1);
+  options.security.max_open_files = 64;
+  options.security.core_dump_limit = 0;
+  options.security.environment.set = {{"PROCPOOL_FORK_SERVER_TEST", "set"}};
+  options.security.no_new_privileges = true;
+
+  SECTION("limits, environment and privileges come from the server's start") {
+    Pool pool(options);
+    std::string limits = run_job(pool, "rlimits");
+    CHECK(limits.starts_with("64 64\n0 0\n"));
+    CHECK(run_job(pool, "environ").find("PROCPOOL_FORK_SERVER_TEST=set\n") != std::string::npos);
+    CHECK(run_job(pool, "credentials").ends_with(" no_new_privs=1 dumpable=1"));
+  }
+  SECTION("dumpable is each worker's own: the server is never dumpable, its workers as asked") {
+    options.security.dumpable = false;
+    Pool pool(options);
+    CHECK(run_job(pool, "credentials").ends_with(" dumpable=0"));
+  }
+}
+
+TEST_CASE("a fork-server worker's crash and its output are reported as a spawned worker's") {
+  Pool pool(fork_server_options(1));
+  JobResult r = pool.submit("stderr_then_exit", Bytes{}).get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == ErrorKind::worker_crashed);
+  CHECK(r.error().exit_code == 9);
+  CHECK(r.error().worker_stderr == "first line\nlast words before exit\n");
+  CHECK(run_job(pool, "echo").empty());  // and the next worker serves
+}
+
+TEST_CASE("a fork server that dies is replaced at the next start, with a warning") {
+  Warnings warnings;
+  PoolOptions options = fork_server_options(1);
+  options.recycle.max_jobs = 1;
+  options.log = warnings.sink();
+  Pool pool(options);
+  REQUIRE(run_job(pool, "echo").empty());
+  std::vector<int> servers = test::fork_servers(::getpid());
+  REQUIRE(servers.size() == 1);
+  // The worker that replaced the one above is up: no start is under way while the server dies.
+  REQUIRE(settled(pool, 1));
+  REQUIRE(::kill(servers[0], SIGKILL) == 0);
+  REQUIRE(test::eventually([&] { return !test::process_alive(servers[0]); }));
+
+  // The idle worker serves this job; its successor needs a new server.
+  REQUIRE(run_job(pool, "echo").empty());
+  REQUIRE(run_job(pool, "echo").empty());
+  REQUIRE(settled(pool, 1));
+  std::vector<int> now = test::fork_servers(::getpid());
+  REQUIRE(now.size() == 1);
+  CHECK(now[0] != servers[0]);
+  CHECK(warnings.any_contains("the fork server (pid " + std::to_string(servers[0]) +
+                              ") was killed by SIGKILL; starting another"));
+  CHECK(pool.stats().start_failures == 0);
+}
+
+TEST_CASE("a fork-server pool leaves no process, zombie or segment behind") {
+  {
+    PoolOptions options = fork_server_options(2);
+    options.recycle.max_jobs = 3;
+    Pool pool(options);
+    for (int i = 0; i < 20; ++i)
+      REQUIRE(run_job(pool, "echo").empty());
+    REQUIRE(settled(pool, 2));
+    REQUIRE(test::fork_servers(::getpid()).size() == 1);
+  }
+  CHECK(test::child_pids(::getpid()).empty());
+  CHECK(test::shm_entries_for(::getpid()).empty());
+}
