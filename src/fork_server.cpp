@@ -29,10 +29,26 @@ ForkServer::ForkServer(platform::SpawnRequest request) {
 }
 
 ForkServer::~ForkServer() {
-  channel_.reset();
-  if (reaped_) return;
-  platform::kill_process(pidfd_.get());
-  platform::reap_blocking(pid_);
+  if (!reaped_) {
+    platform::kill_process(pidfd_.get());
+    platform::reap_blocking(pid_);
+  }
+  // A server that did not answer in time may have forked a worker since, and said so: that worker
+  // is this host's child, with no supervisor to tell it to stop. The server is gone, so nothing
+  // more can be forked; an answer that came is still in the channel.
+  while (!usable_) {
+    std::optional<std::int32_t> late = platform::receive_value(channel_.get(), {});
+    if (!late) break;
+    if (*late <= 0) continue;
+    try {
+      platform::SpawnedProcess orphan = platform::watch_child(*late);
+      platform::kill_process(orphan.pidfd.get());
+      platform::reap_blocking(orphan.pid);
+    } catch (const std::exception&) {
+      // Not this host's child (then not ours to reap), or it could not be watched: then
+      // watch_child killed and reaped it already.
+    }
+  }
 }
 
 platform::SpawnedProcess ForkServer::fork_worker(const platform::SpawnRequest& request,

@@ -642,7 +642,9 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
       }
     }
   }
-  if (!final_stop_ && next_spawn_at_ > now) consider(next_spawn_at_);  // a held-back spawn
+  // A held-back spawn, or one due now after a failed start with no backoff (restart_backoff_initial
+  // = 0): nothing else would wake the loop to retry it.
+  if (!final_stop_ && next_spawn_at_ >= now) consider(next_spawn_at_);
   if (drain_deadline_ && !final_stop_) consider(drain_deadline_);
   return next;
 }

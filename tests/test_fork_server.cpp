@@ -199,3 +199,21 @@ TEST_CASE("a fork-server pool leaves no process, zombie or segment behind") {
   CHECK(test::child_pids(::getpid()).empty());
   CHECK(test::shm_entries_for(::getpid()).empty());
 }
+
+TEST_CASE("a fork server too slow to answer within start_timeout is replaced, leaving nothing") {
+  // 1 ms is less than a new server takes to load (an exec), so its first request times out: the
+  // server is discarded (with any worker it forked late, if its answer came) and, with no backoff,
+  // the next start is tried at once rather than when something else wakes the supervisor.
+  PoolOptions options = fork_server_options(2);
+  options.start_timeout = 1ms;
+  options.restart_backoff_initial = 0ms;
+  options.restart_backoff_max = 0ms;
+  options.restart_storm_threshold = 1000;
+  {
+    Pool pool(options);
+    REQUIRE(test::eventually([&] { return pool.stats().start_failures >= 1; }));
+    REQUIRE(test::eventually([&] { return pool.stats().workers_started >= 1; }));
+  }
+  CHECK(test::child_pids(::getpid()).empty());
+  CHECK(test::shm_entries_for(::getpid()).empty());
+}
