@@ -45,8 +45,7 @@ ForkServer::~ForkServer() {
       platform::kill_process(orphan.pidfd.get());
       platform::reap_blocking(orphan.pid);
     } catch (const std::exception&) {
-      // Not this host's child (then not ours to reap), or it could not be watched: then
-      // watch_child killed and reaped it already.
+      // pidfd_open failed: watch_child killed and reaped it before throwing.
     }
   }
 }
