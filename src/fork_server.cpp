@@ -30,12 +30,18 @@ ForkServer::ForkServer(platform::SpawnRequest request) {
 
 ForkServer::~ForkServer() {
   if (!reaped_) {
+    // A server that did not answer in time may still be loading or forking: killing it between
+    // its fork and its answer would leave a worker nobody knows of. Told that no request follows,
+    // it answers what it was sent and exits; only one that hangs is killed.
+    if (!usable_) {
+      platform::shutdown_sending(channel_.get());
+      platform::wait_for_exit(pidfd_.get(), unanswered_exit_grace);
+    }
     platform::kill_process(pidfd_.get());
     platform::reap_blocking(pid_);
   }
-  // A server that did not answer in time may have forked a worker since, and said so: that worker
-  // is this host's child, with no supervisor to tell it to stop. The server is gone, so nothing
-  // more can be forked; an answer that came is still in the channel.
+  // The workers it reported late are this host's children, with no supervisor to tell them to
+  // stop; their pids are still in the channel.
   while (!usable_) {
     std::optional<std::int32_t> late = platform::receive_value(channel_.get(), {});
     if (!late) break;

@@ -23,7 +23,9 @@ class ForkServer {
   /// own descriptors. Returns at once; the server's start overlaps the first request. Throws
   /// std::system_error if it cannot be started.
   explicit ForkServer(platform::SpawnRequest request);
-  /// Stops the server (SIGKILL: it holds nothing but the channel) and reaps it.
+  /// Stops the server (SIGKILL: it holds nothing but the channel) and reaps it. One that did not
+  /// answer in time first gets up to unanswered_exit_grace to answer and exit by itself, and
+  /// every worker it reported then is killed and reaped.
   ~ForkServer();
   ForkServer(const ForkServer&) = delete;
   ForkServer& operator=(const ForkServer&) = delete;
@@ -44,6 +46,9 @@ class ForkServer {
   int pid() const noexcept { return pid_; }
 
  private:
+  /// How long a discarded server that did not answer in time gets to answer and exit.
+  static constexpr std::chrono::milliseconds unanswered_exit_grace{2000};
+
   platform::UniqueFd channel_;
   platform::UniqueFd pidfd_;
   int pid_ = 0;

@@ -211,8 +211,12 @@ TEST_CASE("a fork server too slow to answer within start_timeout is replaced, le
   options.restart_storm_threshold = 1000;
   {
     Pool pool(options);
-    REQUIRE(test::eventually([&] { return pool.stats().start_failures >= 1; }));
-    REQUIRE(test::eventually([&] { return pool.stats().workers_started >= 1; }));
+    // Tried again without another event: a second failure, or a start (sanitized builds load too
+    // slowly ever to answer within 1 ms).
+    REQUIRE(test::eventually([&] {
+      auto stats = pool.stats();
+      return stats.start_failures >= 2 || (stats.start_failures >= 1 && stats.workers_started >= 1);
+    }));
   }
   CHECK(test::child_pids(::getpid()).empty());
   CHECK(test::shm_entries_for(::getpid()).empty());

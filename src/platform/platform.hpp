@@ -251,6 +251,14 @@ int fork_sibling() noexcept;
 /// False with errno set.
 bool place_forked_worker_descriptors(int output, int doorbell, int segment, int channel) noexcept;
 
+/// Ends this side's sending on a socket (shutdown(SHUT_WR)): the peer reads end-of-file once it
+/// has read what was sent before; this side can still receive.
+void shutdown_sending(int socket) noexcept;
+
+/// Waits up to `timeout` for the process behind `pidfd` to exit (it is not reaped); true if it
+/// has.
+bool wait_for_exit(int pidfd, std::chrono::milliseconds timeout) noexcept;
+
 /// Sends one 32-bit value as one message on a DescriptorChannel without blocking; false if it
 /// could not be sent (the peer is gone).
 bool send_value(int socket, std::int32_t value) noexcept;

@@ -253,6 +253,15 @@ UniqueFd reopen_read_only(int fd) {
   return reopened;
 }
 
+void shutdown_sending(int socket) noexcept {
+  ::shutdown(socket, SHUT_WR);
+}
+
+bool wait_for_exit(int pidfd, std::chrono::milliseconds timeout) noexcept {
+  pollfd exited{pidfd, POLLIN, 0};
+  return retry_on_eintr([&] { return ::poll(&exited, 1, static_cast<int>(timeout.count())); }) > 0;
+}
+
 bool is_open(int fd) noexcept {
   return ::fcntl(fd, F_GETFD) != -1;
 }
