@@ -282,8 +282,8 @@ struct PoolOptions {
   /// has not after this long; a worker not yet ready is SIGKILLed at once.
   std::chrono::milliseconds kill_grace{2000};
   /// How long a new worker has to attach to its shared memory and report ready before it is killed
-  /// and counted as a failed start. With StartMode::fork_server it also bounds the wait for the fork
-  /// server's answer to each start, which the supervisor thread waits for (a few hundred
+  /// and counted as a failed start. With StartMode::fork_server it also bounds the wait for the
+  /// fork server's answer to each start, which the supervisor thread waits for (a few hundred
   /// microseconds; the first includes the server's own start). Allowed: > 0.
   std::chrono::milliseconds start_timeout{10'000};
 
