@@ -774,28 +774,23 @@ class MemcpyBeside {
   std::vector<std::byte> source_, in_, out_;
 };
 
-/// Adds the row of the memcpy timings taken beside the row `id` and makes it that row's baseline.
-void add_memcpy_beside(const std::string& id, Row& row, std::vector<double> ms) {
-  std::string what = row.what;
-  std::string baseline_id = "baseline.memcpy_16MiB_x2.beside." + id;
-  // Before the row in the table (a vector: `row` is not used after the insertion).
-  Row r;
-  r.id = baseline_id;
-  r.section = row.section;
-  r.what = "2 x memcpy 16 MiB, timed alternately with the row below";
-  r.unit = "ms";
-  r.figure = bench::median(ms);
-  r.per_rep = std::move(ms);
-  auto at = std::find_if(rows.begin(), rows.end(), [&](const Row& x) { return x.id == id; });
-  at = rows.insert(at, std::move(r));
-  set_baseline(*(at + 1), baseline_id);
-  (at + 1)->note += (at + 1)->note.empty() ? "" : "; ";
-  (at + 1)->note +=
-      "baseline: 2 x memcpy timed before each sample (the start-of-run figure drifts)";
+/// Adds the row of the memcpy timings taken beside `row`, just before it in the table, and makes it
+/// that row's baseline.
+void add_memcpy_beside(Row& row, std::vector<double> ms) {
+  const std::ptrdiff_t at = &row - rows.data();
+  const std::string baseline_id = "baseline.memcpy_16MiB_x2.beside." + row.id;
+  // add_row appends (and may move `row`): then rotate the new row into place before it.
+  add_row(baseline_id, row.section, "2 x memcpy 16 MiB, timed alternately with the row below", "ms",
+          std::move(ms));
+  std::rotate(rows.begin() + at, rows.end() - 1, rows.end());
+  Row& measured = rows[static_cast<std::size_t>(at) + 1];
+  set_baseline(measured, baseline_id);
+  if (!measured.note.empty()) measured.note += "; ";
+  measured.note += "baseline: 2 x memcpy timed before each sample (the start-of-run figure drifts)";
   double start_of_run = figure_of("baseline.memcpy_16MiB_x2");
   if (!std::isnan(start_of_run)) {
-    (at + 1)->note += fmt::format("; {:.2f}x the start-of-run 2 x memcpy ({:.2f} ms)",
-                                  (at + 1)->figure / start_of_run, start_of_run);
+    measured.note += fmt::format("; {:.2f}x the start-of-run 2 x memcpy ({:.2f} ms)",
+                                 measured.figure / start_of_run, start_of_run);
   }
 }
 
@@ -832,7 +827,7 @@ void measure_payload(const Config& cfg, std::size_t ring_bytes, const std::strin
     set_target(r, TargetKind::ratio_max, 2, "<= 2x memcpy");
     r.note = "default ring_bytes; the handler must return a new Bytes, so the worker also copies";
   }
-  add_memcpy_beside(id, r, std::move(memcpy_ms));
+  add_memcpy_beside(r, std::move(memcpy_ms));
 }
 
 // Retiring event -> the next ready event, one per recycle. `spawn_ms` gets retiring -> spawned (the
@@ -1089,7 +1084,7 @@ void zero_copy_row(const Config& cfg) {
   r.note =
       "the caller's write into the lent input is timed; the worker maps both buffers and its "
       "handler copies input to output";
-  add_memcpy_beside("procpool.zero_copy_16MiB", r, std::move(memcpy_ms));
+  add_memcpy_beside(r, std::move(memcpy_ms));
 }
 
 // ---- output ----------------------------------------------------------------------------------

@@ -365,7 +365,7 @@ int run_guard_parent(void* arg) noexcept {
 }  // namespace
 
 int start_process_group_guard(const char*& failed) noexcept {
-  if (::setpgid(0, 0) != 0) {
+  if (!leave_process_group()) {
     failed = "setpgid";
     return -1;
   }
