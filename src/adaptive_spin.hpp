@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "platform/platform.hpp"
 
@@ -30,19 +31,26 @@ class AdaptiveSpin {
       std::chrono::nanoseconds contended_yield = std::chrono::microseconds(10)) noexcept
       : budget_(budget), contended_yield_(contended_yield) {}
 
-  /// True if the next poll() would poll rather than return false at once.
+  /// True if the next wait would poll (take_turn() would return true). Counts nothing.
   bool willing() const noexcept { return budget_.count() > 0 && skip_ == 0; }
 
-  /// Polls `ready` until it returns true (then true) or for the budget, at most `limit` (then
-  /// false, and later polls back off). Without polling, false: when off, or backing off (which
-  /// counts one skipped wait).
-  template <class Ready>
-  bool poll(Ready&& ready, std::chrono::nanoseconds limit = std::chrono::nanoseconds::max()) {
+  /// Starts a wait: true if it may poll (then call poll_now()), false when off or backing off,
+  /// which counts this wait as one of those skipped. Why a separate step: a caller that must know
+  /// before it polls (the supervisor arms or disarms its wake-ups) still counts its skipped waits;
+  /// one that only peeked at willing() would back off for good.
+  bool take_turn() noexcept {
     if (budget_.count() <= 0) return false;
     if (skip_ > 0) {
       --skip_;
       return false;
     }
+    return true;
+  }
+
+  /// Polls `ready` until it returns true (then true) or for the budget, at most `limit` (then
+  /// false, and later waits back off). Call only after take_turn() returned true.
+  template <class Ready>
+  bool poll_now(Ready&& ready, std::chrono::nanoseconds limit = std::chrono::nanoseconds::max()) {
     const Clock::time_point deadline = Clock::now() + std::min(budget_, limit);
     for (bool contended = false;;) {
       if (ready()) {
@@ -61,6 +69,13 @@ class AdaptiveSpin {
     misses_ = std::min(misses_ + 1, max_misses);
     skip_ = (1u << (misses_ - 1)) - 1;
     return false;
+  }
+
+  /// One wait: take_turn(), then poll_now() if it may poll. False without polling when off or
+  /// backing off.
+  template <class Ready>
+  bool poll(Ready&& ready, std::chrono::nanoseconds limit = std::chrono::nanoseconds::max()) {
+    return take_turn() && poll_now(std::forward<Ready>(ready), limit);
   }
 
  private:

@@ -691,7 +691,7 @@ bool Supervisor::prepare_sleep(Clock::time_point now) {
 }
 
 bool Supervisor::prepare_spin(bool delivered) {
-  if (!spin_.willing()) return false;
+  if (spin_hint_ == 0) return false;
   spin_rings_.clear();
   bool short_job = false;
   for (auto& [id, worker] : workers_) {
@@ -704,8 +704,9 @@ bool Supervisor::prepare_spin(bool delivered) {
   }
   // Worth it while a short job runs, or right after outcomes went out (their callers often submit
   // again at once); and only on a CPU besides those of the workers running jobs or starting, which
-  // update_spin_hint counted in this iteration.
-  return (short_job || delivered) && spin_hint_ != 0;
+  // update_spin_hint counted in this iteration (spin_hint_). A wait that would poll counts as one
+  // skipped while the poller backs off.
+  return (short_job || delivered) && spin_.take_turn();
 }
 
 std::size_t Supervisor::cpus_in_use() const {
@@ -732,8 +733,8 @@ void Supervisor::spin(std::optional<Clock::duration> limit) {
     }
     return submitted_.load(std::memory_order_relaxed) != submitted;
   };
-  spin_.poll(ready, limit ? std::chrono::ceil<std::chrono::nanoseconds>(*limit)
-                          : std::chrono::nanoseconds::max());
+  spin_.poll_now(ready, limit ? std::chrono::ceil<std::chrono::nanoseconds>(*limit)
+                              : std::chrono::nanoseconds::max());
 }
 
 void Supervisor::end_sleep() {

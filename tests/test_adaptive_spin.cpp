@@ -1,5 +1,6 @@
 // AdaptiveSpin polls for an event within its budget, sees one another thread produces, gives up
-// when the budget runs out, backs off after misses in a row and recovers on a success; a pool
+// when the budget runs out, backs off after misses in a row (counting the waits it skips, also for
+// a caller that decides before it polls) and recovers on a success; a pool
 // serves the same jobs with SpinPolicy on and off.
 #include <atomic>
 #include <procpool/procpool.hpp>
@@ -94,6 +95,27 @@ TEST_CASE("misses in a row make the next waits sleep at once; a success resets t
   CHECK(spin.poll([] { return true; }));  // a success: back to polling every wait
   CHECK(missed_poll(spin) >= 1);
   CHECK(spin.willing());
+}
+
+TEST_CASE("a wait that decides before it polls counts as skipped while backing off") {
+  // The supervisor's way: take_turn() first (it arms or disarms its wake-ups on the answer), then
+  // poll_now(). Waits it sleeps through must end the back-off as poll() would.
+  AdaptiveSpin spin(100us);
+  auto missed_turn = [&] {
+    REQUIRE(spin.take_turn());
+    CHECK_FALSE(spin.poll_now([] { return false; }));
+  };
+  missed_turn();
+  missed_turn();  // 2 in a row: the next wait is skipped
+  CHECK_FALSE(spin.willing());
+  CHECK_FALSE(spin.take_turn());  // skipped, and counted
+  CHECK(spin.willing());
+  missed_turn();  // 3 in a row: 3 skipped
+  for (int i = 0; i < 3; ++i)
+    CHECK_FALSE(spin.take_turn());
+  REQUIRE(spin.take_turn());
+  CHECK(spin.poll_now([] { return true; }));
+  CHECK(spin.take_turn());
 }
 
 TEST_CASE("backing off never skips more than 63 waits in a row") {
