@@ -693,20 +693,29 @@ bool Supervisor::prepare_sleep(Clock::time_point now) {
 bool Supervisor::prepare_spin(bool delivered) {
   if (spin_hint_ == 0) return false;
   spin_rings_.clear();
-  bool short_job = false;
+  spin_space_.clear();
+  bool short_job = false, streaming = false;
   for (auto& [id, worker] : workers_) {
-    const WorkerProcess& w = *worker;
+    WorkerProcess& w = *worker;
     if (w.untrusted || !w.job) continue;
-    // Jobs sent ahead, or a payload not all sent: prepare_sleep's backlog poll and ring waits.
-    if (!w.prefetched.empty() || w.waiting_for_space) return false;
+    // Jobs sent ahead: prepare_sleep's backlog poll.
+    if (!w.prefetched.empty()) return false;
+    if (w.waiting_for_space) {
+      // A payload streaming in: the worker frees a record's space in less time than waking this
+      // thread takes, so the two copy side by side rather than in turns.
+      spin_space_.push_back({&w.requests, RingWriter::record_bytes(w.max_body)});
+      streaming = true;
+      continue;
+    }
     short_job |= !w.typical_job_time || *w.typical_job_time < options_.spin.budget;
+    streaming |= w.receiving;  // a result streaming out: its next record is a copy away
     spin_rings_.push_back(&w.responses);
   }
-  // Worth it while a short job runs, or right after outcomes went out (their callers often submit
-  // again at once); and only on a CPU besides those of the workers running jobs or starting, which
-  // update_spin_hint counted in this iteration (spin_hint_). A wait that would poll counts as one
-  // skipped while the poller backs off.
-  return (short_job || delivered) && spin_.take_turn();
+  // Worth it while a short job runs or a payload streams, or right after outcomes went out (their
+  // callers often submit again at once); and only on a CPU besides those of the workers running
+  // jobs or starting, which update_spin_hint counted in this iteration (spin_hint_). A wait that
+  // would poll counts as one skipped while the poller backs off.
+  return (short_job || streaming || delivered) && spin_.take_turn();
 }
 
 std::size_t Supervisor::cpus_in_use() const {
@@ -730,6 +739,10 @@ void Supervisor::spin(std::optional<Clock::duration> limit) {
   auto ready = [&] {
     for (const RingReader* ring : spin_rings_) {
       if (ring->has_data()) return true;
+    }
+    for (const SpaceWatch& watch : spin_space_) {
+      std::optional<std::uint64_t> space = watch.ring->free_bytes();
+      if (!space || *space >= watch.bytes) return true;  // an impossible position: step() says so
     }
     return submitted_.load(std::memory_order_relaxed) != submitted;
   };

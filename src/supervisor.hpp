@@ -105,9 +105,10 @@ class Supervisor {
   std::optional<Clock::time_point> check_timers(Clock::time_point now);
   bool prepare_sleep(Clock::time_point now);
   /// Whether to poll (SpinPolicy) instead of sleeping now, given that the last iteration delivered
-  /// `delivered` outcomes; collects the response rings to poll in spin_rings_.
+  /// `delivered` outcomes; collects the response rings to poll for data in spin_rings_ and the
+  /// request rings to poll for space in spin_space_.
   bool prepare_spin(bool delivered);
-  /// Polls spin_rings_ and the submit count for SpinPolicy::budget, at most `limit`.
+  /// Polls spin_rings_, spin_space_ and the submit count for SpinPolicy::budget, at most `limit`.
   void spin(std::optional<Clock::duration> limit);
   /// Workers that want a CPU now: running a job, or starting up (a process loading).
   std::size_t cpus_in_use() const;
@@ -216,6 +217,12 @@ class Supervisor {
   Clock::time_point last_event_wait_{};
   static constexpr std::chrono::milliseconds event_wait_interval{1};
   std::vector<const RingReader*> spin_rings_;
+  /// A request ring a payload streams into, and the space its next record needs.
+  struct SpaceWatch {
+    RingWriter* ring;
+    std::uint64_t bytes;
+  };
+  std::vector<SpaceWatch> spin_space_;
 
   /// StartMode::fork_server: the server, once the first worker is started (supervisor thread).
   std::optional<ForkServer> fork_server_;

@@ -70,6 +70,11 @@ void Supervisor::send_request(WorkerProcess& w) {
       std::uint64_t n = std::min<std::uint64_t>(payload.size() - w.sent, w.max_body);
       if (!w.requests.append(RecordType::job_data, job.id, payload.subspan(w.sent, n))) break;
       w.sent += n;
+      // A payload of several records: publish each, so the worker copies one out while the next
+      // is copied in.
+      if (w.sent < payload.size() && w.requests.publish()) {
+        platform::futex_wake_all(w.requests.wake_word());
+      }
     }
     w.waiting_for_space = w.sent < payload.size();
   }

@@ -71,7 +71,8 @@ class WorkerLoop {
         responses_(&segment.header().responses, segment.response_data(), segment.ring_bytes()),
         max_body_(max_record_body(segment.ring_bytes())),
         spin_(std::chrono::nanoseconds(
-            std::min<std::uint32_t>(segment.header().spin_budget_ns, max_spin_budget_ns))) {}
+            std::min<std::uint32_t>(segment.header().spin_budget_ns, max_spin_budget_ns))),
+        space_spin_(spin_) {}
 
   int run() {
     HelloBody hello{protocol_version, platform::current_pid()};
@@ -294,6 +295,9 @@ class WorkerLoop {
       std::size_t n = std::min<std::size_t>(bytes.size() - offset, max_body_);
       send(RecordType::result_data, job_id, bytes.subspan(offset, n));
       offset += n;
+      // A result of several records: publish each, so the host copies one out while the next is
+      // copied in.
+      if (offset < bytes.size()) flush();
     }
     ++jobs_done_;
     flush();
@@ -301,14 +305,23 @@ class WorkerLoop {
 
   // Appends a record, publishing what is pending and waiting for the host to make room if needed.
   void send(RecordType type, std::uint64_t job_id, std::span<const std::byte> body) {
+    const std::uint64_t needed = RingWriter::record_bytes(body.size());
+    auto has_space = [&] {
+      auto space = responses_.free_bytes();
+      return !space || *space >= needed;  // an impossible position: failed below
+    };
     while (!responses_.append(type, job_id, body)) {
       flush();
+      // A result streaming out: the host frees a record's space in less time than waking this
+      // process takes.
+      if (segment_.header().spin_hint.load(std::memory_order_relaxed) != 0 &&
+          space_spin_.poll(has_space)) {
+        continue;
+      }
       std::uint32_t seen = responses_.begin_wait();
       auto space = responses_.free_bytes();
       if (!space) fail("corrupt response ring");
-      if (*space < RingWriter::record_bytes(body.size())) {
-        platform::futex_wait(responses_.wait_word(), seen);
-      }
+      if (*space < needed) platform::futex_wait(responses_.wait_word(), seen);
       responses_.end_wait();
     }
   }
@@ -325,7 +338,8 @@ class WorkerLoop {
   std::uint64_t max_body_;
   // SpinPolicy::budget's ceiling: the header is the host's word, but a worker never polls longer.
   static constexpr std::uint32_t max_spin_budget_ns = 1'000'000;
-  AdaptiveSpin spin_;
+  AdaptiveSpin spin_;        // for the next request
+  AdaptiveSpin space_spin_;  // for space in the response ring
   std::uint64_t jobs_done_ = 0;
   // Lent buffers mapped for in-place jobs, most recently used first.
   struct LentMapping {
