@@ -14,7 +14,8 @@ void JobRegistry::check_new_name(const std::string& name, bool has_handler) cons
                                       std::to_string(detail::max_job_name_bytes));
   }
   if (!has_handler) throw ConfigError("job handler", "the handler for '" + name + "' is empty");
-  if (handlers_.contains(name) || in_place_handlers_.contains(name)) {
+  if (handlers_.contains(name) || owning_handlers_.contains(name) ||
+      in_place_handlers_.contains(name)) {
     throw ConfigError("job name", "'" + name + "' is already registered");
   }
 }
@@ -22,6 +23,11 @@ void JobRegistry::check_new_name(const std::string& name, bool has_handler) cons
 void JobRegistry::add(std::string name, JobHandler handler) {
   check_new_name(name, static_cast<bool>(handler));
   handlers_.emplace(std::move(name), std::move(handler));
+}
+
+void JobRegistry::add_owning(std::string name, OwningJobHandler handler) {
+  check_new_name(name, static_cast<bool>(handler));
+  owning_handlers_.emplace(std::move(name), std::move(handler));
 }
 
 void JobRegistry::add_in_place(std::string name, InPlaceHandler handler) {
@@ -34,6 +40,11 @@ const JobHandler* JobRegistry::find(std::string_view name) const noexcept {
   return it == handlers_.end() ? nullptr : &it->second;
 }
 
+const OwningJobHandler* JobRegistry::find_owning(std::string_view name) const noexcept {
+  auto it = owning_handlers_.find(name);
+  return it == owning_handlers_.end() ? nullptr : &it->second;
+}
+
 const InPlaceHandler* JobRegistry::find_in_place(std::string_view name) const noexcept {
   auto it = in_place_handlers_.find(name);
   return it == in_place_handlers_.end() ? nullptr : &it->second;
@@ -41,8 +52,10 @@ const InPlaceHandler* JobRegistry::find_in_place(std::string_view name) const no
 
 std::vector<std::string> JobRegistry::names() const {
   std::vector<std::string> names;
-  names.reserve(handlers_.size() + in_place_handlers_.size());
+  names.reserve(handlers_.size() + owning_handlers_.size() + in_place_handlers_.size());
   for (const auto& [name, handler] : handlers_)
+    names.push_back(name);
+  for (const auto& [name, handler] : owning_handlers_)
     names.push_back(name);
   for (const auto& [name, handler] : in_place_handlers_)
     names.push_back(name);

@@ -172,13 +172,15 @@ class WorkerLoop {
     }
     JobContext context(name, job_id, body.attempt, jobs_done_, deadline);
     const JobHandler* handler = registry_.find(name);
-    if (!handler) {
+    const OwningJobHandler* owning = handler ? nullptr : registry_.find_owning(name);
+    if (!handler && !owning) {
       reply(job_id, ResultStatus::unknown_job,
             "no job named '" + name + "' is registered in this worker");
       return;
     }
-    std::optional<Bytes> result =
-        call_handler(job_id, [&] { return (*handler)(context, payload); });
+    std::optional<Bytes> result = call_handler(job_id, [&] {
+      return handler ? (*handler)(context, payload) : (*owning)(context, std::move(payload_));
+    });
     if (!result) return;
     if (result->size() > segment_.header().max_result_bytes) {
       reply(job_id, ResultStatus::result_too_large,
@@ -187,6 +189,12 @@ class WorkerLoop {
       return;
     }
     reply(job_id, ResultStatus::ok, *result);
+    // An owning handler took the request buffer; its result (often that buffer) is the next one,
+    // pages already faulted in, if it is no smaller and not too big to keep.
+    if (owning && result->capacity() > payload_.capacity() &&
+        result->capacity() <= max_retained_payload_bytes) {
+      payload_ = std::move(*result);
+    }
   }
 
   // An in-place job: the handler works on the lent buffers themselves, mapped here for the job.
@@ -204,7 +212,7 @@ class WorkerLoop {
     const InPlaceHandler* handler = registry_.find_in_place(name);
     if (!handler) {
       reply(job_id, ResultStatus::unknown_job,
-            registry_.find(name)
+            registry_.find(name) || registry_.find_owning(name)
                 ? "'" + name +
                       "' is registered in this worker as a job, not as an in-place job "
                       "(JobRegistry::add_in_place)"

@@ -186,6 +186,33 @@ TEST_CASE("a registry rejects empty, duplicate and over-long names and empty han
   CHECK(jobs.names() == std::vector<std::string>{"echo"});
 }
 
+TEST_CASE("a registry keeps one handler of one kind per name") {
+  JobRegistry jobs;
+  auto echo = [](JobContext&, std::span<const std::byte> in) {
+    return Bytes(in.begin(), in.end());
+  };
+  auto owning = [](JobContext&, Bytes payload) { return payload; };
+  auto in_place = [](JobContext&, std::span<const std::byte>, std::span<std::byte>) {
+    return std::size_t{0};
+  };
+  jobs.add("a", echo);
+  jobs.add_owning("b", owning);
+  jobs.add_in_place("c", in_place);
+  for (const char* name : {"a", "b", "c"}) {
+    INFO(name);
+    CHECK_THROWS_AS(jobs.add(name, echo), ConfigError);
+    CHECK_THROWS_AS(jobs.add_owning(name, owning), ConfigError);
+    CHECK_THROWS_AS(jobs.add_in_place(name, in_place), ConfigError);
+  }
+  CHECK_THROWS_AS(jobs.add_owning("empty", OwningJobHandler{}), ConfigError);
+  CHECK_THROWS_AS(jobs.add_owning("", owning), ConfigError);
+  CHECK(jobs.find_owning("b") != nullptr);
+  CHECK(jobs.find_owning("a") == nullptr);
+  CHECK(jobs.find("b") == nullptr);
+  CHECK(jobs.find_in_place("b") == nullptr);
+  CHECK(jobs.names() == std::vector<std::string>{"a", "b", "c"});
+}
+
 TEST_CASE("a worker executable started by hand explains itself and exits 2") {
   std::string command = test::test_worker_path() + " 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");

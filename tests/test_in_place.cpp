@@ -107,11 +107,14 @@ TEST_CASE("bad in-place requests get a ready error, with what was wrong") {
     CHECK(error_kind(pool.submit_in_place("in_place_copy", a, pool.lend((1 << 20) + 1))) ==
           ErrorKind::payload_too_large);
   }
-  SECTION("a name registered as an ordinary job, and an unknown one") {
+  SECTION("a name registered as an ordinary or owning job, and an unknown one") {
     Result<std::uint64_t> r = pool.submit_in_place("echo", a, b).get();
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().kind == ErrorKind::unknown_job);
     CHECK(r.error().message.find("not as an in-place job") != std::string::npos);
+    Result<std::uint64_t> owning = pool.submit_in_place("owning_reverse", a, b).get();
+    REQUIRE_FALSE(owning.ok());
+    CHECK(owning.error().message.find("not as an in-place job") != std::string::npos);
     CHECK(error_kind(pool.submit_in_place("no_such_job", a, b)) == ErrorKind::unknown_job);
   }
   SECTION("lending 0 bytes") {

@@ -1,4 +1,6 @@
-// Payloads and results far larger than a ring stream through it intact.
+// Payloads and results far larger than a ring stream through it intact, also through a handler
+// that owns its payload and returns it.
+#include <algorithm>
 #include <procpool/procpool.hpp>
 
 #include "catch.hpp"
@@ -61,4 +63,30 @@ TEST_CASE("large and small jobs interleave on several workers without mixing byt
     REQUIRE(result.ok());
     CHECK(result.value() == payload);
   }
+}
+
+TEST_CASE("an owning handler changes its payload and returns it, job after job, at any size") {
+  Pool pool(test::quiet_options(1));  // one worker: each job reuses the buffers of the last
+  const std::size_t ring = std::size_t{64} << 10;
+  // Sizes that grow and shrink: a reused request buffer must never show an earlier job's bytes.
+  for (std::size_t size :
+       {std::size_t{0}, std::size_t{1}, ring / 4 - 15, 3 * ring + 5, std::size_t{9} << 20,
+        std::size_t{10}, std::size_t{5} << 20, std::size_t{3}}) {
+    INFO(size);
+    Bytes payload = pattern(size);
+    JobResult result = pool.submit("owning_reverse", std::span<const std::byte>(payload)).get();
+    REQUIRE(result.ok());
+    std::reverse(payload.begin(), payload.end());
+    CHECK(result.value() == payload);
+  }
+  JobResult failed = pool.submit("owning_throw", pattern(1000)).get();
+  REQUIRE_FALSE(failed.ok());
+  CHECK(failed.error().kind == ErrorKind::handler_error);
+  CHECK(failed.error().message == "owning handler failed on 1000 bytes");
+  Bytes after = pattern(77);
+  JobResult next = pool.submit("owning_reverse", std::span<const std::byte>(after)).get();
+  REQUIRE(next.ok());
+  std::reverse(after.begin(), after.end());
+  CHECK(next.value() == after);
+  CHECK(pool.stats().workers_started == 1);
 }

@@ -61,6 +61,12 @@ class JobContext {
 /// ErrorKind::handler_error carrying what() of the exception.
 using JobHandler = std::function<Bytes(JobContext&, std::span<const std::byte>)>;
 
+/// A job handler that owns its payload: it may change the bytes and return them (or any other
+/// Bytes) as the result. Where the result is the payload transformed, this saves the copy into a
+/// new Bytes that a JobHandler must make, which for payloads of megabytes is a memcpy of them all.
+/// Throwing makes the job fail with ErrorKind::handler_error carrying what() of the exception.
+using OwningJobHandler = std::function<Bytes(JobContext&, Bytes payload)>;
+
 /// An in-place job handler (Pool::submit_in_place): reads `input` and writes its result at the
 /// start of `output`, both shared memory lent by the host, and returns how many bytes it wrote
 /// (at most output.size()). Nothing is copied on the way in or out. Throwing fails the job with
@@ -90,12 +96,19 @@ class PROCPOOL_API JobRegistry {
         });
   }
 
+  /// Registers a handler that owns its payload (OwningJobHandler) under `name`; submitted as any
+  /// job. Same rules for the name as add(); a name has one handler of one kind. Throws
+  /// ConfigError.
+  void add_owning(std::string name, OwningJobHandler handler);
+
   /// Registers an in-place handler under `name` (same rules for the name as add()). A name is
   /// either a job or an in-place job, not both. Throws ConfigError.
   void add_in_place(std::string name, InPlaceHandler handler);
 
   /// The handler registered under `name`, or nullptr. Never throws.
   const JobHandler* find(std::string_view name) const noexcept;
+  /// The owning handler registered under `name`, or nullptr. Never throws.
+  const OwningJobHandler* find_owning(std::string_view name) const noexcept;
   /// The in-place handler registered under `name`, or nullptr. Never throws.
   const InPlaceHandler* find_in_place(std::string_view name) const noexcept;
 
@@ -106,6 +119,7 @@ class PROCPOOL_API JobRegistry {
   void check_new_name(const std::string& name, bool has_handler) const;
 
   std::map<std::string, JobHandler, std::less<>> handlers_;
+  std::map<std::string, OwningJobHandler, std::less<>> owning_handlers_;
   std::map<std::string, InPlaceHandler, std::less<>> in_place_handlers_;
 };
 

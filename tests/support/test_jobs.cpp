@@ -146,6 +146,15 @@ JobRegistry make_test_registry() {
   JobRegistry jobs;
   jobs.add("echo",
            [](JobContext&, std::span<const std::byte> in) { return Bytes(in.begin(), in.end()); });
+  // Owning jobs: the payload is theirs to change and return.
+  jobs.add_owning("owning_reverse", [](JobContext&, Bytes payload) {
+    std::reverse(payload.begin(), payload.end());
+    return payload;
+  });
+  jobs.add_owning("owning_throw", [](JobContext&, Bytes payload) -> Bytes {
+    throw std::runtime_error("owning handler failed on " + std::to_string(payload.size()) +
+                             " bytes");
+  });
   jobs.add("fail", [](JobContext&, std::span<const std::byte> in) -> Bytes {
     throw std::runtime_error("handler failed: " + as_text(in));
   });
