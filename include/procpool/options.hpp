@@ -125,7 +125,8 @@ struct PrefetchPolicy {
 /// Adaptive, so that it does not take CPU time that jobs need. Only while fewer of the pool's
 /// workers run jobs or start up than the machine has CPUs: then the supervisor polls for a result
 /// while a job runs whose recent run times are under `budget` (or for the next submit right after
-/// delivering outcomes), and a worker polls for its next request after each result. Each turn of a
+/// delivering outcomes), and a worker polls for its next request after each result; while a payload
+/// or result of several ring records streams, both poll for ring space or data. Each turn of a
 /// poll yields the CPU (sched_yield), and a yield that let another thread run ends the poll: that
 /// CPU is not free. A poller whose polls keep running out of budget backs off, down to one poll in
 /// 64 waits. `procpool-bench --only spin` measures it against `enabled = false` side by side, with
