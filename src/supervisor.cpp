@@ -85,6 +85,7 @@ Job Supervisor::make_job(JobId id, std::string_view name, Bytes payload,
 }
 
 JobId Supervisor::take_ids(std::size_t n) {
+  if (options_.spin.enabled) submit_cpu_.store(platform::current_cpu(), std::memory_order_relaxed);
   submitted_.fetch_add(n, std::memory_order_relaxed);
   return next_job_id_.fetch_add(n, std::memory_order_relaxed);
 }
@@ -694,12 +695,15 @@ bool Supervisor::prepare_spin(bool delivered) {
   if (spin_hint_ == 0) return false;
   spin_rings_.clear();
   spin_space_.clear();
+  // A peer that last ran on this CPU needs it to answer: polling for it only delays it.
+  auto on_this_cpu = [this](int cpu) { return host_cpu_ >= 0 && cpu == host_cpu_; };
   bool short_job = false, streaming = false;
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
     if (w.untrusted || !w.job) continue;
     // Jobs sent ahead: prepare_sleep's backlog poll.
     if (!w.prefetched.empty()) return false;
+    if (on_this_cpu(w.segment.header().worker_cpu.load(std::memory_order_relaxed))) continue;
     if (w.waiting_for_space) {
       // A payload streaming in: the worker frees a record's space in less time than waking this
       // thread takes, so the two copy side by side rather than in turns.
@@ -715,6 +719,7 @@ bool Supervisor::prepare_spin(bool delivered) {
   // callers often submit again at once); and only on a CPU besides those of the workers running
   // jobs or starting, which update_spin_hint counted in this iteration (spin_hint_). A wait that
   // would poll counts as one skipped while the poller backs off.
+  delivered = delivered && !on_this_cpu(submit_cpu_.load(std::memory_order_relaxed));
   return (short_job || streaming || delivered) && spin_.take_turn();
 }
 
@@ -727,6 +732,11 @@ std::size_t Supervisor::cpus_in_use() const {
 
 void Supervisor::update_spin_hint() {
   if (!options_.spin.enabled) return;
+  if (int cpu = platform::current_cpu(); cpu != host_cpu_) {
+    host_cpu_ = cpu;
+    for (const auto& [id, worker] : workers_)
+      worker->segment.header().host_cpu.store(cpu, std::memory_order_relaxed);
+  }
   std::uint32_t hint = cpus_in_use() < online_cpus_ ? 1 : 0;
   if (hint == spin_hint_) return;
   spin_hint_ = hint;

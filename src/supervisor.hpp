@@ -112,7 +112,8 @@ class Supervisor {
   void spin(std::optional<Clock::duration> limit);
   /// Workers that want a CPU now: running a job, or starting up (a process loading).
   std::size_t cpus_in_use() const;
-  /// Tells the workers whether a CPU is likely free for them to poll on (SegmentHeader::spin_hint).
+  /// Tells the workers whether a CPU is likely free for them to poll on (SegmentHeader::spin_hint)
+  /// and which CPU this thread runs on (SegmentHeader::host_cpu).
   void update_spin_hint();
   void end_sleep();
   void fail_queue(ErrorKind kind, const std::string& message);
@@ -214,6 +215,8 @@ class Supervisor {
   AdaptiveSpin spin_;
   const std::size_t online_cpus_;
   std::uint32_t spin_hint_ = 0;  // a CPU is likely free (update_spin_hint); what the headers say
+  int host_cpu_ = -1;  // this thread's CPU at the last update_spin_hint; what the headers say
+  std::atomic<int> submit_cpu_{-1};  // the CPU of the last submitting thread (a hint)
   Clock::time_point last_event_wait_{};
   static constexpr std::chrono::milliseconds event_wait_interval{1};
   std::vector<const RingReader*> spin_rings_;

@@ -113,6 +113,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
     header.spin_budget_ns =
         static_cast<std::uint32_t>(std::chrono::nanoseconds(options_.spin.budget).count());
     header.spin_hint.store(spin_hint_, std::memory_order_relaxed);
+    header.host_cpu.store(host_cpu_, std::memory_order_relaxed);
   }
   worker->requests =
       RingWriter(&header.requests, worker->segment.request_data(), options_.ring_bytes);

@@ -117,8 +117,7 @@ class WorkerLoop {
           break;
       }
       // The host's next request often comes within microseconds of the last result.
-      if (segment_.header().spin_hint.load(std::memory_order_relaxed) != 0 &&
-          spin_.poll([this] { return requests_.has_data(); })) {
+      if (may_poll() && spin_.poll([this] { return requests_.has_data(); })) {
         continue;
       }
       std::uint32_t seen = requests_.begin_wait();
@@ -322,8 +321,7 @@ class WorkerLoop {
       flush();
       // A result streaming out: the host frees a record's space in less time than waking this
       // process takes.
-      if (segment_.header().spin_hint.load(std::memory_order_relaxed) != 0 &&
-          space_spin_.poll(has_space)) {
+      if (may_poll() && space_spin_.poll(has_space)) {
         continue;
       }
       std::uint32_t seen = responses_.begin_wait();
@@ -332,6 +330,16 @@ class WorkerLoop {
       if (*space < needed) platform::futex_wait(responses_.wait_word(), seen);
       responses_.end_wait();
     }
+  }
+
+  // Whether a CPU is likely free to poll on, and the supervisor thread is not on this one (it
+  // would need it to answer). Tells the host which CPU this worker waits on.
+  bool may_poll() noexcept {
+    SegmentHeader& header = segment_.header();
+    const int cpu = platform::current_cpu();
+    header.worker_cpu.store(cpu, std::memory_order_relaxed);
+    return header.spin_hint.load(std::memory_order_relaxed) != 0 &&
+           (cpu < 0 || cpu != header.host_cpu.load(std::memory_order_relaxed));
   }
 
   void flush() {

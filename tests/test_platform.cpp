@@ -1,5 +1,6 @@
 // The platform seam on Linux: spawning through Boost.Process, descriptors handed to the child,
 // pidfd readiness, reaping, and futex/eventfd wake-ups.
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -248,4 +249,21 @@ TEST_CASE("an eventfd wakes a poller, and draining it resets it") {
 TEST_CASE("signal names are readable") {
   CHECK(platform::signal_name(SIGSEGV) == "SIGSEGV");
   CHECK(platform::signal_name(SIGKILL) == "SIGKILL");
+}
+
+TEST_CASE("current_cpu names the CPU a thread pinned to one CPU runs on") {
+  // In a thread of its own, so the test's affinity is untouched.
+  std::thread([] {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    REQUIRE(::sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (!CPU_ISSET(cpu, &allowed)) continue;
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
+      CHECK(platform::current_cpu() == cpu);
+    }
+  }).join();
 }

@@ -20,7 +20,8 @@ namespace procpool::detail {
 
 inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
 /// 2: the segment is an inherited descriptor, no longer a name in /dev/shm.
-inline constexpr std::uint32_t protocol_version = 2;
+/// 3: SegmentHeader::host_cpu and worker_cpu.
+inline constexpr std::uint32_t protocol_version = 3;
 
 struct RingControl {
   // Producer's fields.
@@ -62,6 +63,11 @@ struct SegmentHeader {
   /// start up than the machine has CPUs, so that a worker polling for its next request likely has a
   /// CPU of its own; 0 otherwise (the worker then sleeps at once).
   std::atomic<std::uint32_t> spin_hint{0};
+  /// The CPU the supervisor thread last ran on as it went to wait, and the one the worker last ran
+  /// on as it went to wait (-1: not known). A poller never polls for a peer that last ran on its
+  /// own CPU: the peer needs that CPU to answer, and a yield does not reliably hand it over.
+  std::atomic<std::int32_t> host_cpu{-1};
+  std::atomic<std::int32_t> worker_cpu{-1};
   /// Host to worker: jobs.
   RingControl requests;
   /// Worker to host: hello and results.

@@ -314,6 +314,10 @@ std::size_t online_cpus() noexcept;
 /// Lets another runnable thread on this CPU run first (sched_yield); returns at once if none.
 void yield_cpu() noexcept;
 
+/// The CPU the calling thread runs on now (sched_getcpu, no system call where the vDSO has it), or
+/// -1 if unknown. A hint: the thread may move at any time.
+int current_cpu() noexcept;
+
 // ---- Identity and limits -------------------------------------------------------------------
 
 /// This process's effective user id.

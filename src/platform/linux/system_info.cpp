@@ -156,4 +156,8 @@ void yield_cpu() noexcept {
   ::sched_yield();
 }
 
+int current_cpu() noexcept {
+  return ::sched_getcpu();
+}
+
 }  // namespace procpool::platform
