@@ -101,8 +101,8 @@ class PROCPOOL_API JobRegistry {
   /// ConfigError.
   void add_owning(std::string name, OwningJobHandler handler);
 
-  /// Registers an in-place handler under `name` (same rules for the name as add()). A name is
-  /// either a job or an in-place job, not both. Throws ConfigError.
+  /// Registers an in-place handler under `name` (same rules for the name as add(); a name has one
+  /// handler of one kind). Throws ConfigError.
   void add_in_place(std::string name, InPlaceHandler handler);
 
   /// The handler registered under `name`, or nullptr. Never throws.
