@@ -141,11 +141,13 @@ TEST_CASE("with the block policy, a full queue makes submit wait for room") {
   options.queue_capacity = 1;
   options.when_queue_full = QueueFullPolicy::block;
   Pool pool(options);
-  std::uint32_t ms = 50;
-  JobFuture first = pool.submit("sleep_ms", test::encode_value(ms));
+  test::Gate gate;
+  JobFuture first = pool.submit("wait_fifo", gate.payload());
   REQUIRE(test::eventually([&] { return pool.stats().in_flight == 1; }));
   JobFuture second = pool.submit("echo", bytes("2"));
+  std::thread releaser([&] { gate.release(); });
   JobFuture third = pool.submit("echo", bytes("3"));  // blocks until `second` leaves the queue
+  releaser.join();
   CHECK(first.get().ok());
   CHECK(text(second.get().value()) == "2");
   CHECK(text(third.get().value()) == "3");

@@ -205,12 +205,16 @@ TEST_CASE("with min_workers, idle workers scale down and queued work scales up a
   Pool pool(options);
   CHECK(pool.stats().min_workers == 1);
   CHECK(pool.stats().max_workers == 3);
-  // Queue depth brings up more workers.
+  // Queue depth brings up more workers: three jobs held running need three workers, however
+  // slowly they start (a job that only slept could end before the third worker was up).
   std::vector<JobFuture> futures;
-  std::uint32_t ms = 300;
-  for (int i = 0; i < 3; ++i)
-    futures.push_back(pool.submit("sleep_ms", test::encode_value(ms)));
-  REQUIRE(test::eventually([&] { return pool.stats().workers.size() == 3; }));
+  test::Gate gates[3];
+  for (auto& gate : gates)
+    futures.push_back(pool.submit("wait_fifo", gate.payload()));
+  REQUIRE(test::eventually([&] { return pool.stats().in_flight == 3; }));
+  CHECK(pool.stats().workers.size() == 3);
+  for (auto& gate : gates)
+    gate.release();
   for (auto& f : futures)
     CHECK(f.get().ok());
   // Idle ones go away, down to min_workers, and are not replaced.
