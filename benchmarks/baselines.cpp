@@ -5,6 +5,7 @@
 #include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +28,8 @@ const char* to_string(PingPongKind kind) noexcept {
       return "futex";
     case PingPongKind::eventfd:
       return "eventfd";
+    case PingPongKind::spin:
+      return "spin";
   }
   return "?";
 }
@@ -51,6 +54,15 @@ struct alignas(64) SharedWord {
 
 void write_all(int fd, const void* data, std::size_t n) {
   if (::write(fd, data, n) != static_cast<ssize_t>(n)) std::abort();
+}
+
+void wait_while(const std::atomic<std::uint32_t>& word, std::uint32_t value) {
+  while (word.load(std::memory_order_acquire) == value) {
+  }
+}
+
+double switches(const rusage& usage) {
+  return static_cast<double>(usage.ru_nvcsw + usage.ru_nivcsw);
 }
 
 void read_all(int fd, void* data, std::size_t n) {
@@ -87,7 +99,7 @@ PingPongRun ping_pong(PingPongKind kind, Placement placement, std::size_t n, std
     p.fd_to_child[0] = p.fd_to_child[1] = eventfd(0, 0);
     p.fd_to_parent[0] = p.fd_to_parent[1] = eventfd(0, 0);
     if (p.fd_to_child[0] < 0 || p.fd_to_parent[0] < 0) throw std::runtime_error("eventfd");
-  } else {
+  } else {  // futex and spin
     void* mem = mmap(nullptr, sizeof(SharedWord), PROT_READ | PROT_WRITE,
                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) throw std::runtime_error("mmap");
@@ -107,6 +119,10 @@ PingPongRun ping_pong(PingPongKind kind, Placement placement, std::size_t n, std
         }
         p.word->seq.store(want + 1, std::memory_order_release);
         futex_wake(&p.word->seq);
+      } else if (kind == PingPongKind::spin) {
+        auto want = static_cast<std::uint32_t>(2 * i + 1);
+        wait_while(p.word->seq, want - 1);
+        p.word->seq.store(want + 1, std::memory_order_release);
       } else if (kind == PingPongKind::pipe) {
         char c;
         read_all(p.fd_to_child[0], &c, 1);
@@ -122,6 +138,8 @@ PingPongRun ping_pong(PingPongKind kind, Placement placement, std::size_t n, std
   }
 
   place(placement, false);
+  rusage self_before{};
+  getrusage(RUSAGE_SELF, &self_before);
   PingPongRun run;
   run.rtt_ns.reserve(n);
   std::int64_t loop_start = 0;
@@ -134,6 +152,10 @@ PingPongRun ping_pong(PingPongKind kind, Placement placement, std::size_t n, std
       futex_wake(&p.word->seq);
       while (p.word->seq.load(std::memory_order_acquire) == ping)
         futex_wait(&p.word->seq, ping);
+    } else if (kind == PingPongKind::spin) {
+      auto ping = static_cast<std::uint32_t>(2 * i + 1);
+      p.word->seq.store(ping, std::memory_order_release);
+      wait_while(p.word->seq, ping);
     } else if (kind == PingPongKind::pipe) {
       char c = 'x';
       write_all(p.fd_to_child[1], &c, 1);
@@ -147,8 +169,13 @@ PingPongRun ping_pong(PingPongKind kind, Placement placement, std::size_t n, std
     if (i >= warmup) run.rtt_ns.push_back(static_cast<double>(t1 - t0));
   }
   run.elapsed_ns = static_cast<double>(now_ns() - loop_start);
+  rusage self_after{}, child_usage{};
+  getrusage(RUSAGE_SELF, &self_after);
   int status = 0;
-  waitpid(child, &status, 0);
+  wait4(child, &status, 0, &child_usage);
+  run.switches_per_round_trip =
+      (switches(self_after) - switches(self_before) + switches(child_usage)) /
+      static_cast<double>(total);
   unpin_self();
 
   if (kind == PingPongKind::pipe) {

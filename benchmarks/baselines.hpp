@@ -16,6 +16,10 @@ enum class PingPongKind {
   futex,
   /// Two eventfds, a write and a blocking read each way.
   eventfd,
+  /// A shared-memory word that both sides poll without a system call: the floor of a polled round
+  /// trip, and the tail the machine itself adds to one (a vCPU taken by the hypervisor, an
+  /// interrupt). Meaningful only with the two on different CPUs.
+  spin,
 };
 const char* to_string(PingPongKind kind) noexcept;
 
@@ -24,6 +28,9 @@ struct PingPongRun {
   std::vector<double> rtt_ns;
   /// Wall time of the whole timed loop.
   double elapsed_ns = 0;
+  /// Context switches (voluntary and involuntary, getrusage) of both processes together per
+  /// round trip, warm-up included.
+  double switches_per_round_trip = 0;
 };
 
 /// A two-process ping-pong: forks a child, places both by `placement`, runs `warmup` untimed

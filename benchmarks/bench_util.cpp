@@ -119,6 +119,25 @@ std::optional<std::uint64_t> cpu_ns_of(pid_t pid) {
   return total;
 }
 
+std::map<pid_t, std::uint64_t> context_switches_of(pid_t pid) {
+  std::string base = "/proc/" + std::to_string(pid) + "/task";
+  std::map<pid_t, std::uint64_t> out;
+  for_each_entry(base, [&](const std::string& tid) {
+    std::ifstream in(base + "/" + tid + "/status");
+    std::string line;
+    std::uint64_t total = 0;
+    bool any = false;
+    while (std::getline(in, line)) {
+      // "voluntary_ctxt_switches:" and "nonvoluntary_ctxt_switches:"
+      if (line.find("ctxt_switches:") == std::string::npos) continue;
+      total += std::stoull(line.substr(line.find(':') + 1));
+      any = true;
+    }
+    if (any) out[static_cast<pid_t>(std::stol(tid))] = total;
+  });
+  return out;
+}
+
 std::optional<std::uint64_t> cpu_ticks_of(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

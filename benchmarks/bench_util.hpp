@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +47,9 @@ std::uint64_t self_rss_bytes();
 std::size_t self_fd_count();
 /// On-CPU time of every thread of `pid`, in nanoseconds (sum of /proc/<pid>/task/*/schedstat).
 std::optional<std::uint64_t> cpu_ns_of(pid_t pid);
+/// Context switches, voluntary and involuntary, of each thread of `pid`, by thread id
+/// (/proc/<pid>/task/*/status); empty if the process is gone.
+std::map<pid_t, std::uint64_t> context_switches_of(pid_t pid);
 /// utime + stime of `pid` in clock ticks (/proc/<pid>/stat; covers all its threads).
 std::optional<std::uint64_t> cpu_ticks_of(pid_t pid);
 

@@ -5,6 +5,7 @@
 // Prints a table (figure, baseline, ratio, target, met/missed) and writes it as JSON. Every figure
 // is the median over repetitions; every ratio is against a baseline measured in this same run.
 #include <fmt/format.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -337,16 +338,21 @@ struct PingPongFigures {
 void run_native_baselines(const Config& cfg, const std::string& self_exe) {
   std::vector<Placement> placements = {Placement::same_core, Placement::unpinned};
   if (bench::usable_cpus() >= 2) placements.insert(placements.begin() + 1, Placement::cross_core);
-  for (PingPongKind kind : {PingPongKind::futex, PingPongKind::eventfd, PingPongKind::pipe}) {
+  for (PingPongKind kind :
+       {PingPongKind::futex, PingPongKind::eventfd, PingPongKind::pipe, PingPongKind::spin}) {
     for (Placement pl : placements) {
+      // Polling on one CPU waits for the scheduler's tick, and unpinned the two may share one.
+      if (kind == PingPongKind::spin && pl != Placement::cross_core) continue;
       log_progress(
           fmt::format("baseline: {} ping-pong, {}", bench::to_string(kind), bench::to_string(pl)));
       PingPongFigures f;
+      std::vector<double> switches;
       for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
         bench::PingPongRun run = bench::ping_pong(kind, pl, cfg.pingpong_n, cfg.pingpong_warmup);
         f.p50_us.push_back(bench::percentile(run.rtt_ns, 50) / 1e3);
         f.p99_us.push_back(bench::percentile(run.rtt_ns, 99) / 1e3);
         f.per_s.push_back(static_cast<double>(cfg.pingpong_n) / (run.elapsed_ns / 1e9));
+        switches.push_back(run.switches_per_round_trip);
       }
       std::string key = fmt::format("{}_{}", bench::to_string(kind),
                                     pl == Placement::same_core    ? "same_core"
@@ -357,6 +363,10 @@ void run_native_baselines(const Config& cfg, const std::string& self_exe) {
       add_row("baseline." + key + ".p50", "baselines", label + ", p50", "us", f.p50_us);
       add_row("baseline." + key + ".p99", "baselines", label + ", p99", "us", f.p99_us);
       add_row("baseline." + key + ".per_s", "baselines", label + ", round trips/s", "1/s", f.per_s);
+      if (kind == PingPongKind::futex) {
+        add_row("baseline." + key + ".switches", "baselines",
+                label + ", context switches per round trip (both processes)", "1/rt", switches);
+      }
     }
   }
 
@@ -436,6 +446,22 @@ void run_python(const Config& cfg) {
 
 // ---- procpool measurements -------------------------------------------------------------------
 
+struct SwitchCount {
+  std::uint64_t caller = 0, supervisor = 0, worker = 0;
+};
+
+/// Context switches so far of this thread (the caller), of this process's other threads (the
+/// supervisor's: the harness runs no other thread while it measures) and of the worker `pid`.
+SwitchCount count_switches(int worker_pid) {
+  SwitchCount count;
+  const auto caller = static_cast<pid_t>(syscall(SYS_gettid));
+  for (const auto& [tid, switches] : bench::context_switches_of(getpid()))
+    (tid == caller ? count.caller : count.supervisor) += switches;
+  for (const auto& [tid, switches] : bench::context_switches_of(worker_pid))
+    count.worker += switches;
+  return count;
+}
+
 void measure_round_trip(const Config& cfg, Placement pl, const std::string& key) {
   log_progress(fmt::format("procpool: no-op round trip, idle pool, {}", bench::to_string(pl)));
   if (pl == Placement::unpinned) {
@@ -443,7 +469,8 @@ void measure_round_trip(const Config& cfg, Placement pl, const std::string& key)
   } else {
     bench::pin_self(0);  // the supervisor thread and the workers inherit this
   }
-  std::vector<double> p50, p99;
+  std::vector<double> p50, p99, total_switches, caller_switches, supervisor_switches,
+      worker_switches;
   {
     procpool::Pool pool(pool_options(1));
     settle(pool, 1);
@@ -453,10 +480,21 @@ void measure_round_trip(const Config& cfg, Placement pl, const std::string& key)
     }
     run_noops_one_at_a_time(pool, cfg.rtt_warmup);
     std::vector<double> ns(cfg.rtt_n);
+    const int worker = worker_pids(pool).at(0);
     for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+      SwitchCount before = count_switches(worker);
       time_noop_round_trips(pool, ns);
+      SwitchCount after = count_switches(worker);
       p50.push_back(bench::percentile(ns, 50) / 1e3);
       p99.push_back(bench::percentile(ns, 99) / 1e3);
+      auto per_job = [&](std::uint64_t SwitchCount::*field) {
+        return static_cast<double>(after.*field - before.*field) / static_cast<double>(ns.size());
+      };
+      caller_switches.push_back(per_job(&SwitchCount::caller));
+      supervisor_switches.push_back(per_job(&SwitchCount::supervisor));
+      worker_switches.push_back(per_job(&SwitchCount::worker));
+      total_switches.push_back(caller_switches.back() + supervisor_switches.back() +
+                               worker_switches.back());
     }
   }
   bench::unpin_self();
@@ -480,6 +518,26 @@ void measure_round_trip(const Config& cfg, Placement pl, const std::string& key)
                    "no-op job round trip, idle pool, " + where + ", p99", "us", p99);
   set_baseline(b, "procpool.rtt_" + key + ".p50");
   if (pl != Placement::unpinned) set_target(b, TargetKind::ratio_max, 3, "<= 3x own p50");
+  if (pl == Placement::cross_core) {
+    double spin_p50 = figure_of("baseline.spin_cross_core.p50");
+    double spin_p99 = figure_of("baseline.spin_cross_core.p99");
+    if (!std::isnan(spin_p50) && spin_p50 > 0) {
+      b.note = fmt::format(
+          "the raw polled ping-pong across cores (no system call) in this run: p50 {} us, p99 {} "
+          "us, {:.2f}x its p50",
+          num(spin_p50), num(spin_p99), spin_p99 / spin_p50);
+    }
+  }
+  Row& c = add_row("procpool.rtt_" + key + ".switches", "procpool",
+                   "no-op job round trip, idle pool, " + where +
+                       ", context switches per round trip (caller, supervisor, worker)",
+                   "1/rt", total_switches);
+  set_baseline(c, "baseline.futex_" + key + ".switches");
+  c.note = fmt::format(
+      "medians per round trip: caller thread {}, supervisor thread {}, worker {} (voluntary + "
+      "involuntary, /proc/<pid>/task/*/status)",
+      num(bench::median(caller_switches)), num(bench::median(supervisor_switches)),
+      num(bench::median(worker_switches)));
 }
 
 void measure_blocking(const Config& cfg) {
