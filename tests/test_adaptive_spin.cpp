@@ -1,13 +1,17 @@
-// AdaptiveSpin polls for an event within its budget, sees one another thread produces, gives up
-// when the budget runs out, backs off after misses in a row (counting the waits it skips, also for
+// AdaptiveSpin polls for an event within its budget, sees one another thread produces, ends a
+// poll whose yield ran another thread but not one whose yield only took long, gives up when the
+// budget runs out, backs off after misses in a row (counting the waits it skips, also for
 // a caller that decides before it polls) and recovers on a success; a pool
 // serves the same jobs with SpinPolicy on and off.
+#include <sched.h>
+
 #include <atomic>
 #include <procpool/procpool.hpp>
 #include <thread>
 
 #include "adaptive_spin.hpp"
 #include "catch.hpp"
+#include "platform/platform.hpp"
 #include "test_support.hpp"
 
 using namespace procpool;
@@ -26,12 +30,70 @@ int missed_poll(AdaptiveSpin& spin) {
   return looks;
 }
 
+int first_allowed_cpu() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  REQUIRE(::sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) return cpu;
+  }
+  FAIL("no CPU allowed");
+  return -1;
+}
+
+// Pins the calling thread (only) to `cpu`.
+void pin_to(int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
+}
+
 }  // namespace
 
 TEST_CASE("a yield that ran another thread ends the poll") {
-  // Any yield counts as contended at a threshold of zero: one look before it, one after.
-  AdaptiveSpin spin(std::chrono::seconds(60), std::chrono::nanoseconds(0));
-  CHECK(missed_poll(spin) == 2);
+  // Two threads on one CPU, the other always runnable, so yields run it. At a threshold of zero
+  // every yield is long enough: the poll ends at the first yield that ran the peer, one look
+  // after it (the scheduler may give the CPU straight back on a yield or two first), long
+  // before its 60 s budget.
+  int looks = 0;
+  std::thread([&] {
+    pin_to(first_allowed_cpu());  // the peer inherits it
+    std::atomic<bool> running{false}, stop{false};
+    std::thread peer([&] {
+      running = true;
+      while (!stop.load())
+        platform::yield_cpu();
+    });
+    while (!running.load())
+      platform::yield_cpu();
+    AdaptiveSpin spin(std::chrono::seconds(60), std::chrono::nanoseconds(0));
+    looks = missed_poll(spin);
+    stop = true;
+    peer.join();
+  }).join();
+  CHECK(looks >= 2);
+  CHECK(looks < 100);
+}
+
+TEST_CASE("a long yield that ran no other thread does not end the poll") {
+  // The same zero threshold with no other thread on the CPU: a yield that took long lost the CPU
+  // to the hypervisor or an interrupt, not to a thread here, so the poll goes on. Another process
+  // may take this CPU now and then on a loaded machine, ending a poll, so it tries polls of 5
+  // looks for up to 10 s until one runs through (under the rule that ended a poll on any long
+  // yield, none could).
+  int completed = 0;
+  std::thread poller([&] {
+    pin_to(first_allowed_cpu());  // alone: this thread only
+    auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (completed == 0 && std::chrono::steady_clock::now() < give_up) {
+      AdaptiveSpin spin(std::chrono::seconds(10), std::chrono::nanoseconds(0));  // no back-off
+      int looks = 0;
+      completed += spin.poll([&] { return ++looks == 5; }) ? 1 : 0;
+    }
+  });
+  poller.join();
+  CHECK(completed > 0);
 }
 
 TEST_CASE("a budget of zero never polls") {

@@ -127,10 +127,11 @@ struct PrefetchPolicy {
 /// while a job runs whose recent run times are under `budget` (or for the next submit right after
 /// delivering outcomes), and a worker polls for its next request after each result; while a payload
 /// or result of several ring records streams, both poll for ring space or data. Each turn of a
-/// poll yields the CPU (sched_yield), and a yield that let another thread run ends the poll: that
-/// CPU is not free. A poller whose polls keep running out of budget backs off, down to one poll in
-/// 64 waits. `procpool-bench --only spin` measures it against `enabled = false` side by side, with
-/// both CPUs busy and with everything on one CPU (docs/benchmarks.md).
+/// poll yields the CPU (sched_yield), and a yield that took long and let another thread run ends
+/// the poll: that CPU is not free (one that took long with no switch, a virtual CPU the hypervisor
+/// held for a moment, does not). A poller whose polls keep running out of budget backs off, down to
+/// one poll in 64 waits. `procpool-bench --only spin` measures it against `enabled = false` side by
+/// side, with both CPUs busy and with everything on one CPU (docs/benchmarks.md).
 struct SpinPolicy {
   /// false: sleep at once, always. Default true.
   bool enabled = true;

@@ -314,6 +314,12 @@ std::size_t online_cpus() noexcept;
 /// Lets another runnable thread on this CPU run first (sched_yield); returns at once if none.
 void yield_cpu() noexcept;
 
+/// How often the calling thread has been switched out while it could still run (preempted, or a
+/// yield that ran another thread), from getrusage(RUSAGE_THREAD); nullopt if unknown. Sleeps do
+/// not count. Time the hypervisor takes from a virtual CPU does not count either: it is no switch
+/// in this kernel.
+std::optional<std::uint64_t> involuntary_switches() noexcept;
+
 /// The CPU the calling thread runs on now (sched_getcpu, no system call where the vDSO has it), or
 /// -1 if unknown. A hint: the thread may move at any time.
 int current_cpu() noexcept;

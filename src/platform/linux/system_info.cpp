@@ -156,6 +156,12 @@ void yield_cpu() noexcept {
   ::sched_yield();
 }
 
+std::optional<std::uint64_t> involuntary_switches() noexcept {
+  struct rusage usage {};
+  if (::getrusage(RUSAGE_THREAD, &usage) != 0) return std::nullopt;
+  return static_cast<std::uint64_t>(usage.ru_nivcsw);
+}
+
 int current_cpu() noexcept {
   return ::sched_getcpu();
 }
