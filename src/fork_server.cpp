@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -74,6 +75,15 @@ platform::SpawnedProcess ForkServer::fork_worker(const platform::SpawnRequest& r
                                 ") did not answer within " + std::to_string(timeout.count()) +
                                 " ms");
   }
+  if (*answer == fork_refused_threads) {
+    throw std::system_error(
+        EDEADLK, std::generic_category(),
+        "the fork server (pid " + std::to_string(pid_) +
+            ") does not fork: its process runs more than one thread, started before main() "
+            "called run_worker_if_requested() (by a static initialiser, say), and a fork copies "
+            "only the calling thread, with any lock the others hold; start that thread after "
+            "run_worker_if_requested(), or use StartMode::exec");
+  }
   if (*answer <= 0) {
     throw std::system_error(*answer < 0 ? -*answer : EPROTO, std::generic_category(),
                             "fork in the fork server (pid " + std::to_string(pid_) + ")");
@@ -99,11 +109,17 @@ int run_fork_server(const WorkerArgs& args, const JobRegistry& registry) {
   }
   const int requests = platform::worker_doorbell_fd;
   platform::set_cloexec(requests);
+  // A fork copies only the calling thread: a thread started before main() got here (a static
+  // initialiser's) would be missing from every worker, and any lock it held would stay taken
+  // there for good. Such a server answers every request with a refusal the host explains. Where
+  // the count is unknown (no /proc), it forks, as it did before it counted.
+  std::optional<std::size_t> threads = platform::thread_count();
+  const bool may_fork = !threads || *threads == 1;
   for (;;) {
     std::vector<platform::UniqueFd> received = platform::receive_descriptors(requests, 4);
     if (received.empty()) return 0;  // the pool closed the channel: it is done with this server
-    if (received.size() != 4) {
-      if (!platform::send_value(requests, -EPROTO)) return 0;
+    if (received.size() != 4 || !may_fork) {
+      if (!platform::send_value(requests, may_fork ? -EPROTO : fork_refused_threads)) return 0;
       continue;
     }
     std::fflush(nullptr);  // nothing buffered here is written again by the child

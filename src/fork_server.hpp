@@ -5,15 +5,21 @@
 // Protocol, on a DescriptorChannel (SOCK_SEQPACKET): the host sends one message per worker carrying
 // four descriptors (output, doorbell, segment, channel); the server forks, places them in the child
 // where a spawned worker finds them, and answers with one 32-bit value: the child's pid, or minus
-// the errno of a failed fork. The worker is a child of the host (CLONE_PARENT), not of the server.
+// the errno of a failed fork, or fork_refused_threads. The worker is a child of the host
+// (CLONE_PARENT), not of the server.
 #pragma once
 
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 
 #include "platform/platform.hpp"
 
 namespace procpool::detail {
+
+/// The server's answer when it will not fork because its process runs more than one thread.
+inline constexpr std::int32_t fork_refused_threads = -EDEADLK;
 
 /// Host side of one fork server. Used by the supervisor thread only.
 class ForkServer {

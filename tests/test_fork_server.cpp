@@ -186,6 +186,20 @@ TEST_CASE("a fork server that dies is replaced at the next start, with a warning
   CHECK(pool.stats().start_failures == 0);
 }
 
+TEST_CASE("a fork server whose process runs a second thread refuses to fork, and says why") {
+  // The worker program starts a thread before main(), as a static initialiser might: a fork
+  // would copy only one of its threads. Every start fails with the reason, none forks.
+  Warnings warnings;
+  PoolOptions options = fork_server_options(1);
+  options.security.environment.set = {{"PROCPOOL_TEST_THREAD_BEFORE_MAIN", "1"}};
+  options.log = warnings.sink();
+  Pool pool(options);
+  REQUIRE(test::eventually([&] { return pool.stats().start_failures >= 1; }));
+  CHECK(warnings.any_contains("does not fork: its process runs more than one thread"));
+  CHECK(warnings.any_contains("or use StartMode::exec"));
+  CHECK(pool.stats().workers_started == 0);
+}
+
 TEST_CASE("a fork-server pool leaves no process, zombie or segment behind") {
   {
     PoolOptions options = fork_server_options(2);

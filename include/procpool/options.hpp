@@ -224,7 +224,9 @@ enum class StartMode {
   /// started when the first worker is, with the same WorkerSecurity, is restarted if it dies, and
   /// exits with the pool. Requirements: main() calls run_worker_if_requested() (or worker_main())
   /// before starting any thread or opening anything a job must not share, because what it did
-  /// before is copied into every worker (see docs/gotchas.md: random seeds, address layout).
+  /// before is copied into every worker (see docs/gotchas.md: random seeds, address layout). A
+  /// fork server whose process runs more than one thread by then (a static initialiser started
+  /// one) forks nothing: every start fails, and the log says why and what to do.
   fork_server,
 };
 

@@ -204,6 +204,9 @@ std::string signal_name(int signal);
 bool process_exists(int pid) noexcept;
 int current_pid() noexcept;
 
+/// Threads of the calling process now (the entries of /proc/self/task), or nullopt if unknown.
+std::optional<std::size_t> thread_count() noexcept;
+
 /// Makes this process the leader of a new process group (setpgid(0, 0)). False if refused.
 bool leave_process_group() noexcept;
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -139,6 +140,17 @@ void leak_mebibytes(std::uint32_t mib) {
     leaked_blocks().push_back(std::move(block));
   }
 }
+
+// With PROCPOOL_TEST_THREAD_BEFORE_MAIN set, a process of a test binary starts a thread before
+// main() runs, as some native libraries' static initialisers do: what a fork server must not fork.
+const bool thread_before_main = [] {
+  if (std::getenv("PROCPOOL_TEST_THREAD_BEFORE_MAIN") == nullptr) return false;
+  std::thread([] {
+    for (;;)
+      ::pause();
+  }).detach();
+  return true;
+}();
 
 }  // namespace
 

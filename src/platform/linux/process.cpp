@@ -1,4 +1,5 @@
 // Processes on Linux: spawning through Boost.Process (vfork + exec), pidfds, reaping, signals.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -258,6 +259,18 @@ std::string signal_name(int signal) {
 
 bool process_exists(int pid) noexcept {
   return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+std::optional<std::size_t> thread_count() noexcept {
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) return std::nullopt;
+  std::size_t threads = 0;
+  while (const dirent* entry = ::readdir(tasks)) {
+    if (entry->d_name[0] != '.') ++threads;
+  }
+  ::closedir(tasks);
+  if (threads == 0) return std::nullopt;
+  return threads;
 }
 
 int current_pid() noexcept {
