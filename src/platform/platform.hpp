@@ -225,8 +225,9 @@ bool die_with_parent(int expected_parent) noexcept;
 /// builds, where they are forks. (On kernels before 5.16 a worker dumping core also killed the
 /// processes sharing its memory, so its guard; procpool needs 5.3 for pidfds.)
 ///
-/// Two steps: start_process_group_guard() starts the guard's parent, which starts the guard and
-/// exits, and returns its pid, or -1 with errno set and `failed` naming the call;
+/// Two steps: start_process_group_guard() opens this process's pidfd for the guard, starts the
+/// guard's parent (which starts the guard and exits) without waiting for it, and returns its pid,
+/// or -1 with errno set and `failed` naming the call;
 /// finish_process_group_guard() reaps that parent, which confirms the guard runs, and must be
 /// called before any job runs. It returns nullptr on success, otherwise the failed call with errno
 /// set (the worker then runs unguarded).
