@@ -319,11 +319,16 @@ void run_noops_one_at_a_time(procpool::Pool& pool, std::size_t n) {
     check_ok(pool.submit("noop", procpool::Bytes{}).get());
 }
 
-// Times ns.size() no-op jobs submitted one at a time: each round trip in nanoseconds.
-void time_noop_round_trips(procpool::Pool& pool, std::vector<double>& ns) {
+// The two ways to run one job and wait for it.
+enum class RoundTripApi { call, submit_get };
+
+// Times ns.size() no-op jobs run one at a time: each round trip in nanoseconds.
+void time_noop_round_trips(procpool::Pool& pool, std::vector<double>& ns, RoundTripApi api) {
   for (double& sample : ns) {
     std::int64_t t0 = bench::now_ns();
-    procpool::JobResult r = pool.submit("noop", procpool::Bytes{}).get();
+    procpool::JobResult r = api == RoundTripApi::call
+                                ? pool.call("noop", procpool::Bytes{})
+                                : pool.submit("noop", procpool::Bytes{}).get();
     sample = static_cast<double>(bench::now_ns() - t0);
     check_ok(r);
   }
@@ -462,6 +467,29 @@ SwitchCount count_switches(int worker_pid) {
   return count;
 }
 
+// The figures of one API's round trips, one entry per repetition.
+struct RoundTripFigures {
+  std::vector<double> p50, p99, total_switches, caller_switches, supervisor_switches,
+      worker_switches;
+};
+
+void time_round_trip_rep(procpool::Pool& pool, int worker, RoundTripApi api,
+                         std::vector<double>& ns, RoundTripFigures& f) {
+  SwitchCount before = count_switches(worker);
+  time_noop_round_trips(pool, ns, api);
+  SwitchCount after = count_switches(worker);
+  f.p50.push_back(bench::percentile(ns, 50) / 1e3);
+  f.p99.push_back(bench::percentile(ns, 99) / 1e3);
+  auto per_job = [&](std::uint64_t SwitchCount::*field) {
+    return static_cast<double>(after.*field - before.*field) / static_cast<double>(ns.size());
+  };
+  f.caller_switches.push_back(per_job(&SwitchCount::caller));
+  f.supervisor_switches.push_back(per_job(&SwitchCount::supervisor));
+  f.worker_switches.push_back(per_job(&SwitchCount::worker));
+  f.total_switches.push_back(f.caller_switches.back() + f.supervisor_switches.back() +
+                             f.worker_switches.back());
+}
+
 void measure_round_trip(const Config& cfg, Placement pl, const std::string& key) {
   log_progress(fmt::format("procpool: no-op round trip, idle pool, {}", bench::to_string(pl)));
   if (pl == Placement::unpinned) {
@@ -469,8 +497,7 @@ void measure_round_trip(const Config& cfg, Placement pl, const std::string& key)
   } else {
     bench::pin_self(0);  // the supervisor thread and the workers inherit this
   }
-  std::vector<double> p50, p99, total_switches, caller_switches, supervisor_switches,
-      worker_switches;
+  RoundTripFigures by_call, by_submit;
   {
     procpool::Pool pool(pool_options(1));
     settle(pool, 1);
@@ -481,20 +508,10 @@ void measure_round_trip(const Config& cfg, Placement pl, const std::string& key)
     run_noops_one_at_a_time(pool, cfg.rtt_warmup);
     std::vector<double> ns(cfg.rtt_n);
     const int worker = worker_pids(pool).at(0);
+    // The two APIs alternate on the same pool, so that both see the same machine.
     for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
-      SwitchCount before = count_switches(worker);
-      time_noop_round_trips(pool, ns);
-      SwitchCount after = count_switches(worker);
-      p50.push_back(bench::percentile(ns, 50) / 1e3);
-      p99.push_back(bench::percentile(ns, 99) / 1e3);
-      auto per_job = [&](std::uint64_t SwitchCount::*field) {
-        return static_cast<double>(after.*field - before.*field) / static_cast<double>(ns.size());
-      };
-      caller_switches.push_back(per_job(&SwitchCount::caller));
-      supervisor_switches.push_back(per_job(&SwitchCount::supervisor));
-      worker_switches.push_back(per_job(&SwitchCount::worker));
-      total_switches.push_back(caller_switches.back() + supervisor_switches.back() +
-                               worker_switches.back());
+      time_round_trip_rep(pool, worker, RoundTripApi::call, ns, by_call);
+      time_round_trip_rep(pool, worker, RoundTripApi::submit_get, ns, by_submit);
     }
   }
   bench::unpin_self();
@@ -507,53 +524,68 @@ void measure_round_trip(const Config& cfg, Placement pl, const std::string& key)
           ? "caller and supervisor thread on CPU 0, worker on CPU 1 (baseline: parent on CPU 0, "
             "child on CPU 1)"
           : "no pinning, 1 worker";
-  Row& a = add_row("procpool.rtt_" + key + ".p50", "procpool",
-                   "no-op job round trip, idle pool, " + where + ", p50", "us", p50);
-  set_baseline(a, "baseline.futex_" + key + ".p50");
-  if (pl != Placement::unpinned) {
-    set_target(a, TargetKind::ratio_max, 1.25, "<= 1.25x futex");
-  }
-  a.note = place_note;
-  Row& b = add_row("procpool.rtt_" + key + ".p99", "procpool",
-                   "no-op job round trip, idle pool, " + where + ", p99", "us", p99);
-  set_baseline(b, "procpool.rtt_" + key + ".p50");
-  if (pl != Placement::unpinned) set_target(b, TargetKind::ratio_max, 3, "<= 3x own p50");
-  if (pl == Placement::cross_core) {
-    double spin_p50 = figure_of("baseline.spin_cross_core.p50");
-    double spin_p99 = figure_of("baseline.spin_cross_core.p99");
-    if (!std::isnan(spin_p50) && spin_p50 > 0) {
-      b.note = fmt::format(
-          "the raw polled ping-pong across cores (no system call) in this run: p50 {} us, p99 {} "
-          "us, {:.2f}x its p50",
-          num(spin_p50), num(spin_p99), spin_p99 / spin_p50);
+  auto add_rows = [&](const std::string& id, const std::string& api, const RoundTripFigures& f,
+                      bool targets) {
+    Row& a =
+        add_row(id + ".p50", "procpool",
+                "no-op job round trip, " + api + ", idle pool, " + where + ", p50", "us", f.p50);
+    set_baseline(a, "baseline.futex_" + key + ".p50");
+    if (targets && pl != Placement::unpinned) {
+      set_target(a, TargetKind::ratio_max, 1.25, "<= 1.25x futex");
     }
-  }
-  Row& c = add_row("procpool.rtt_" + key + ".switches", "procpool",
-                   "no-op job round trip, idle pool, " + where +
-                       ", context switches per round trip (caller, supervisor, worker)",
-                   "1/rt", total_switches);
-  set_baseline(c, "baseline.futex_" + key + ".switches");
-  c.note = fmt::format(
-      "medians per round trip: caller thread {}, supervisor thread {}, worker {} (voluntary + "
-      "involuntary, /proc/<pid>/task/*/status)",
-      num(bench::median(caller_switches)), num(bench::median(supervisor_switches)),
-      num(bench::median(worker_switches)));
+    a.note = place_note;
+    Row& b =
+        add_row(id + ".p99", "procpool",
+                "no-op job round trip, " + api + ", idle pool, " + where + ", p99", "us", f.p99);
+    set_baseline(b, id + ".p50");
+    if (targets && pl != Placement::unpinned) {
+      set_target(b, TargetKind::ratio_max, 3, "<= 3x own p50");
+    }
+    if (pl == Placement::cross_core) {
+      double spin_p50 = figure_of("baseline.spin_cross_core.p50");
+      double spin_p99 = figure_of("baseline.spin_cross_core.p99");
+      if (!std::isnan(spin_p50) && spin_p50 > 0) {
+        b.note = fmt::format(
+            "the raw polled ping-pong across cores (no system call) in this run: p50 {} us, p99 "
+            "{} us, {:.2f}x its p50",
+            num(spin_p50), num(spin_p99), spin_p99 / spin_p50);
+      }
+    }
+    Row& c = add_row(id + ".switches", "procpool",
+                     "no-op job round trip, " + api + ", idle pool, " + where +
+                         ", context switches per round trip (caller, supervisor, worker)",
+                     "1/rt", f.total_switches);
+    set_baseline(c, "baseline.futex_" + key + ".switches");
+    c.note = fmt::format(
+        "medians per round trip: caller thread {}, supervisor thread {}, worker {} (voluntary + "
+        "involuntary, /proc/<pid>/task/*/status)",
+        num(bench::median(f.caller_switches)), num(bench::median(f.supervisor_switches)),
+        num(bench::median(f.worker_switches)));
+  };
+  add_rows("procpool.rtt_" + key, "call()", by_call, true);
+  add_rows("procpool.rtt_submit_get_" + key, "submit().get()", by_submit, false);
 }
 
 void measure_blocking(const Config& cfg) {
   log_progress("procpool: one-at-a-time blocking submit, 2 workers");
-  std::vector<double> per_s;
+  std::vector<double> per_s, call_per_s;
   {
     procpool::Pool pool(pool_options(2));
     settle(pool, 2);
     run_noops_one_at_a_time(pool, cfg.rtt_warmup);
+    std::vector<double> ns(cfg.blocking_n);
+    auto rate = [&] {
+      double total = 0;
+      for (double sample : ns)
+        total += sample;
+      return static_cast<double>(ns.size()) / (total / 1e9);
+    };
+    // Alternately with call(), on the same pool.
     for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
-      std::int64_t t0 = bench::now_ns();
-      for (std::size_t i = 0; i < cfg.blocking_n; ++i) {
-        check_ok(pool.submit("noop", procpool::Bytes{}).get());
-      }
-      per_s.push_back(static_cast<double>(cfg.blocking_n) /
-                      (static_cast<double>(bench::now_ns() - t0) / 1e9));
+      time_noop_round_trips(pool, ns, RoundTripApi::submit_get);
+      per_s.push_back(rate());
+      time_noop_round_trips(pool, ns, RoundTripApi::call);
+      call_per_s.push_back(rate());
     }
   }
   Row& r = add_row("procpool.blocking_submit_per_s", "procpool",
@@ -561,6 +593,10 @@ void measure_blocking(const Config& cfg) {
   set_baseline(r, "baseline.futex_unpinned.per_s");
   set_target(r, TargetKind::abs_min, 50'000, ">= 50,000/s");
   r.note = "baseline: raw futex ping-pong round trips/s, unpinned";
+  Row& c = add_row("procpool.blocking_call_per_s", "procpool",
+                   "one-at-a-time blocking call(), 2 workers, unpinned", "1/s", call_per_s);
+  set_baseline(c, "procpool.blocking_submit_per_s");
+  c.note = "timed alternately with the row above, on the same pool; baseline: that row";
   if (find_row("baseline.python.executor_submit_result_per_s") != nullptr) {
     Row& p = add_row("procpool.blocking_submit_vs_python", "procpool",
                      "one-at-a-time blocking submit vs Python submit().result()", "1/s", per_s);
@@ -692,7 +728,7 @@ double spin_same_core_p50(const Config& cfg, bool spin) {
     procpool::Pool pool(options);
     settle(pool, 1);
     run_noops_one_at_a_time(pool, cfg.rtt_warmup);
-    time_noop_round_trips(pool, ns);
+    time_noop_round_trips(pool, ns, RoundTripApi::submit_get);
   }
   bench::unpin_self();
   return bench::percentile(ns, 50) / 1e3;

@@ -61,6 +61,23 @@ JobId Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
   return impl_->submit_batch(job_name, std::move(payloads), options, std::move(sinks));
 }
 
+JobResult Pool::call(std::string_view job_name, std::span<const std::byte> payload,
+                     const SubmitOptions& options) {
+  return start_call(job_name, Bytes(payload.begin(), payload.end()), options).get();
+}
+
+JobResult Pool::call(std::string_view job_name, Bytes&& payload, const SubmitOptions& options) {
+  return start_call(job_name, std::move(payload), options).get();
+}
+
+JobFuture Pool::start_call(std::string_view job_name, Bytes&& payload,
+                           const SubmitOptions& options) {
+  detail::OutcomePromise promise;
+  std::shared_ptr<detail::OutcomeState> state = promise.state();
+  JobId id = impl_->call(job_name, std::move(payload), options, std::move(promise));
+  return JobFuture(id, std::move(state));
+}
+
 LentBuffer Pool::lend(std::size_t bytes) {
   return impl_->lend(bytes);
 }

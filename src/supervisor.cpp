@@ -17,6 +17,7 @@ Supervisor::Supervisor(PoolOptions options)
       spin_(options_.spin.enabled ? std::chrono::nanoseconds(options_.spin.budget)
                                   : std::chrono::nanoseconds::zero()),
       online_cpus_(platform::online_cpus()),
+      usable_cpus_(platform::usable_cpus()),
       wake_fd_(platform::make_eventfd()) {
   if (options_.worker_command.empty()) {
     executable_ = platform::self_executable_path();
@@ -330,7 +331,17 @@ void Supervisor::count(const JobResult& result) noexcept {
   }
 }
 
+thread_local const Supervisor* Supervisor::deferring_ = nullptr;
+
 void Supervisor::log(LogLevel level, const std::string& line) const noexcept {
+  if (deferring_ == this) {
+    try {
+      deferred_.push_back(Deferred{level, line, std::nullopt});
+      return;
+    } catch (...) {
+      // No memory to keep it: log it here rather than not at all.
+    }
+  }
   try {
     if (options_.log) {
       options_.log(level, line);
@@ -343,6 +354,14 @@ void Supervisor::log(LogLevel level, const std::string& line) const noexcept {
 }
 
 void Supervisor::emit(PoolEvent event, LogLevel level) const noexcept {
+  if (deferring_ == this) {
+    try {
+      deferred_.push_back(Deferred{level, event.message, std::optional<PoolEvent>(event)});
+      return;
+    } catch (...) {
+      // As in log().
+    }
+  }
   log(level, event.message);
   if (!options_.on_event) return;
   try {
@@ -409,6 +428,7 @@ void Supervisor::loop() {
     {
       std::lock_guard lock(state_mutex_);
       end_sleep();
+      if (!deferred_.empty()) flush_deferred();
       auto now = Clock::now();
       for (std::uint64_t key : ready)
         on_ready_key(key, now);
@@ -423,6 +443,11 @@ void Supervisor::loop() {
           end_sleep();  // polled instead: no doorbell, no wake-up from submit
           spinning = true;
         }
+      }
+      sleep_until_.reset();
+      if (timeout) sleep_until_ = now + *timeout;
+      if (backlog_polling_ && (!sleep_until_ || *sleep_until_ > now + backlog_poll_interval)) {
+        sleep_until_ = now + backlog_poll_interval;
       }
       outcomes.swap(outcomes_);
     }
@@ -553,8 +578,8 @@ void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_s
 
 bool Supervisor::prefetch(WorkerProcess& w) {
   const PrefetchPolicy& policy = options_.prefetch;
-  if (!w.job || !w.ready || w.leaving || w.stop_sent || w.untrusted || !w.job_start_sent ||
-      w.sent != w.job->payload.size() || !w.typical_job_time ||
+  if (!w.job || !w.ready || w.leaving || w.stop_sent || w.untrusted || w.direct_call ||
+      !w.job_start_sent || w.sent != w.job->payload.size() || !w.typical_job_time ||
       *w.typical_job_time >= policy.when_jobs_take_under) {
     return false;
   }
@@ -700,7 +725,8 @@ bool Supervisor::prepare_spin(bool delivered) {
   bool short_job = false, streaming = false;
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
-    if (w.untrusted || !w.job) continue;
+    // A Pool::call thread reads that ring itself; polling it here would race with it.
+    if (w.untrusted || !w.job || w.direct_call) continue;
     // Jobs sent ahead: prepare_sleep's backlog poll.
     if (!w.prefetched.empty()) return false;
     if (on_this_cpu(w.segment.header().worker_cpu.load(std::memory_order_relaxed))) continue;

@@ -7,9 +7,13 @@
 // picture. Lock order: state_mutex_, then queue_mutex_. Outcomes (promises, callbacks) are
 // delivered with no lock held. No lock here is ever shared with a worker process.
 //
+// One exception to "the supervisor thread does all worker I/O": Pool::call may run its own job on
+// an idle worker from the calling thread and take the result itself, under state_mutex_ (see
+// supervisor_call.cpp); the supervisor thread sleeps through it.
+//
 // The code is split by concern: supervisor.cpp (public entry points and the loop),
 // supervisor_channel.cpp (ring I/O with workers), supervisor_lifecycle.cpp (spawning, exits,
-// stopping, recycling, restart backoff).
+// stopping, recycling, restart backoff), supervisor_call.cpp (Pool::call's direct hand-off).
 #pragma once
 
 #include <array>
@@ -58,6 +62,9 @@ class Supervisor {
   LentBuffer lend(std::size_t bytes);
   JobId submit_in_place(std::string_view name, LentBuffer input, LentBuffer output,
                         const SubmitOptions& options, OutcomeSink sink);
+  /// Pool::call: runs the job and returns once its outcome is in `sink`, or once the job has been
+  /// handed to the supervisor thread (which then delivers it). Never from the supervisor thread.
+  JobId call(std::string_view name, Bytes payload, const SubmitOptions& options, OutcomeSink sink);
   bool cancel(JobId id);
   PoolStats stats() const;
   void shutdown(std::chrono::milliseconds drain);
@@ -156,6 +163,18 @@ class Supervisor {
   /// An event about `worker`, with its id and pid filled in.
   static PoolEvent worker_event(EventType type, const WorkerProcess& worker, std::string message);
 
+  // supervisor_call.cpp: Pool::call's direct hand-off.
+  /// An idle worker this thread may give `job` to itself, or nullptr (then the job is queued).
+  WorkerProcess* direct_call_worker(const Job& job);
+  /// Ends this thread's wait on `worker` (`done`: its job has its outcome in outcomes_), delivers
+  /// that outcome with the lock released, and wakes the supervisor thread if it has anything to
+  /// do. Unlocks `lock`.
+  void end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProcess& worker, bool done);
+  /// True if one of `worker`'s timers falls before the sleeping supervisor thread would wake.
+  bool timer_before_wake(const WorkerProcess& worker) const;
+  /// Emits the log lines and events a Pool::call thread raised (supervisor thread).
+  void flush_deferred();
+
   // Any thread.
   /// Why a job cannot be queued, if it cannot.
   std::optional<JobResult> check_request(std::string_view name, std::size_t payload_bytes,
@@ -199,6 +218,20 @@ class Supervisor {
   std::map<std::uint64_t, std::unique_ptr<WorkerProcess>> workers_;
   std::uint64_t next_worker_id_ = 1;
   std::vector<Outcome> outcomes_;  // delivered after state_mutex_ is released
+  /// When the sleeping supervisor thread wakes by itself (nullopt: only when woken). Meaningful
+  /// while supervisor_sleeping_.
+  std::optional<Clock::time_point> sleep_until_;
+  /// Log lines and events raised on a Pool::call thread, which the supervisor thread emits, so that
+  /// they keep coming from it (LogSink, EventCallback).
+  struct Deferred {
+    LogLevel level;
+    std::string line;
+    std::optional<PoolEvent> event;
+  };
+  mutable std::vector<Deferred> deferred_;
+  /// The supervisor whose log lines and events this thread defers: set while a Pool::call thread
+  /// holds state_mutex_ and works on a worker.
+  static thread_local const Supervisor* deferring_;
   std::size_t scaled_target_ = 0;  // workers wanted now, between min and max
   std::deque<std::optional<RecycleReason>> pending_replacements_;  // reasons for workers owed
   std::deque<Clock::time_point> unplanned_exits_;                  // the current run of failures
@@ -214,6 +247,8 @@ class Supervisor {
   // Polling before sleeping (SpinPolicy; supervisor thread only).
   AdaptiveSpin spin_;
   const std::size_t online_cpus_;
+  /// CPUs the constructing thread, and so the supervisor thread and the workers, may run on.
+  const std::size_t usable_cpus_;
   std::uint32_t spin_hint_ = 0;  // a CPU is likely free (update_spin_hint); what the headers say
   int host_cpu_ = -1;  // this thread's CPU at the last update_spin_hint; what the headers say
   std::atomic<int> submit_cpu_{-1};  // the CPU of the last submitting thread (a hint)

@@ -114,6 +114,9 @@ struct WorkerProcess {
   /// Jobs sent whole into its request ring behind `job`, oldest first (PrefetchPolicy). Non-empty
   /// only while `job` is set and fully sent.
   std::deque<std::unique_ptr<Job>> prefetched;
+  /// A Pool::call thread gave it its job and waits for the result on its response ring (it is woken
+  /// by a futex, wake_by_futex, not the doorbell); no job is sent ahead to it meanwhile.
+  bool direct_call = false;
   /// Moving average of its job times (dispatch or previous result to result); nullopt until its
   /// first job.
   std::optional<Clock::duration> typical_job_time;

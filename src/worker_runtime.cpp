@@ -343,7 +343,9 @@ class WorkerLoop {
   }
 
   void flush() {
-    if (responses_.publish()) platform::eventfd_notify(platform::worker_doorbell_fd);
+    const std::uint32_t wake = responses_.publish();
+    if (wake & wake_by_default) platform::eventfd_notify(platform::worker_doorbell_fd);
+    if (wake & wake_by_futex) platform::futex_wake_all(responses_.wake_word());
   }
 
   Segment& segment_;

@@ -91,6 +91,25 @@ TEST_CASE("a writer cannot overrun space the reader has not released") {
   CHECK(ring.writer.append(RecordType::job_data, 1, body));
 }
 
+TEST_CASE("publish reports each way the reader asked to be woken, until it takes each back") {
+  TestRing ring;
+  auto body = pattern(8, 5);
+  ring.reader.begin_wait(wake_by_default);
+  ring.reader.begin_wait(wake_by_futex);
+  REQUIRE(ring.writer.append(RecordType::job_data, 1, body));
+  CHECK(ring.writer.publish() == (wake_by_default | wake_by_futex));
+  ring.reader.end_wait(wake_by_default);
+  REQUIRE(ring.writer.append(RecordType::job_data, 1, body));
+  CHECK(ring.writer.publish() == wake_by_futex);
+  ring.reader.begin_wait(wake_by_default);
+  ring.reader.end_wait(wake_by_futex);
+  REQUIRE(ring.writer.append(RecordType::job_data, 1, body));
+  CHECK(ring.writer.publish() == wake_by_default);
+  ring.reader.end_wait(wake_by_default);
+  REQUIRE(ring.writer.append(RecordType::job_data, 1, body));
+  CHECK(ring.writer.publish() == 0);
+}
+
 TEST_CASE("publish and release report a sleeping peer, and only then") {
   TestRing ring;
   auto body = pattern(8, 4);

@@ -108,6 +108,30 @@ class PROCPOOL_API Pool {
         submit(J::name, Codec<typename J::Request>::encode(request), options));
   }
 
+  /// Runs the job `job_name` on a copy of `payload` and waits for its outcome: what
+  /// submit(job_name, payload, options).get() returns, at less cost. If a worker is idle, on this
+  /// thread's CPU (or on any CPU when nobody polls, see SpinPolicy), this thread gives it the job
+  /// and reads the result itself while the supervisor thread sleeps on: two context switches per
+  /// job on a shared CPU instead of four (docs/architecture.md#poolcall-the-direct-hand-off).
+  /// Otherwise the job is queued as by submit(). Either way every rule of a queued job holds
+  /// (timeouts, retries, recycling, events and log lines on the supervisor thread).
+  ///
+  /// Never throws for job failures. Besides submit()'s errors, a call from a Completion callback
+  /// yields ErrorKind::invalid_request at once, since it would wait for the thread that runs it.
+  JobResult call(std::string_view job_name, std::span<const std::byte> payload,
+                 const SubmitOptions& options = {});
+  /// As above, taking ownership of the payload (no copy).
+  JobResult call(std::string_view job_name, Bytes&& payload, const SubmitOptions& options = {});
+
+  /// Typed call: encodes `request` with Codec<J::Request> and decodes J::Response.
+  template <TypedJob J>
+  Result<typename J::Response> call(const typename J::Request& request,
+                                    const SubmitOptions& options = {}) {
+    return Future<typename J::Response>(
+               start_call(J::name, Codec<typename J::Request>::encode(request), options))
+        .get();
+  }
+
   /// Lends a buffer of `bytes` in shared memory for submit_in_place, reusing one given back if
   /// one fits. The caller writes an input into it, or passes it as an output. Throws
   /// std::invalid_argument for 0 bytes and std::runtime_error if the OS refuses the memory.
@@ -140,6 +164,10 @@ class PROCPOOL_API Pool {
   void shutdown(std::chrono::milliseconds drain = std::chrono::milliseconds{0});
 
  private:
+  /// call() up to the wait: returns once the job's outcome is in the future, or once the
+  /// supervisor thread has the job.
+  JobFuture start_call(std::string_view job_name, Bytes&& payload, const SubmitOptions& options);
+
   class Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -21,7 +21,15 @@ namespace procpool::detail {
 inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
 /// 2: the segment is an inherited descriptor, no longer a name in /dev/shm.
 /// 3: SegmentHeader::host_cpu and worker_cpu.
-inline constexpr std::uint32_t protocol_version = 3;
+/// 4: RingControl::consumer_waiting is a set of wake_by_* bits.
+inline constexpr std::uint32_t protocol_version = 4;
+
+/// How a waiting consumer wants to be woken (RingControl::consumer_waiting bits). The worker's
+/// request ring uses only wake_by_default (a futex wake on write_seq). On a response ring,
+/// wake_by_default rings the worker's doorbell (the supervisor's epoll) and wake_by_futex is a
+/// futex wake on write_seq, for a thread waiting in Pool::call; both may be set.
+inline constexpr std::uint32_t wake_by_default = 1;
+inline constexpr std::uint32_t wake_by_futex = 2;
 
 struct RingControl {
   // Producer's fields.
@@ -34,7 +42,8 @@ struct RingControl {
   alignas(64) std::atomic<std::uint64_t> read_pos{0};
   /// Incremented on every release; the producer's futex word.
   std::atomic<std::uint32_t> read_seq{0};
-  /// 1 while the consumer waits for data. Set and cleared by the consumer only.
+  /// wake_by_* bits while the consumer waits for data, 0 otherwise. Set and cleared by the
+  /// consumer only.
   std::atomic<std::uint32_t> consumer_waiting{0};
 };
 

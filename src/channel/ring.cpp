@@ -35,15 +35,15 @@ bool RingWriter::append(RecordType type, std::uint64_t job_id, std::span<const s
   return true;
 }
 
-bool RingWriter::publish() noexcept {
-  if (published_pos_ == write_pos_) return false;
+std::uint32_t RingWriter::publish() noexcept {
+  if (published_pos_ == write_pos_) return 0;
   published_pos_ = write_pos_;
   control_->write_pos.store(write_pos_, std::memory_order_release);
   control_->write_seq.store(++seq_, std::memory_order_release);
   // Pairs with the fence in RingReader::begin_wait: either the reader sees the new position on its
   // re-check, or we see its waiting flag here.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  return control_->consumer_waiting.load(std::memory_order_relaxed) != 0;
+  return control_->consumer_waiting.load(std::memory_order_relaxed);
 }
 
 std::uint32_t RingWriter::begin_wait() noexcept {
@@ -130,15 +130,17 @@ bool RingReader::has_data() const noexcept {
   return control_->write_pos.load(std::memory_order_acquire) != read_pos_;
 }
 
-std::uint32_t RingReader::begin_wait() noexcept {
+std::uint32_t RingReader::begin_wait(std::uint32_t how) noexcept {
   std::uint32_t seen = control_->write_seq.load(std::memory_order_acquire);
-  control_->consumer_waiting.store(1, std::memory_order_relaxed);
+  waiting_ |= how;
+  control_->consumer_waiting.store(waiting_, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   return seen;
 }
 
-void RingReader::end_wait() noexcept {
-  control_->consumer_waiting.store(0, std::memory_order_relaxed);
+void RingReader::end_wait(std::uint32_t how) noexcept {
+  waiting_ &= ~how;
+  control_->consumer_waiting.store(waiting_, std::memory_order_relaxed);
 }
 
 }  // namespace procpool::detail

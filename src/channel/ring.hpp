@@ -37,8 +37,9 @@ class RingWriter {
   bool append(RecordType type, std::uint64_t job_id, std::span<const std::byte> first,
               std::span<const std::byte> second = {}) noexcept;
 
-  /// Makes everything appended visible. Returns true if the reader is sleeping and must be woken.
-  bool publish() noexcept;
+  /// Makes everything appended visible. Returns how the reader wants to be woken (wake_by_* bits),
+  /// or 0 if it is not waiting or nothing was appended.
+  std::uint32_t publish() noexcept;
 
   /// For waiting on space: marks the producer as waiting and returns the reader's release counter
   /// (a futex word value). Re-check free_bytes() after this and before sleeping.
@@ -102,10 +103,12 @@ class RingReader {
   /// True if the writer has published past what was consumed (cheap; no validation).
   bool has_data() const noexcept;
 
-  /// For waiting on data: marks the consumer as waiting and returns the writer's publish counter
-  /// (a futex word value). Re-check has_data() after this and before sleeping.
-  std::uint32_t begin_wait() noexcept;
-  void end_wait() noexcept;
+  /// For waiting on data: marks the consumer as waiting to be woken `how` (wake_by_* bits, added
+  /// to those already set) and returns the writer's publish counter (a futex word value).
+  /// Re-check has_data() after this and before sleeping.
+  std::uint32_t begin_wait(std::uint32_t how = wake_by_default) noexcept;
+  /// Clears the `how` bits of the consumer's wait.
+  void end_wait(std::uint32_t how = wake_by_default) noexcept;
   const std::atomic<std::uint32_t>& wait_word() const noexcept { return control_->write_seq; }
   /// The word a sleeping writer waits on: futex-wake it when release() returns true.
   std::atomic<std::uint32_t>& wake_word() noexcept { return control_->read_seq; }
@@ -118,6 +121,7 @@ class RingReader {
   std::uint64_t released_pos_ = 0;  // visible to the writer
   std::uint64_t writer_pos_ = 0;    // last valid writer position seen
   std::uint32_t seq_ = 0;
+  std::uint32_t waiting_ = 0;  // what consumer_waiting holds
 };
 
 /// True for the record types a peer may send on a ring.

@@ -315,6 +315,10 @@ bool set_dumpable(bool dumpable) noexcept;
 /// CPUs online on this machine, at least 1.
 std::size_t online_cpus() noexcept;
 
+/// CPUs the calling thread may run on (its affinity mask), at least 1. Threads and processes it
+/// starts inherit that mask.
+std::size_t usable_cpus() noexcept;
+
 /// Lets another runnable thread on this CPU run first (sched_yield); returns at once if none.
 void yield_cpu() noexcept;
 

@@ -152,6 +152,14 @@ std::size_t online_cpus() noexcept {
   return n > 0 ? static_cast<std::size_t>(n) : 1;
 }
 
+std::size_t usable_cpus() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return online_cpus();
+  const int n = CPU_COUNT(&set);
+  return n > 0 ? static_cast<std::size_t>(n) : 1;
+}
+
 void yield_cpu() noexcept {
   ::sched_yield();
 }

@@ -1,0 +1,202 @@
+// Pool::call's direct hand-off: a thread that wants one job's outcome and finds an idle worker
+// gives it the job and takes the result itself, while the supervisor thread sleeps on.
+//
+// Why: on a CPU shared by caller, supervisor thread and worker, a job that goes through the
+// supervisor thread costs four context switches (caller -> supervisor -> worker -> supervisor ->
+// caller); handed over directly it costs two, as a raw futex ping-pong does. The calling thread
+// does exactly what the supervisor thread would (dispatch, read_responses, finish_job, the recycle
+// policy) under state_mutex_, so every rule holds as it does for a queued job, with three limits
+// that keep the supervisor thread's own duties with it:
+//  - it never starts a process (a worker's parent-death signal follows the thread that forked it):
+//    a worker that would retire on this job is not taken, and a worker to replace wakes the
+//    supervisor thread;
+//  - log lines and events are deferred to the supervisor thread, which emits them (they keep
+//    coming from it, as LogSink and EventCallback say);
+//  - it waits at most direct_call_window (and never past the job's timeout) before it gives the
+//    job back to the supervisor thread, which then keeps its timers, so a sleeping supervisor never
+//    misses one. A worker's word is never trusted: every wait has that deadline.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "supervisor.hpp"
+
+namespace procpool::detail {
+
+namespace {
+
+// How long a Pool::call thread waits for a result itself before the supervisor thread takes over.
+// Short: it also bounds how late the caller learns that the worker died (the supervisor thread
+// handles the exit and completes the job; the caller's futex is not woken by it).
+constexpr std::chrono::milliseconds direct_call_window{1};
+
+// Defers this thread's log lines and events for `supervisor` while it lives. Only while the
+// thread holds state_mutex_, which guards Supervisor::deferred_.
+class DeferLogs {
+ public:
+  explicit DeferLogs(const Supervisor* supervisor, const Supervisor*& slot) noexcept : slot_(slot) {
+    slot_ = supervisor;
+  }
+  ~DeferLogs() { slot_ = nullptr; }
+  DeferLogs(const DeferLogs&) = delete;
+  DeferLogs& operator=(const DeferLogs&) = delete;
+
+ private:
+  const Supervisor*& slot_;
+};
+
+}  // namespace
+
+JobId Supervisor::call(std::string_view name, Bytes payload, const SubmitOptions& options,
+                       OutcomeSink sink) {
+  std::optional<JobResult> refusal = check_request(name, payload.size(), options);
+  if (!refusal && std::this_thread::get_id() == supervisor_thread_id_.load()) {
+    refusal = job_failure(ErrorKind::invalid_request,
+                          "Pool::call from a completion callback would wait for the thread that "
+                          "runs it: submit the job with a callback instead");
+  }
+  Job job = make_job(take_ids(1), name, std::move(payload), options, std::move(sink));
+  if (refusal) return submit_one(std::move(job), std::move(refusal));
+
+  std::unique_lock lock(state_mutex_);
+  WorkerProcess* w = direct_call_worker(job);
+  if (!w) {
+    lock.unlock();
+    return submit_one(std::move(job), std::nullopt);
+  }
+  const JobId id = job.id;
+  const std::uint64_t worker_id = w->id;
+  Clock::time_point now = Clock::now();
+  Clock::time_point give_back_at = now + direct_call_window;
+  if (job.timeout.count() > 0) give_back_at = std::min(give_back_at, now + job.timeout);
+
+  // The result wakes this thread, not the supervisor thread's doorbell; and the worker is told
+  // which CPU it answers to, so that it does not poll for its next job on the CPU this thread
+  // needs to read the result (end_direct_call puts both back).
+  w->direct_call = true;
+  w->responses.end_wait(wake_by_default);
+  if (const int cpu = platform::current_cpu(); cpu >= 0) {
+    w->segment.header().host_cpu.store(cpu, std::memory_order_relaxed);
+  }
+  w->job = std::make_unique<Job>(std::move(job));
+  ++w->job->attempts;
+  w->job_start_sent = false;
+  w->sent = 0;
+  begin_job(*w, now, true);
+  {
+    DeferLogs defer(this, deferring_);
+    send_request(*w);
+  }
+  for (;;) {
+    if (w->responses.has_data()) {
+      DeferLogs defer(this, deferring_);
+      read_responses(*w, now);
+    }
+    const bool done = !w->job || w->job->id != id;
+    // A payload that did not fit the ring, a broken protocol or a job that takes longer: the
+    // supervisor thread's to carry on with.
+    if (done || w->untrusted || w->waiting_for_space || now >= give_back_at) {
+      end_direct_call(lock, *w, done);
+      return id;
+    }
+    const std::uint32_t seen = w->responses.begin_wait(wake_by_futex);
+    if (w->responses.has_data()) continue;
+    // The word lies in the worker's segment, which the supervisor thread unmaps if the worker
+    // exits meanwhile: the kernel then fails the wait (or, should another mapping land there,
+    // the deadline ends it), and the worker is looked up again below before anything is read.
+    const std::atomic<std::uint32_t>& word = w->responses.wait_word();
+    lock.unlock();
+    platform::futex_wait(word, seen,
+                         std::chrono::ceil<std::chrono::nanoseconds>(give_back_at - now));
+    lock.lock();
+    now = Clock::now();
+    auto it = workers_.find(worker_id);
+    // Gone: its exit gave the job its outcome (or a retry), on the supervisor thread.
+    if (it == workers_.end()) return id;
+    w = it->second.get();
+  }
+}
+
+WorkerProcess* Supervisor::direct_call_worker(const Job& job) {
+  if (job.in_place || final_stop_ || drain_deadline_) return nullptr;
+  {
+    std::lock_guard queue_lock(queue_mutex_);
+    // Queued jobs go first; a stopping or degraded pool takes the queue's path to its refusal.
+    if (stopping_ || degraded_ || shutdown_drain_ || !queue_.empty()) return nullptr;
+  }
+  // A direct hand-off saves two context switches of four with the pool on one CPU (a worker on
+  // this thread's CPU that cannot move), and two sleeping wake-ups of four when nobody polls
+  // (SpinPolicy off, or no CPU free). Otherwise the supervisor thread polls for the result on a
+  // free CPU, which a sleeping caller cannot beat: the worker it wakes may well be moved to that
+  // CPU, and each wake-up across CPUs costs tens of microseconds on a machine whose idle CPUs halt.
+  const bool nobody_polls = !options_.spin.enabled || spin_hint_ == 0;
+  if (usable_cpus_ > 1 && !nobody_polls) return nullptr;
+  const int cpu = platform::current_cpu();
+  WorkerProcess* elsewhere = nullptr;
+  for (auto& [id, worker] : workers_) {
+    WorkerProcess& w = *worker;
+    if (!w.dispatchable() || w.untrusted || w.direct_call || !w.prefetched.empty()) continue;
+    // Its last job (max_jobs): it retires on it, and starting its replacement is the supervisor
+    // thread's.
+    if (w.job_limit && w.jobs_done + 1 >= w.job_limit) continue;
+    if (w.typical_job_time && *w.typical_job_time >= direct_call_window) continue;
+    const int worker_cpu = w.segment.header().worker_cpu.load(std::memory_order_relaxed);
+    if (cpu >= 0 && worker_cpu == cpu) return &w;
+    if (nobody_polls && !elsewhere) elsewhere = &w;
+  }
+  return elsewhere;
+}
+
+void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProcess& w, bool done) {
+  w.direct_call = false;
+  w.responses.end_wait(wake_by_futex);
+  bool sleeping, queued;
+  {
+    std::lock_guard queue_lock(queue_mutex_);
+    sleeping = supervisor_sleeping_;
+    queued = !queue_.empty();
+  }
+  // As prepare_sleep left it: the worker rings the sleeping supervisor thread's doorbell again.
+  if (sleeping && !w.untrusted) w.responses.begin_wait(wake_by_default);
+  if (options_.spin.enabled)
+    w.segment.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
+  // The supervisor thread sleeps on unless it has something to do: a job to carry on with (with
+  // its timers), lines or events to emit, a worker to stop or replace, jobs that arrived meanwhile
+  // (it may have gone to sleep counting on this worker's result to wake it), or a timer due before
+  // it would wake.
+  const bool wake_supervisor = !done || queued || !deferred_.empty() || w.leaving || w.untrusted ||
+                               !pending_replacements_.empty() || (sleeping && timer_before_wake(w));
+  std::vector<Outcome> outcomes;
+  outcomes.swap(outcomes_);
+  lock.unlock();
+  if (wake_supervisor) wake();
+  complete_all_now(outcomes);
+}
+
+bool Supervisor::timer_before_wake(const WorkerProcess& w) const {
+  std::optional<Clock::time_point> next;
+  auto consider = [&](const std::optional<Clock::time_point>& t) {
+    if (t && (!next || *t < *next)) next = t;
+  };
+  consider(w.policy_recheck_at);
+  consider(w.kill_at);
+  if (w.job) {
+    consider(w.job_deadline);
+    consider(w.next_sample_at);
+  }
+  return next && (!sleep_until_ || *next < *sleep_until_);
+}
+
+void Supervisor::flush_deferred() {
+  std::vector<Deferred> pending;
+  pending.swap(deferred_);
+  for (Deferred& d : pending) {
+    if (d.event) {
+      emit(std::move(*d.event), d.level);
+    } else {
+      log(d.level, d.line);
+    }
+  }
+}
+
+}  // namespace procpool::detail

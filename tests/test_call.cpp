@@ -1,0 +1,287 @@
+// Pool::call runs one job and waits for it, handing the job to an idle worker from the calling
+// thread when it can: it returns what submit().get() returns in every case (results of every size,
+// failures, crashes, timeouts, retirements), leaves the supervisor thread asleep on a shared CPU,
+// and still delivers events from the supervisor thread.
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <procpool/procpool.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch.hpp"
+#include "test_support.hpp"
+
+using namespace procpool;
+using test::bytes;
+using test::text;
+
+namespace {
+
+// The test registry's "echo", typed as strings.
+struct EchoText {
+  static constexpr std::string_view name = "echo";
+  using Request = std::string;
+  using Response = std::string;
+};
+
+// Context switches of every thread of this process but the calling one (the supervisor thread,
+// in these tests), from /proc/self/task/*/status.
+std::uint64_t other_threads_switches() {
+  const std::string self = std::to_string(::syscall(SYS_gettid));
+  std::uint64_t total = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    if (task.path().filename() == self) continue;
+    std::ifstream status(task.path() / "status");
+    std::string key;
+    while (status >> key) {
+      if (key == "voluntary_ctxt_switches:" || key == "nonvoluntary_ctxt_switches:") {
+        std::uint64_t n = 0;
+        status >> n;
+        total += n;
+      }
+    }
+  }
+  return total;
+}
+
+// Pins this thread (and so the threads and processes it starts) to one CPU for its lifetime.
+class PinnedToOneCpu {
+ public:
+  PinnedToOneCpu() {
+    REQUIRE(::sched_getaffinity(0, sizeof before_, &before_) == 0);
+    int cpu = 0;
+    while (!CPU_ISSET(cpu, &before_))
+      ++cpu;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
+  }
+  ~PinnedToOneCpu() { ::sched_setaffinity(0, sizeof before_, &before_); }
+  PinnedToOneCpu(const PinnedToOneCpu&) = delete;
+  PinnedToOneCpu& operator=(const PinnedToOneCpu&) = delete;
+
+ private:
+  cpu_set_t before_{};
+};
+
+Bytes produce_payload(std::uint64_t n) {
+  return test::encode_value(n);
+}
+
+bool is_produced(const Bytes& out, std::uint64_t n) {
+  if (out.size() != n) return false;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (out[i] != static_cast<std::byte>((i * 31 + 7) & 0xff)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("call returns what submit().get() returns: results of every size, failures, refusals") {
+  Pool pool(test::quiet_options(1));  // 64 KiB rings: the larger results stream out
+  for (std::uint64_t n : {std::uint64_t{0}, std::uint64_t{5}, std::uint64_t{40'000},
+                          std::uint64_t{300'000}, std::uint64_t{3'000'000}}) {
+    INFO("result of " << n << " bytes");
+    JobResult direct = pool.call("produce", produce_payload(n));
+    REQUIRE(direct.ok());
+    CHECK(is_produced(direct.value(), n));
+  }
+  JobResult echoed = pool.call("echo", bytes("hello"));
+  REQUIRE(echoed.ok());
+  CHECK(text(echoed.value()) == "hello");
+
+  JobResult failed = pool.call("fail", bytes("on purpose"));
+  REQUIRE_FALSE(failed.ok());
+  CHECK(failed.error().kind == ErrorKind::handler_error);
+  CHECK(failed.error().message.find("on purpose") != std::string::npos);
+
+  JobResult unknown = pool.call("no_such_job", Bytes{});
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.error().kind == ErrorKind::unknown_job);
+
+  Result<std::string> typed = pool.call<EchoText>(std::string("typed"));
+  REQUIRE(typed.ok());
+  CHECK(typed.value() == "typed");
+
+  // A payload larger than the ring streams in through the supervisor thread.
+  Bytes big(1'000'000);
+  for (std::size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<std::byte>(i % 251);
+  JobResult big_echo = pool.call("echo", Bytes(big));
+  REQUIRE(big_echo.ok());
+  CHECK(big_echo.value() == big);
+
+  auto stats = pool.stats();
+  CHECK(stats.succeeded == 8);
+  CHECK(stats.failed == 2);
+}
+
+TEST_CASE("call on a worker sharing the caller's CPU leaves the supervisor thread asleep") {
+  PinnedToOneCpu pinned;  // caller, supervisor thread and worker all on one CPU
+  Pool pool(test::quiet_options(1));
+  // The first calls wait for the worker to start and to say which CPU it waits on.
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(pool.call("echo", bytes("warm-up")).ok());
+  constexpr int calls = 200;
+  const std::uint64_t before = other_threads_switches();
+  for (int i = 0; i < calls; ++i) {
+    JobResult r = pool.call("echo", bytes(std::to_string(i)));
+    REQUIRE(r.ok());
+    REQUIRE(text(r.value()) == std::to_string(i));
+  }
+  const std::uint64_t supervisor_switches = other_threads_switches() - before;
+  INFO("supervisor thread context switches over " << calls << " calls: " << supervisor_switches);
+  // Through the supervisor thread each job costs it two switches at least (400 here).
+  CHECK(supervisor_switches < calls / 4);
+
+  // submit().get() on the same pool goes through the supervisor thread, as before.
+  const std::uint64_t before_submits = other_threads_switches();
+  for (int i = 0; i < calls; ++i)
+    REQUIRE(pool.submit("echo", bytes("x")).get().ok());
+  CHECK(other_threads_switches() - before_submits >= std::uint64_t{calls});
+}
+
+TEST_CASE("a worker that dies during a call gives the call its crash, and the pool goes on") {
+  PinnedToOneCpu pinned;
+  Pool pool(test::quiet_options(1));
+  REQUIRE(pool.call("echo", bytes("up")).ok());
+  JobResult crashed = pool.call("segv", Bytes{});
+  REQUIRE_FALSE(crashed.ok());
+  CHECK(crashed.error().kind == ErrorKind::worker_crashed);
+  JobResult after = pool.call("echo", bytes("replaced"));
+  REQUIRE(after.ok());
+  CHECK(text(after.value()) == "replaced");
+
+  // An idempotent job whose worker crashes on the first attempt is retried on the replacement.
+  SubmitOptions retry;
+  retry.idempotent = true;
+  retry.max_attempts = 2;
+  JobResult retried = pool.call("crash_first_attempt", Bytes{}, retry);
+  REQUIRE(retried.ok());
+}
+
+TEST_CASE("a call that outlives its timeout is stopped, one that runs long finishes") {
+  PinnedToOneCpu pinned;
+  Pool pool(test::quiet_options(1));
+  REQUIRE(pool.call("echo", bytes("up")).ok());
+  SubmitOptions short_timeout;
+  short_timeout.timeout = std::chrono::milliseconds(50);
+  JobResult hung = pool.call("hang", Bytes{}, short_timeout);
+  REQUIRE_FALSE(hung.ok());
+  CHECK(hung.error().kind == ErrorKind::timeout);
+
+  // Held running on a gate until another thread releases it: longer than the caller waits for a
+  // result itself, so the supervisor thread takes the job over and delivers it.
+  test::Gate gate;
+  std::thread releaser([&] { gate.release(); });
+  JobResult held = pool.call("wait_fifo", gate.payload());
+  releaser.join();
+  REQUIRE(held.ok());
+  CHECK(text(held.value()) == "released");
+}
+
+TEST_CASE("a call's events and log lines come from the supervisor thread") {
+  PinnedToOneCpu pinned;
+  std::mutex mutex;
+  std::vector<std::thread::id> event_threads, log_threads;
+  std::atomic<bool> job_failed_seen{false};
+  PoolOptions options = test::quiet_options(1);
+  options.on_event = [&](const PoolEvent& event) {
+    std::lock_guard lock(mutex);
+    event_threads.push_back(std::this_thread::get_id());
+    if (event.type == EventType::job_failed) job_failed_seen = true;
+  };
+  options.log = [&](LogLevel, std::string_view) {
+    std::lock_guard lock(mutex);
+    log_threads.push_back(std::this_thread::get_id());
+  };
+  Pool pool(options);
+  REQUIRE(pool.call("echo", bytes("up")).ok());
+  REQUIRE(pool.call("echo", bytes("again")).ok());
+  JobResult failed = pool.call("fail", bytes("for an event"));
+  REQUIRE_FALSE(failed.ok());
+  REQUIRE(test::eventually([&] { return job_failed_seen.load(); }));
+  std::lock_guard lock(mutex);
+  for (auto id : event_threads)
+    CHECK(id != std::this_thread::get_id());
+  for (auto id : log_threads)
+    CHECK(id != std::this_thread::get_id());
+}
+
+TEST_CASE("a call on a worker's last job (max_jobs) retires it and starts its replacement") {
+  PinnedToOneCpu pinned;
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.max_jobs = 2;
+  Pool pool(options);
+  std::vector<std::string> pids;
+  for (int i = 0; i < 6; ++i) {
+    JobResult r = pool.call("pid", Bytes{});
+    REQUIRE(r.ok());
+    pids.push_back(text(r.value()));
+  }
+  // Two jobs per worker: three workers in turn.
+  CHECK(pids[0] == pids[1]);
+  CHECK(pids[1] != pids[2]);
+  CHECK(pids[2] == pids[3]);
+  CHECK(pids[3] != pids[4]);
+  CHECK(pids[4] == pids[5]);
+}
+
+TEST_CASE("calls from many threads, beside submits, each get their own outcome") {
+  Pool pool(test::quiet_options(2));
+  constexpr int threads = 4, per_thread = 300;
+  std::atomic<int> wrong{0}, callbacks_ok{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < threads; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        const std::string payload = std::to_string(t) + ":" + std::to_string(i);
+        if (i % 3 == 0) {
+          pool.submit("echo", bytes(payload), {}, [&, payload](JobResult r) {
+            if (r.ok() && text(r.value()) == payload) ++callbacks_ok;
+          });
+        }
+        JobResult r = pool.call("echo", bytes(payload));
+        if (!r.ok() || text(r.value()) != payload) ++wrong;
+      }
+    });
+  }
+  for (auto& caller : callers)
+    caller.join();
+  CHECK(wrong == 0);
+  pool.shutdown(std::chrono::seconds(10));
+  CHECK(callbacks_ok == threads * per_thread / 3);
+  CHECK(pool.stats().succeeded == threads * per_thread * 4 / 3);
+}
+
+TEST_CASE("a call from a completion callback is refused rather than waiting for itself") {
+  Pool pool(test::quiet_options(1));
+  std::optional<JobResult> inner;
+  std::atomic<bool> done{false};
+  pool.submit("echo", bytes("outer"), {}, [&](JobResult) {
+    inner = pool.call("echo", bytes("inner"));
+    done = true;
+  });
+  REQUIRE(test::eventually([&] { return done.load(); }));
+  REQUIRE(inner);
+  REQUIRE_FALSE(inner->ok());
+  CHECK(inner->error().kind == ErrorKind::invalid_request);
+}
+
+TEST_CASE("a call on a stopped pool is refused") {
+  Pool pool(test::quiet_options(1));
+  REQUIRE(pool.call("echo", bytes("up")).ok());
+  pool.shutdown();
+  JobResult late = pool.call("echo", bytes("late"));
+  REQUIRE_FALSE(late.ok());
+  CHECK(late.error().kind == ErrorKind::shutting_down);
+}
