@@ -2,6 +2,7 @@
 // pidfd readiness, reaping, and futex/eventfd wake-ups.
 #include <sched.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #include "catch.hpp"
 #include "platform/platform.hpp"
@@ -295,4 +297,25 @@ TEST_CASE("involuntary_switches counts a yield that ran another thread on the sa
     REQUIRE(after);
     CHECK(*after >= *before + 50);  // each yield ran the peer, give or take its start
   }).join();
+}
+
+TEST_CASE("RssReader reads a process's resident memory, and nothing once it is gone") {
+  platform::RssReader self(::getpid());
+  const std::optional<std::uint64_t> before = self.read();
+  REQUIRE(before);
+  CHECK(*before > 0);
+  constexpr std::size_t touched = std::size_t{64} << 20;
+  std::vector<char> block(touched, 1);  // every page written
+  const std::optional<std::uint64_t> after = self.read();
+  REQUIRE(after);
+  CHECK(*after >= *before + touched - (std::size_t{4} << 20));
+  CHECK(block.back() == 1);
+
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(0);
+  platform::RssReader gone(child);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK_FALSE(gone.read());
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -28,11 +29,17 @@ constexpr unsigned memfd_noexec_seal = 0x0008U;
 
 namespace {
 
-std::optional<std::uint64_t> parse_statm_resident(const char* text) noexcept {
-  unsigned long long size_pages = 0, resident_pages = 0;
-  if (std::sscanf(text, "%llu %llu", &size_pages, &resident_pages) != 2) return std::nullopt;
+// "size resident shared text lib data dt" in pages. Parsed by hand: it is read after every job
+// that leaves a worker idle, and sscanf cost a tenth of the kernel's own work for the read.
+std::optional<std::uint64_t> parse_statm_resident(const char* text, std::size_t n) noexcept {
+  const char* end = text + n;
+  std::uint64_t size_pages = 0, resident_pages = 0;
+  auto [after_size, size_error] = std::from_chars(text, end, size_pages);
+  if (size_error != std::errc() || after_size == end || *after_size != ' ') return std::nullopt;
+  auto [after_resident, resident_error] = std::from_chars(after_size + 1, end, resident_pages);
+  if (resident_error != std::errc()) return std::nullopt;
   static const long page_size = ::sysconf(_SC_PAGESIZE);
-  return static_cast<std::uint64_t>(resident_pages) * static_cast<std::uint64_t>(page_size);
+  return resident_pages * static_cast<std::uint64_t>(page_size);
 }
 
 }  // namespace
@@ -47,10 +54,9 @@ std::optional<std::uint64_t> RssReader::read() const noexcept {
   if (!statm_) return std::nullopt;
   char text[128];
   // /proc files regenerate their content on a read at offset 0.
-  ssize_t n = ::pread(statm_.get(), text, sizeof text - 1, 0);
+  ssize_t n = ::pread(statm_.get(), text, sizeof text, 0);
   if (n <= 0) return std::nullopt;  // ESRCH once the process is gone
-  text[n] = '\0';
-  return parse_statm_resident(text);
+  return parse_statm_resident(text, static_cast<std::size_t>(n));
 }
 
 std::optional<SharedMemoryUsage> read_pss_uss(int pid) noexcept {
