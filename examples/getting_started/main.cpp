@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
   if (thumbnail.ok()) std::printf("thumbnail -> %s\n", thumbnail.value().c_str());
   expect(thumbnail.ok() && thumbnail.value().starts_with("640x480"), "thumbnail is 640x480");
 
+  // Run one job and wait for it in one call: a free worker gets it from this thread directly.
+  procpool::JobResult called = pool.call("upper", to_bytes("called"));
+  if (called.ok()) std::printf("upper -> %s\n", to_text(called.value()).c_str());
+  expect(called.ok() && to_text(called.value()) == "CALLED", "call returns CALLED");
+
   // Failures are values: each job ends in exactly one outcome, a result or a JobError.
   for (const char* name : {"reject", "crash", "no-such-job"}) {
     procpool::JobResult r = pool.submit(name, procpool::Bytes{}).get();

@@ -109,10 +109,11 @@ class PROCPOOL_API Pool {
   }
 
   /// Runs the job `job_name` on a copy of `payload` and waits for its outcome: what
-  /// submit(job_name, payload, options).get() returns, at less cost. If a worker is idle, on this
-  /// thread's CPU (or on any CPU when nobody polls, see SpinPolicy), this thread gives it the job
-  /// and reads the result itself while the supervisor thread sleeps on: two context switches per
-  /// job on a shared CPU instead of four (docs/architecture.md#poolcall-the-direct-hand-off).
+  /// submit(job_name, payload, options).get() returns, at less cost. If a worker is idle, and the
+  /// pool is confined to this thread's one CPU or nobody polls (SpinPolicy off, or no CPU free),
+  /// this thread gives it the job and reads the result itself while the supervisor thread sleeps
+  /// on: two context switches per job on a shared CPU instead of four (docs/architecture.md, "the
+  /// direct hand-off").
   /// Otherwise the job is queued as by submit(). Either way every rule of a queued job holds
   /// (timeouts, retries, recycling, events and log lines on the supervisor thread).
   ///
