@@ -70,6 +70,7 @@ JobId Supervisor::call(std::string_view name, Bytes payload, const SubmitOptions
   Clock::time_point give_back_at = now + direct_call_window;
   if (job.timeout.count() > 0) give_back_at = std::min(give_back_at, now + job.timeout);
 
+  auto owned = std::make_unique<Job>(std::move(job));
   // The result wakes this thread, not the supervisor thread's doorbell; and the worker is told
   // which CPU it answers to, so that it does not poll for its next job on the CPU this thread
   // needs to read the result (end_direct_call puts both back).
@@ -78,42 +79,55 @@ JobId Supervisor::call(std::string_view name, Bytes payload, const SubmitOptions
   if (const int cpu = platform::current_cpu(); cpu >= 0) {
     w->segment.header().host_cpu.store(cpu, std::memory_order_relaxed);
   }
-  w->job = std::make_unique<Job>(std::move(job));
+  w->job = std::move(owned);
   ++w->job->attempts;
   w->job_start_sent = false;
   w->sent = 0;
   begin_job(*w, now, true);
-  {
-    DeferLogs defer(this, deferring_);
-    send_request(*w);
-  }
-  for (;;) {
-    if (w->responses.has_data()) {
+  try {
+    {
       DeferLogs defer(this, deferring_);
-      read_responses(*w, now);
+      send_request(*w);
     }
-    const bool done = !w->job || w->job->id != id;
-    // A payload that did not fit the ring, a broken protocol or a job that takes longer: the
-    // supervisor thread's to carry on with.
-    if (done || w->untrusted || w->waiting_for_space || now >= give_back_at) {
-      end_direct_call(lock, *w, done);
-      return id;
+    for (;;) {
+      if (w->responses.has_data()) {
+        DeferLogs defer(this, deferring_);
+        read_responses(*w, now);
+      }
+      const bool done = !w->job || w->job->id != id;
+      // A payload that did not fit the ring, a broken protocol or a job that takes longer: the
+      // supervisor thread's to carry on with.
+      if (done || w->untrusted || w->waiting_for_space || now >= give_back_at) {
+        end_direct_call(lock, *w, done);
+        return id;
+      }
+      const std::uint32_t seen = w->responses.begin_wait(wake_by_futex);
+      if (w->responses.has_data()) continue;
+      // The word lies in the worker's segment, which the supervisor thread unmaps if the worker
+      // exits meanwhile: the kernel then fails the wait (or, should another mapping land there,
+      // the deadline ends it), and the worker is looked up again below before anything is read.
+      const std::atomic<std::uint32_t>& word = w->responses.wait_word();
+      lock.unlock();
+      platform::futex_wait(word, seen,
+                           std::chrono::ceil<std::chrono::nanoseconds>(give_back_at - now));
+      lock.lock();
+      now = Clock::now();
+      auto it = workers_.find(worker_id);
+      // Gone: its exit gave the job its outcome (or a retry), on the supervisor thread.
+      if (it == workers_.end()) return id;
+      w = it->second.get();
     }
-    const std::uint32_t seen = w->responses.begin_wait(wake_by_futex);
-    if (w->responses.has_data()) continue;
-    // The word lies in the worker's segment, which the supervisor thread unmaps if the worker
-    // exits meanwhile: the kernel then fails the wait (or, should another mapping land there,
-    // the deadline ends it), and the worker is looked up again below before anything is read.
-    const std::atomic<std::uint32_t>& word = w->responses.wait_word();
+  } catch (...) {
+    // No memory to read the result into, say: the supervisor thread carries on with the job, and
+    // its outcome goes to the future as usual.
+    if (!lock.owns_lock()) lock.lock();
+    if (auto it = workers_.find(worker_id); it != workers_.end() && it->second->direct_call) {
+      it->second->direct_call = false;
+      it->second->responses.end_wait(wake_by_futex);
+    }
     lock.unlock();
-    platform::futex_wait(word, seen,
-                         std::chrono::ceil<std::chrono::nanoseconds>(give_back_at - now));
-    lock.lock();
-    now = Clock::now();
-    auto it = workers_.find(worker_id);
-    // Gone: its exit gave the job its outcome (or a retry), on the supervisor thread.
-    if (it == workers_.end()) return id;
-    w = it->second.get();
+    wake();
+    throw;
   }
 }
 
