@@ -2,7 +2,6 @@
 // thread when it can: it returns what submit().get() returns in every case (results of every size,
 // failures, crashes, timeouts, retirements), leaves the supervisor thread asleep on a shared CPU,
 // and still delivers events from the supervisor thread.
-#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -24,13 +23,6 @@ using test::text;
 
 namespace {
 
-// The test registry's "echo", typed as strings.
-struct EchoText {
-  static constexpr std::string_view name = "echo";
-  using Request = std::string;
-  using Response = std::string;
-};
-
 // Context switches of every thread of this process but the calling one (the supervisor thread,
 // in these tests), from /proc/self/task/*/status.
 std::uint64_t other_threads_switches() {
@@ -50,27 +42,6 @@ std::uint64_t other_threads_switches() {
   }
   return total;
 }
-
-// Pins this thread (and so the threads and processes it starts) to one CPU for its lifetime.
-class PinnedToOneCpu {
- public:
-  PinnedToOneCpu() {
-    REQUIRE(::sched_getaffinity(0, sizeof before_, &before_) == 0);
-    int cpu = 0;
-    while (!CPU_ISSET(cpu, &before_))
-      ++cpu;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
-  }
-  ~PinnedToOneCpu() { ::sched_setaffinity(0, sizeof before_, &before_); }
-  PinnedToOneCpu(const PinnedToOneCpu&) = delete;
-  PinnedToOneCpu& operator=(const PinnedToOneCpu&) = delete;
-
- private:
-  cpu_set_t before_{};
-};
 
 Bytes produce_payload(std::uint64_t n) {
   return test::encode_value(n);
@@ -108,7 +79,7 @@ TEST_CASE("call returns what submit().get() returns: results of every size, fail
   REQUIRE_FALSE(unknown.ok());
   CHECK(unknown.error().kind == ErrorKind::unknown_job);
 
-  Result<std::string> typed = pool.call<EchoText>(std::string("typed"));
+  Result<std::string> typed = pool.call<test::EchoText>(std::string("typed"));
   REQUIRE(typed.ok());
   CHECK(typed.value() == "typed");
 
@@ -126,7 +97,7 @@ TEST_CASE("call returns what submit().get() returns: results of every size, fail
 }
 
 TEST_CASE("call on a worker sharing the caller's CPU leaves the supervisor thread asleep") {
-  PinnedToOneCpu pinned;  // caller, supervisor thread and worker all on one CPU
+  test::PinnedToOneCpu pinned;  // caller, supervisor thread and worker all on one CPU
   Pool pool(test::quiet_options(1));
   // The first calls wait for the worker to start and to say which CPU it waits on.
   for (int i = 0; i < 3; ++i)
@@ -151,7 +122,7 @@ TEST_CASE("call on a worker sharing the caller's CPU leaves the supervisor threa
 }
 
 TEST_CASE("a worker that dies during a call gives the call its crash, and the pool goes on") {
-  PinnedToOneCpu pinned;
+  test::PinnedToOneCpu pinned;
   Pool pool(test::quiet_options(1));
   REQUIRE(pool.call("echo", bytes("up")).ok());
   JobResult crashed = pool.call("segv", Bytes{});
@@ -170,7 +141,7 @@ TEST_CASE("a worker that dies during a call gives the call its crash, and the po
 }
 
 TEST_CASE("a call that outlives its timeout is stopped, one that runs long finishes") {
-  PinnedToOneCpu pinned;
+  test::PinnedToOneCpu pinned;
   Pool pool(test::quiet_options(1));
   REQUIRE(pool.call("echo", bytes("up")).ok());
   SubmitOptions short_timeout;
@@ -190,7 +161,7 @@ TEST_CASE("a call that outlives its timeout is stopped, one that runs long finis
 }
 
 TEST_CASE("a call's events and log lines come from the supervisor thread") {
-  PinnedToOneCpu pinned;
+  test::PinnedToOneCpu pinned;
   std::mutex mutex;
   std::vector<std::thread::id> event_threads, log_threads;
   std::atomic<bool> job_failed_seen{false};
@@ -218,7 +189,7 @@ TEST_CASE("a call's events and log lines come from the supervisor thread") {
 }
 
 TEST_CASE("a call on a worker's last job (max_jobs) retires it and starts its replacement") {
-  PinnedToOneCpu pinned;
+  test::PinnedToOneCpu pinned;
   PoolOptions options = test::quiet_options(1);
   options.recycle.max_jobs = 2;
   Pool pool(options);

@@ -272,16 +272,7 @@ TEST_CASE("current_cpu names the CPU a thread pinned to one CPU runs on") {
 
 TEST_CASE("involuntary_switches counts a yield that ran another thread on the same CPU") {
   std::thread([] {
-    cpu_set_t allowed;
-    CPU_ZERO(&allowed);
-    REQUIRE(::sched_getaffinity(0, sizeof allowed, &allowed) == 0);
-    int cpu = 0;
-    while (!CPU_ISSET(cpu, &allowed))
-      ++cpu;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);  // the peer inherits it
+    test::PinnedToOneCpu pinned;  // the peer inherits it
     std::atomic<bool> stop{false};
     std::thread peer([&] {
       while (!stop.load())

@@ -24,13 +24,6 @@ struct Doubler {
   using Response = std::int64_t;
 };
 
-// Same job name as the test registry's "echo", typed as strings.
-struct EchoText {
-  static constexpr std::string_view name = "echo";
-  using Request = std::string;
-  using Response = std::string;
-};
-
 struct EchoAsInt {
   static constexpr std::string_view name = "echo";
   using Request = std::string;
@@ -88,7 +81,7 @@ TEST_CASE("the callback API delivers exactly one outcome per job") {
 
 TEST_CASE("typed jobs encode the request and decode the response") {
   Pool pool(test::quiet_options(1));
-  Future<std::string> echoed = pool.submit<EchoText>(std::string("typed"));
+  Future<std::string> echoed = pool.submit<test::EchoText>(std::string("typed"));
   CHECK(echoed.id() > 0);
   Result<std::string> result = echoed.get();
   REQUIRE(result.ok());
@@ -285,7 +278,7 @@ TEST_CASE("the callback form of submit_batch reports each index exactly once") {
 TEST_CASE("a typed batch encodes each request and decodes each response") {
   Pool pool(test::quiet_options(2));
   std::vector<std::string> requests{"one", "two", "three"};
-  auto futures = pool.submit_batch<EchoText>(std::span<const std::string>(requests));
+  auto futures = pool.submit_batch<test::EchoText>(std::span<const std::string>(requests));
   REQUIRE(futures.size() == 3);
   for (std::size_t i = 0; i < 3; ++i)
     CHECK(futures[i].get().value() == requests[i]);

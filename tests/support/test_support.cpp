@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 namespace procpool::test {
@@ -46,6 +47,25 @@ PoolOptions quiet_options(std::size_t workers) {
 
 std::string test_worker_path() {
   return PROCPOOL_TEST_WORKER;
+}
+
+PinnedToOneCpu::PinnedToOneCpu() {
+  if (::sched_getaffinity(0, sizeof before_, &before_) != 0) {
+    throw std::system_error(errno, std::generic_category(), "sched_getaffinity");
+  }
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &before_))
+    ++cpu;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  if (::sched_setaffinity(0, sizeof one, &one) != 0) {
+    throw std::system_error(errno, std::generic_category(), "sched_setaffinity");
+  }
+}
+
+PinnedToOneCpu::~PinnedToOneCpu() {
+  ::sched_setaffinity(0, sizeof before_, &before_);
 }
 
 Gate::Gate() {

@@ -1,6 +1,8 @@
 // Helpers shared by the tests: bytes, waiting on conditions with deadlines, process inspection.
 #pragma once
 
+#include <sched.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -58,6 +60,26 @@ class Gate {
 
  private:
   std::string path_;
+};
+
+/// The test registry's "echo", typed as strings.
+struct EchoText {
+  static constexpr std::string_view name = "echo";
+  using Request = std::string;
+  using Response = std::string;
+};
+
+/// Pins the calling thread to the first CPU it may run on, for this object's lifetime; threads
+/// and processes it starts meanwhile inherit that CPU. Throws std::system_error if refused.
+class PinnedToOneCpu {
+ public:
+  PinnedToOneCpu();
+  ~PinnedToOneCpu();
+  PinnedToOneCpu(const PinnedToOneCpu&) = delete;
+  PinnedToOneCpu& operator=(const PinnedToOneCpu&) = delete;
+
+ private:
+  cpu_set_t before_{};
 };
 
 std::size_t open_fd_count();
