@@ -333,15 +333,20 @@ void Supervisor::count(const JobResult& result) noexcept {
 
 thread_local const Supervisor* Supervisor::deferring_ = nullptr;
 
-void Supervisor::log(LogLevel level, const std::string& line) const noexcept {
-  if (deferring_ == this) {
-    try {
-      deferred_.push_back(Deferred{level, line, std::nullopt});
-      return;
-    } catch (...) {
-      // No memory to keep it: log it here rather than not at all.
-    }
+bool Supervisor::defer(LogLevel level, const std::string& line,
+                       std::optional<PoolEvent>& event) const noexcept {
+  if (deferring_ != this) return false;
+  try {
+    deferred_.push_back(Deferred{level, line, std::move(event)});
+    return true;
+  } catch (...) {
+    return false;  // no memory to keep it: emitted here rather than not at all
   }
+}
+
+void Supervisor::log(LogLevel level, const std::string& line) const noexcept {
+  std::optional<PoolEvent> no_event;
+  if (defer(level, line, no_event)) return;
   try {
     if (options_.log) {
       options_.log(level, line);
@@ -355,12 +360,8 @@ void Supervisor::log(LogLevel level, const std::string& line) const noexcept {
 
 void Supervisor::emit(PoolEvent event, LogLevel level) const noexcept {
   if (deferring_ == this) {
-    try {
-      deferred_.push_back(Deferred{level, event.message, std::optional<PoolEvent>(event)});
-      return;
-    } catch (...) {
-      // As in log().
-    }
+    std::optional<PoolEvent> kept(event);
+    if (defer(level, event.message, kept)) return;
   }
   log(level, event.message);
   if (!options_.on_event) return;
@@ -536,11 +537,7 @@ bool Supervisor::dispatch(Clock::time_point now) {
       job = std::make_unique<Job>(queue_.pop_front());
     }
     popped = true;
-    ++job->attempts;
-    w.job = std::move(job);
-    w.job_start_sent = false;
-    w.sent = 0;
-    begin_job(w, now, true);
+    give_job(w, std::move(job), now);
     send_request(w);
     retired |= retire_if_last_job_given(w, now);
   }
@@ -561,6 +558,14 @@ bool Supervisor::retire_if_last_job_given(WorkerProcess& w, Clock::time_point no
   if (w.leaving || !w.job_limit || w.jobs_done + w.jobs_in_hand() < w.job_limit) return false;
   apply_policy(w, now);
   return w.leaving.has_value();
+}
+
+void Supervisor::give_job(WorkerProcess& w, std::unique_ptr<Job> job, Clock::time_point now) {
+  ++job->attempts;
+  w.job = std::move(job);
+  w.job_start_sent = false;
+  w.sent = 0;
+  begin_job(w, now, true);
 }
 
 void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_start) {

@@ -98,6 +98,8 @@ class Supervisor {
   /// Gives queued jobs to idle workers, then ahead to busy ones. True if a worker retired on
   /// being given its last job (its replacement is then due).
   bool dispatch(Clock::time_point now);
+  /// Gives an idle worker `job` (one more attempt) to run from `now`; its request is sent next.
+  void give_job(WorkerProcess& worker, std::unique_ptr<Job> job, Clock::time_point now);
   /// Makes `worker.job` the job it runs from `now`. `fresh_start`: dispatched to an idle worker
   /// (rather than reached after the job ahead of it).
   void begin_job(WorkerProcess& worker, Clock::time_point now, bool fresh_start);
@@ -185,6 +187,10 @@ class Supervisor {
   void count(const JobResult& result) noexcept;
   void log(LogLevel level, const std::string& line) const noexcept;
   void emit(PoolEvent event, LogLevel level) const noexcept;
+  /// On a Pool::call thread that defers for this supervisor (deferring_): keeps the line and
+  /// `event` (moved from) in deferred_ and returns true. Otherwise, or without memory, false.
+  bool defer(LogLevel level, const std::string& line,
+             std::optional<PoolEvent>& event) const noexcept;
   void wake() noexcept;
 
   const PoolOptions options_;

@@ -79,11 +79,7 @@ JobId Supervisor::call(std::string_view name, Bytes payload, const SubmitOptions
   if (const int cpu = platform::current_cpu(); cpu >= 0) {
     w->segment.header().host_cpu.store(cpu, std::memory_order_relaxed);
   }
-  w->job = std::move(owned);
-  ++w->job->attempts;
-  w->job_start_sent = false;
-  w->sent = 0;
-  begin_job(*w, now, true);
+  give_job(*w, std::move(owned), now);
   try {
     {
       DeferLogs defer(this, deferring_);
@@ -149,7 +145,9 @@ WorkerProcess* Supervisor::direct_call_worker(const Job& job) {
   WorkerProcess* elsewhere = nullptr;
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
-    if (!w.dispatchable() || w.untrusted || w.direct_call || !w.prefetched.empty()) continue;
+    // dispatchable() rules out a worker that broke the protocol (it is leaving) or holds jobs sent
+    // ahead (it has a job); another caller may still be finishing with an idle one.
+    if (!w.dispatchable() || w.direct_call) continue;
     // Its last job (max_jobs): it retires on it, and starting its replacement is the supervisor
     // thread's.
     if (w.job_limit && w.jobs_done + 1 >= w.job_limit) continue;
