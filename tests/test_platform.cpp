@@ -310,3 +310,14 @@ TEST_CASE("RssReader reads a process's resident memory, and nothing once it is g
   REQUIRE(::waitpid(child, &status, 0) == child);
   CHECK_FALSE(gone.read());
 }
+
+TEST_CASE("usable_cpus counts the CPUs the calling thread may run on") {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  REQUIRE(::sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+  CHECK(platform::usable_cpus() == static_cast<std::size_t>(CPU_COUNT(&allowed)));
+  std::thread([] {
+    test::PinnedToOneCpu pinned;
+    CHECK(platform::usable_cpus() == 1);
+  }).join();
+}
