@@ -848,6 +848,23 @@ void measure_syscalls(const Config& cfg) {
   }
 }
 
+// Writes 64 MiB, twice the last-level cache of the machines measured here (32 MiB), so that each
+// timed sample of a payload row and of the memcpy beside it starts with none of its buffers in the
+// cache. Without it, a sample met whatever its predecessor left in the cache (the 48 MiB of the
+// memcpy beside it, or the job's own buffers), and rows moved with the order of the steps.
+class CacheFlush {
+ public:
+  CacheFlush() : scratch_(64 * mib) {}
+  void operator()() {
+    ++fill_;
+    std::memset(scratch_.data(), fill_, scratch_.size());
+  }
+
+ private:
+  std::vector<std::byte> scratch_;
+  unsigned char fill_ = 0;
+};
+
 // The 2 x memcpy baseline again, timed right before each sample of a payload row: the baseline
 // measured at the start of the run drifts by up to 1.8x over the minutes until these rows run
 // (docs/benchmarks.md), which is as large as what the row is compared for.
@@ -856,21 +873,26 @@ class MemcpyBeside {
   MemcpyBeside() : source_(16 * mib, std::byte{0x5a}), in_(16 * mib), out_(16 * mib) {
     sample_ms();  // the pages exist from here on
   }
-  /// 16 MiB copied in, then out again, as an echo job moves it.
+  /// 16 MiB copied in, then out again, as an echo job moves it; from a flushed cache.
   double sample_ms() {
+    flush_();
     std::int64_t t0 = bench::now_ns();
     std::memcpy(in_.data(), source_.data(), source_.size());
     std::memcpy(out_.data(), in_.data(), in_.size());
     return static_cast<double>(bench::now_ns() - t0) / 1e6;
   }
+  void flush_cache() { flush_(); }
 
  private:
   std::vector<std::byte> source_, in_, out_;
+  CacheFlush flush_;
 };
 
 /// Adds the row of the memcpy timings taken beside `row`, just before it in the table, and makes it
-/// that row's baseline.
-void add_memcpy_beside(Row& row, std::vector<double> ms) {
+/// that row's baseline; `copies` says which buffers they copied.
+void add_memcpy_beside(
+    Row& row, std::vector<double> ms,
+    std::string_view copies = "a source, into one private buffer, into another") {
   const std::ptrdiff_t at = &row - rows.data();
   const std::string baseline_id = "baseline.memcpy_16MiB_x2.beside." + row.id;
   // add_row appends (and may move `row`): then rotate the new row into place before it.
@@ -880,7 +902,10 @@ void add_memcpy_beside(Row& row, std::vector<double> ms) {
   Row& measured = rows[static_cast<std::size_t>(at) + 1];
   set_baseline(measured, baseline_id);
   if (!measured.note.empty()) measured.note += "; ";
-  measured.note += "baseline: 2 x memcpy timed before each sample (the start-of-run figure drifts)";
+  measured.note += fmt::format(
+      "baseline: 2 x memcpy ({}) timed before each sample (the start-of-run figure drifts); each "
+      "sample of either from a flushed cache",
+      copies);
   double start_of_run = figure_of("baseline.memcpy_16MiB_x2");
   if (!std::isnan(start_of_run)) {
     measured.note += fmt::format("; {:.2f}x the start-of-run 2 x memcpy ({:.2f} ms)",
@@ -907,6 +932,7 @@ void measure_payload(const Config& cfg, std::size_t ring_bytes, const std::strin
       for (std::size_t i = 0; i < cfg.payload_samples; ++i) {
         procpool::Bytes payload(source);  // copied outside the timed region
         base.push_back(beside.sample_ms());
+        beside.flush_cache();
         std::int64_t t0 = bench::now_ns();
         procpool::JobResult r = pool.submit(job, std::move(payload)).get();
         samples.push_back(static_cast<double>(bench::now_ns() - t0) / 1e6);
@@ -1147,7 +1173,10 @@ void measure_idle(const Config& cfg) {
 
 // The caller writes 16 MiB into a lent input buffer (timed: it is the first of the two copies the
 // baseline makes), the in-place handler copies it into a lent output buffer (the second), and the
-// caller gets the size back; the output is read where it lies.
+// caller gets the size back; the output is read where it lies. The baseline makes the same two
+// copies on the calling thread, from the same source into the same two lent buffers, so that the
+// two differ only in where the second copy runs and in what procpool does around it; each sample of
+// either starts from a flushed cache, and they alternate.
 void zero_copy_row(const Config& cfg) {
   log_progress("procpool: 16 MiB in + 16 MiB out through lent buffers (submit_in_place)");
   std::vector<double> ms, memcpy_ms;
@@ -1155,31 +1184,46 @@ void zero_copy_row(const Config& cfg) {
     procpool::Pool pool(pool_options(1));
     settle(pool, 1);
     procpool::Bytes source(16 * mib, std::byte{0x5a});
+    for (std::size_t i = 0; i < source.size(); i += 4096)
+      source[i] = std::byte(i >> 12);
     procpool::LentBuffer input = pool.lend(16 * mib);
     procpool::LentBuffer output = pool.lend(16 * mib);
-    auto run_once = [&] {
-      std::memcpy(input.bytes().data(), source.data(), source.size());
+    const std::span<std::byte> in = input.bytes(), out = output.bytes();
+    auto job_ms = [&] {
+      std::int64_t t0 = bench::now_ns();
+      std::memcpy(in.data(), source.data(), source.size());
       procpool::Result<std::uint64_t> written =
           pool.submit_in_place("in_place_echo", input, output).get();
+      double elapsed = static_cast<double>(bench::now_ns() - t0) / 1e6;
       if (!written.ok())
         throw std::runtime_error("in-place echo failed: " + written.error().message);
       if (written.value() != 16 * mib) throw std::runtime_error("in-place echo: wrong size");
+      return elapsed;
     };
-    run_once();  // warm-up: the buffers' pages exist from here on
-    MemcpyBeside beside;
+    auto baseline_ms = [&] {
+      std::int64_t t0 = bench::now_ns();
+      std::memcpy(in.data(), source.data(), source.size());
+      std::memcpy(out.data(), in.data(), in.size());
+      return static_cast<double>(bench::now_ns() - t0) / 1e6;
+    };
+    job_ms();  // warm-up: the buffers' pages exist from here on, in both processes
+    CacheFlush flush;
     for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
       std::vector<double> samples, base;
       for (std::size_t i = 0; i < cfg.payload_samples; ++i) {
-        base.push_back(beside.sample_ms());
-        std::int64_t t0 = bench::now_ns();
-        run_once();
-        samples.push_back(static_cast<double>(bench::now_ns() - t0) / 1e6);
+        flush();
+        base.push_back(baseline_ms());
+        // The baseline left the right bytes in the output: wipe them, or a job that wrote nothing
+        // would pass the check below.
+        std::memset(out.data(), 0, out.size());
+        flush();
+        samples.push_back(job_ms());
+        if (std::memcmp(out.data(), source.data(), source.size()) != 0) {
+          throw std::runtime_error("in-place echo: the output differs from the input");
+        }
       }
       ms.push_back(bench::median(samples));
       memcpy_ms.push_back(bench::median(base));
-    }
-    if (std::memcmp(output.bytes().data(), source.data(), source.size()) != 0) {
-      throw std::runtime_error("in-place echo: the output differs from the input");
     }
   }
   Row& r = add_row("procpool.zero_copy_16MiB", "procpool",
@@ -1188,7 +1232,9 @@ void zero_copy_row(const Config& cfg) {
   r.note =
       "the caller's write into the lent input is timed; the worker maps both buffers and its "
       "handler copies input to output";
-  add_memcpy_beside(r, std::move(memcpy_ms));
+  add_memcpy_beside(r, std::move(memcpy_ms),
+                    "the same two copies on the calling thread, from the same source into the same "
+                    "lent buffers");
 }
 
 // ---- output ----------------------------------------------------------------------------------
