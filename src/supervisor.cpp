@@ -754,6 +754,11 @@ bool Supervisor::prepare_spin(bool delivered) {
   return (short_job || streaming || delivered) && spin_.take_turn();
 }
 
+bool Supervisor::shares_cpu(WorkerProcess& w) const noexcept {
+  return host_cpu_ >= 0 &&
+         w.segment.header().worker_cpu.load(std::memory_order_relaxed) == host_cpu_;
+}
+
 std::size_t Supervisor::cpus_in_use() const {
   std::size_t busy = 0;
   for (const auto& [id, worker] : workers_)

@@ -66,13 +66,15 @@ void Supervisor::send_request(WorkerProcess& w) {
   }
   if (w.job_start_sent) {
     std::span<const std::byte> payload(job.payload);
+    const bool side_by_side = !shares_cpu(w);
     while (w.sent < payload.size()) {
       std::uint64_t n = std::min<std::uint64_t>(payload.size() - w.sent, w.max_body);
       if (!w.requests.append(RecordType::job_data, job.id, payload.subspan(w.sent, n))) break;
       w.sent += n;
       // A payload of several records: publish each, so the worker copies one out while the next
-      // is copied in.
-      if (w.sent < payload.size() && w.requests.publish()) {
+      // is copied in. Not to a worker on this thread's CPU: it would take the CPU at each record
+      // (a context switch per record each way); it gets a ringful at once instead.
+      if (side_by_side && w.sent < payload.size() && w.requests.publish()) {
         platform::futex_wake_all(w.requests.wake_word());
       }
     }

@@ -116,6 +116,9 @@ class WorkerLoop {
         case ReadStatus::empty:
           break;
       }
+      // Space held back while a payload streamed in from the host on this CPU (consume): it
+      // must go back before this process waits, or both sides would wait for each other.
+      if (requests_.release()) platform::eventfd_notify(platform::worker_doorbell_fd);
       // The host's next request often comes within microseconds of the last result.
       if (may_poll() && spin_.poll([this] { return requests_.has_data(); })) {
         continue;
@@ -126,9 +129,12 @@ class WorkerLoop {
     }
   }
 
-  void consume(const RecordView& record) {
+  // `batch`: a record of a payload streaming in from a host on this CPU, whose space goes back
+  // when this process next waits (next_record) rather than now, so that the host, which would
+  // take the CPU at once, refills a ringful rather than one record at a time.
+  void consume(const RecordView& record, bool batch = false) {
     requests_.consume(record);
-    if (requests_.release()) platform::eventfd_notify(platform::worker_doorbell_fd);
+    if (!batch && requests_.release()) platform::eventfd_notify(platform::worker_doorbell_fd);
   }
 
   void run_job(const RecordView& start) {
@@ -162,7 +168,7 @@ class WorkerLoop {
         fail("malformed job_data record");
       }
       requests_.append_body(data, payload);
-      consume(data);
+      consume(data, payload.size() < body.payload_bytes && shares_host_cpu());
     }
 
     std::optional<std::chrono::steady_clock::time_point> deadline;
@@ -303,8 +309,8 @@ class WorkerLoop {
       send(RecordType::result_data, job_id, bytes.subspan(offset, n));
       offset += n;
       // A result of several records: publish each, so the host copies one out while the next is
-      // copied in.
-      if (offset < bytes.size()) flush();
+      // copied in; to a host on this CPU, a ringful at a time (send publishes when it is full).
+      if (offset < bytes.size() && !shares_host_cpu()) flush();
     }
     ++jobs_done_;
     flush();
@@ -340,6 +346,12 @@ class WorkerLoop {
     header.worker_cpu.store(cpu, std::memory_order_relaxed);
     return header.spin_hint.load(std::memory_order_relaxed) != 0 &&
            (cpu < 0 || cpu != header.host_cpu.load(std::memory_order_relaxed));
+  }
+
+  // Whether the supervisor thread last ran on the CPU this process runs on (SpinPolicy on).
+  bool shares_host_cpu() noexcept {
+    const int host = segment_.header().host_cpu.load(std::memory_order_relaxed);
+    return host >= 0 && platform::current_cpu() == host;
   }
 
   void flush() {

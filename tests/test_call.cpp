@@ -6,8 +6,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <procpool/procpool.hpp>
 #include <string>
@@ -24,23 +22,9 @@ using test::text;
 namespace {
 
 // Context switches of every thread of this process but the calling one (the supervisor thread,
-// in these tests), from /proc/self/task/*/status.
+// in these tests).
 std::uint64_t other_threads_switches() {
-  const std::string self = std::to_string(::syscall(SYS_gettid));
-  std::uint64_t total = 0;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    if (task.path().filename() == self) continue;
-    std::ifstream status(task.path() / "status");
-    std::string key;
-    while (status >> key) {
-      if (key == "voluntary_ctxt_switches:" || key == "nonvoluntary_ctxt_switches:") {
-        std::uint64_t n = 0;
-        status >> n;
-        total += n;
-      }
-    }
-  }
-  return total;
+  return test::context_switches(::getpid(), static_cast<int>(::syscall(SYS_gettid)));
 }
 
 Bytes produce_payload(std::uint64_t n) {

@@ -90,3 +90,26 @@ TEST_CASE("an owning handler changes its payload and returns it, job after job, 
   CHECK(next.value() == after);
   CHECK(pool.stats().workers_started == 1);
 }
+
+TEST_CASE("a payload and its result stream a ringful at a time to a worker on the host's CPU") {
+  // With caller, supervisor thread and worker on one CPU, each record published on its own wakes
+  // the other side, which takes the CPU: a context switch per record each way. A ringful at a time
+  // costs a switch per ringful.
+  test::PinnedToOneCpu pinned;
+  Pool pool(test::quiet_options(1));  // 64 KiB rings, records of at most 16 KiB
+  const std::size_t size = std::size_t{4} << 20;
+  const Bytes payload = pattern(size);
+  REQUIRE(pool.submit("echo", std::span<const std::byte>(payload)).get().ok());  // warm-up
+  const int worker = pool.stats().workers.at(0).pid;
+
+  const std::uint64_t before = test::context_switches(worker);
+  JobResult echoed = pool.submit("echo", std::span<const std::byte>(payload)).get();
+  const std::uint64_t switches = test::context_switches(worker) - before;
+  REQUIRE(echoed.ok());
+  CHECK(echoed.value() == payload);
+  const std::uint64_t records = 2 * size / (std::size_t{16} << 10);   // 512, both ways
+  const std::uint64_t ringfuls = 2 * size / (std::size_t{64} << 10);  // 128
+  INFO("worker context switches over one 4 MiB echo: " << switches << " (" << records
+                                                       << " records, " << ringfuls << " ringfuls)");
+  CHECK(switches < records / 2);
+}

@@ -181,4 +181,22 @@ std::uint64_t self_rss_bytes() {
   return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
+std::uint64_t context_switches(int pid, int except_thread) {
+  std::uint64_t total = 0;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    if (task.path().filename() == std::to_string(except_thread)) continue;
+    std::ifstream status(task.path() / "status");
+    std::string key;
+    while (status >> key) {
+      if (key == "voluntary_ctxt_switches:" || key == "nonvoluntary_ctxt_switches:") {
+        std::uint64_t n = 0;
+        status >> n;
+        total += n;
+      }
+    }
+  }
+  return total;
+}
+
 }  // namespace procpool::test

@@ -84,5 +84,8 @@ class PinnedToOneCpu {
 
 std::size_t open_fd_count();
 std::uint64_t self_rss_bytes();
+/// Context switches (voluntary and involuntary) so far of every thread of process `pid` but thread
+/// `except_thread` (0: none), from /proc/<pid>/task/*/status.
+std::uint64_t context_switches(int pid, int except_thread = 0);
 
 }  // namespace procpool::test
