@@ -172,6 +172,9 @@ class Supervisor {
   /// that outcome with the lock released, and wakes the supervisor thread if it has anything to
   /// do. Unlocks `lock`.
   void end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProcess& worker, bool done);
+  /// The earliest of `worker`'s timers (its job's timeout and memory sample, a policy recheck, a
+  /// kill), if any.
+  std::optional<Clock::time_point> next_timer(const WorkerProcess& worker) const;
   /// True if one of `worker`'s timers falls before the sleeping supervisor thread would wake.
   bool timer_before_wake(const WorkerProcess& worker) const;
   /// Emits the log lines and events a Pool::call thread raised (supervisor thread).

@@ -288,6 +288,9 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
     emit(std::move(event), planned ? LogLevel::debug : LogLevel::warning);
     if (!planned) note_unplanned_exit(now, fmt::format("worker (pid {}) {}", w.pid, how));
   }
+  // A Pool::call thread waiting for this worker's result sleeps until the worker's next timer:
+  // it must learn now that the job has its outcome (or went back to the queue).
+  if (w.direct_call) platform::futex_wake_all(w.responses.interrupt_wait());
   poller_.remove(w.doorbell.get());
   poller_.remove(w.pidfd.get());
   if (w.output) poller_.remove(w.output.get());

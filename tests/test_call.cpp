@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
+#include <fstream>
+#include <future>
 #include <mutex>
 #include <procpool/procpool.hpp>
 #include <string>
@@ -124,6 +127,54 @@ TEST_CASE("a worker that dies during a call gives the call its crash, and the po
   REQUIRE(retried.ok());
 }
 
+TEST_CASE("a worker that dies during a call ends the call at once, with no timer due") {
+  // The caller waits for the result until the worker's next timer; the only one here is the
+  // memory sample, a minute away. When the worker exits, the supervisor thread must wake it.
+  test::PinnedToOneCpu pinned;
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.memory_sample_interval = std::chrono::minutes(1);
+  Pool pool(options);
+  REQUIRE(pool.call("echo", bytes("up")).ok());
+  const int worker = pool.stats().workers.at(0).pid;
+  std::atomic<long> caller{0};
+  auto killed = std::async(std::launch::async, [&] {
+    caller = ::syscall(SYS_gettid);
+    return pool.call("hang", Bytes{});
+  });
+  // Killed only once the caller sleeps on the worker's ring (nothing else here takes a futex),
+  // so that only the supervisor thread's wake-up can end its wait.
+  REQUIRE(test::eventually([&] {
+    if (caller == 0) return false;
+    std::ifstream wchan("/proc/self/task/" + std::to_string(caller.load()) + "/wchan");
+    std::string where;
+    wchan >> where;
+    return where.find("futex") != std::string::npos;
+  }));
+  REQUIRE(::kill(worker, SIGKILL) == 0);
+  REQUIRE(killed.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  JobResult r = killed.get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == ErrorKind::worker_crashed);
+}
+
+TEST_CASE("a call's job is sampled for memory while it runs, and killed over the hard limit") {
+  // The supervisor thread sleeps through a direct call; the caller hands the job back to it when
+  // the memory sample is due, or a job that balloons and then hangs would never be stopped.
+  test::PinnedToOneCpu pinned;
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.memory_sample_interval = std::chrono::milliseconds(20);
+  options.recycle.rss_hard_limit = std::size_t{96} << 20;
+  Pool pool(options);
+  REQUIRE(pool.call("echo", bytes("up")).ok());
+  auto ballooned = std::async(std::launch::async, [&] {
+    return pool.call("balloon_mb", test::encode_value(std::uint32_t{2000}));
+  });
+  REQUIRE(ballooned.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+  JobResult r = ballooned.get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == ErrorKind::memory_limit);
+}
+
 TEST_CASE("a call that outlives its timeout is stopped, one that runs long finishes") {
   test::PinnedToOneCpu pinned;
   Pool pool(test::quiet_options(1));
@@ -134,8 +185,7 @@ TEST_CASE("a call that outlives its timeout is stopped, one that runs long finis
   REQUIRE_FALSE(hung.ok());
   CHECK(hung.error().kind == ErrorKind::timeout);
 
-  // Held running on a gate until another thread releases it: longer than the caller waits for a
-  // result itself, so the supervisor thread takes the job over and delivers it.
+  // Held running on a gate until another thread releases it, for as long as that takes.
   test::Gate gate;
   std::thread releaser([&] { gate.release(); });
   JobResult held = pool.call("wait_fifo", gate.payload());

@@ -138,6 +138,11 @@ std::uint32_t RingReader::begin_wait(std::uint32_t how) noexcept {
   return seen;
 }
 
+std::atomic<std::uint32_t>& RingReader::interrupt_wait() noexcept {
+  control_->write_seq.fetch_add(1, std::memory_order_release);
+  return control_->write_seq;
+}
+
 void RingReader::end_wait(std::uint32_t how) noexcept {
   waiting_ &= ~how;
   control_->consumer_waiting.store(waiting_, std::memory_order_relaxed);

@@ -112,6 +112,11 @@ class RingReader {
   const std::atomic<std::uint32_t>& wait_word() const noexcept { return control_->write_seq; }
   /// The word a sleeping writer waits on: futex-wake it when release() returns true.
   std::atomic<std::uint32_t>& wake_word() noexcept { return control_->read_seq; }
+  /// For a waiter on wait_word() that must look again although the writer will publish nothing
+  /// more (it died): changes the writer's publish counter, so that one about to sleep with the
+  /// value it read before returns at once, and returns the word to futex-wake. Only once the
+  /// writer is gone.
+  std::atomic<std::uint32_t>& interrupt_wait() noexcept;
 
  private:
   RingControl* control_ = nullptr;
