@@ -10,6 +10,20 @@ class Pool::Impl : public detail::Supervisor {
   using detail::Supervisor::Supervisor;
 };
 
+namespace {
+
+// Starts a job with `start(sink)`, whose outcome goes to a fresh promise, and returns the future
+// (`FutureType`) of that job.
+template <class FutureType, class Start>
+FutureType with_future(Start&& start) {
+  detail::OutcomePromise promise;
+  std::shared_ptr<detail::OutcomeState> state = promise.state();
+  JobId id = start(std::move(promise));
+  return FutureType(id, std::move(state));
+}
+
+}  // namespace
+
 Pool::Pool(PoolOptions options)
     : impl_(std::make_unique<Impl>(detail::validate(std::move(options)))) {}
 
@@ -21,10 +35,9 @@ JobFuture Pool::submit(std::string_view job_name, std::span<const std::byte> pay
 }
 
 JobFuture Pool::submit(std::string_view job_name, Bytes&& payload, const SubmitOptions& options) {
-  detail::OutcomePromise promise;
-  std::shared_ptr<detail::OutcomeState> state = promise.state();
-  JobId id = impl_->submit(job_name, std::move(payload), options, std::move(promise));
-  return JobFuture(id, std::move(state));
+  return with_future<JobFuture>([&](detail::OutcomeSink sink) {
+    return impl_->submit(job_name, std::move(payload), options, std::move(sink));
+  });
 }
 
 JobId Pool::submit(std::string_view job_name, Bytes payload, const SubmitOptions& options,
@@ -72,10 +85,9 @@ JobResult Pool::call(std::string_view job_name, Bytes&& payload, const SubmitOpt
 
 JobFuture Pool::start_call(std::string_view job_name, Bytes&& payload,
                            const SubmitOptions& options) {
-  detail::OutcomePromise promise;
-  std::shared_ptr<detail::OutcomeState> state = promise.state();
-  JobId id = impl_->call(job_name, std::move(payload), options, std::move(promise));
-  return JobFuture(id, std::move(state));
+  return with_future<JobFuture>([&](detail::OutcomeSink sink) {
+    return impl_->call(job_name, std::move(payload), options, std::move(sink));
+  });
 }
 
 LentBuffer Pool::lend(std::size_t bytes) {
@@ -84,11 +96,23 @@ LentBuffer Pool::lend(std::size_t bytes) {
 
 Future<std::uint64_t> Pool::submit_in_place(std::string_view job_name, LentBuffer input,
                                             LentBuffer output, const SubmitOptions& options) {
-  detail::OutcomePromise promise;
-  std::shared_ptr<detail::OutcomeState> state = promise.state();
-  JobId id = impl_->submit_in_place(job_name, std::move(input), std::move(output), options,
-                                    std::move(promise));
-  return Future<std::uint64_t>(id, std::move(state));
+  return with_future<Future<std::uint64_t>>([&](detail::OutcomeSink sink) {
+    return impl_->submit_in_place(job_name, std::move(input), std::move(output), options,
+                                  std::move(sink));
+  });
+}
+
+Result<std::uint64_t> Pool::call_in_place(std::string_view job_name, LentBuffer input,
+                                          LentBuffer output, const SubmitOptions& options) {
+  return start_call_in_place(job_name, std::move(input), std::move(output), options).get();
+}
+
+Future<std::uint64_t> Pool::start_call_in_place(std::string_view job_name, LentBuffer input,
+                                                LentBuffer output, const SubmitOptions& options) {
+  return with_future<Future<std::uint64_t>>([&](detail::OutcomeSink sink) {
+    return impl_->call_in_place(job_name, std::move(input), std::move(output), options,
+                                std::move(sink));
+  });
 }
 
 bool Pool::cancel(JobId id) {

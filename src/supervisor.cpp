@@ -190,18 +190,19 @@ LentBuffer Supervisor::lend(std::size_t bytes) {
   return lender_->lend(bytes);
 }
 
-JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentBuffer output,
-                                  const SubmitOptions& options, OutcomeSink sink) {
-  std::optional<JobResult> error = check_request(name, input.size(), options);
-  if (!error && (!input || !output)) {
-    error = job_failure(ErrorKind::invalid_request,
-                        "submit_in_place needs an input and an output buffer from Pool::lend");
-  } else if (!error && LentAccess::same_memory(input, output)) {
-    error = job_failure(ErrorKind::invalid_request,
-                        "submit_in_place needs two different buffers: the worker gets the input "
-                        "read-only, so that a retry reads it unchanged");
-  } else if (!error && output.size() > options_.max_result_bytes) {
-    error = job_failure(
+Job Supervisor::make_in_place_job(std::string_view name, LentBuffer input, LentBuffer output,
+                                  const SubmitOptions& options, OutcomeSink sink,
+                                  std::optional<JobResult>& refusal) {
+  refusal = check_request(name, input.size(), options);
+  if (!refusal && (!input || !output)) {
+    refusal = job_failure(ErrorKind::invalid_request,
+                          "an in-place job needs an input and an output buffer from Pool::lend");
+  } else if (!refusal && LentAccess::same_memory(input, output)) {
+    refusal = job_failure(ErrorKind::invalid_request,
+                          "an in-place job needs two different buffers: the worker gets the input "
+                          "read-only, so that a retry reads it unchanged");
+  } else if (!refusal && output.size() > options_.max_result_bytes) {
+    refusal = job_failure(
         ErrorKind::payload_too_large,
         fmt::format("the output buffer is {} bytes, over PoolOptions::max_result_bytes ({})",
                     output.size(), options_.max_result_bytes));
@@ -209,7 +210,15 @@ JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentB
   Job job = make_job(take_ids(1), name, Bytes(), options, std::move(sink));
   job.in_place =
       std::make_unique<InPlaceBuffers>(InPlaceBuffers{std::move(input), std::move(output)});
-  return submit_one(std::move(job), std::move(error));
+  return job;
+}
+
+JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentBuffer output,
+                                  const SubmitOptions& options, OutcomeSink sink) {
+  std::optional<JobResult> refusal;
+  Job job = make_in_place_job(name, std::move(input), std::move(output), options, std::move(sink),
+                              refusal);
+  return submit_one(std::move(job), std::move(refusal));
 }
 
 bool Supervisor::cancel(JobId id) {

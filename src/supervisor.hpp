@@ -65,6 +65,9 @@ class Supervisor {
   /// Pool::call: runs the job and returns once its outcome is in `sink`, or once the job has been
   /// handed to the supervisor thread (which then delivers it). Never from the supervisor thread.
   JobId call(std::string_view name, Bytes payload, const SubmitOptions& options, OutcomeSink sink);
+  /// Pool::call_in_place: as call, for an in-place job.
+  JobId call_in_place(std::string_view name, LentBuffer input, LentBuffer output,
+                      const SubmitOptions& options, OutcomeSink sink);
   bool cancel(JobId id);
   PoolStats stats() const;
   void shutdown(std::chrono::milliseconds drain);
@@ -83,6 +86,13 @@ class Supervisor {
   JobId submit_one(Job job, std::optional<JobResult> refusal);
   /// Delivers `outcomes` (complete_now each), with no procpool lock held.
   void complete_all_now(std::vector<Outcome>& outcomes) noexcept;
+  /// An in-place job on `input` and `output`; `refusal` gets the error if it cannot run (bad
+  /// options or buffers).
+  Job make_in_place_job(std::string_view name, LentBuffer input, LentBuffer output,
+                        const SubmitOptions& options, OutcomeSink sink,
+                        std::optional<JobResult>& refusal);
+  /// Runs `job` as Pool::call does (refused with `refusal` if set).
+  JobId call(Job job, std::optional<JobResult> refusal);
   Job make_job(JobId id, std::string_view name, Bytes payload, const SubmitOptions& options,
                OutcomeSink sink) const;
   /// Appends `jobs` to the queue in order (per QueueFullPolicy when it is full); the jobs it
@@ -166,8 +176,8 @@ class Supervisor {
   static PoolEvent worker_event(EventType type, const WorkerProcess& worker, std::string message);
 
   // supervisor_call.cpp: Pool::call's direct hand-off.
-  /// An idle worker this thread may give `job` to itself, or nullptr (then the job is queued).
-  WorkerProcess* direct_call_worker(const Job& job);
+  /// An idle worker this thread may give its job to itself, or nullptr (then the job is queued).
+  WorkerProcess* direct_call_worker();
   /// Ends this thread's wait on `worker` (`done`: its job has its outcome in outcomes_), delivers
   /// that outcome with the lock released, and wakes the supervisor thread if it has anything to
   /// do. Unlocks `lock`.

@@ -28,11 +28,6 @@ namespace procpool::detail {
 
 namespace {
 
-// A worker whose jobs typically take this long or longer is not handed a call: their wake-ups are
-// a small part of such a job, and a supervisor thread polling on a free CPU sees its result as
-// soon as the caller would.
-constexpr std::chrono::milliseconds direct_call_longest_job{1};
-
 // Defers this thread's log lines and events for `supervisor` while it lives. Only while the
 // thread holds state_mutex_, which guards Supervisor::deferred_.
 class DeferLogs {
@@ -53,16 +48,28 @@ class DeferLogs {
 JobId Supervisor::call(std::string_view name, Bytes payload, const SubmitOptions& options,
                        OutcomeSink sink) {
   std::optional<JobResult> refusal = check_request(name, payload.size(), options);
+  Job job = make_job(take_ids(1), name, std::move(payload), options, std::move(sink));
+  return call(std::move(job), std::move(refusal));
+}
+
+JobId Supervisor::call_in_place(std::string_view name, LentBuffer input, LentBuffer output,
+                                const SubmitOptions& options, OutcomeSink sink) {
+  std::optional<JobResult> refusal;
+  Job job = make_in_place_job(name, std::move(input), std::move(output), options, std::move(sink),
+                              refusal);
+  return call(std::move(job), std::move(refusal));
+}
+
+JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
   if (!refusal && std::this_thread::get_id() == supervisor_thread_id_.load()) {
     refusal = job_failure(ErrorKind::invalid_request,
                           "Pool::call from a completion callback would wait for the thread that "
                           "runs it: submit the job with a callback instead");
   }
-  Job job = make_job(take_ids(1), name, std::move(payload), options, std::move(sink));
   if (refusal) return submit_one(std::move(job), std::move(refusal));
 
   std::unique_lock lock(state_mutex_);
-  WorkerProcess* w = direct_call_worker(job);
+  WorkerProcess* w = direct_call_worker();
   if (!w) {
     lock.unlock();
     return submit_one(std::move(job), std::nullopt);
@@ -136,20 +143,21 @@ JobId Supervisor::call(std::string_view name, Bytes payload, const SubmitOptions
   }
 }
 
-WorkerProcess* Supervisor::direct_call_worker(const Job& job) {
-  if (job.in_place || final_stop_ || drain_deadline_) return nullptr;
+WorkerProcess* Supervisor::direct_call_worker() {
+  if (final_stop_ || drain_deadline_) return nullptr;
   {
     std::lock_guard queue_lock(queue_mutex_);
     // Queued jobs go first; a stopping or degraded pool takes the queue's path to its refusal.
     if (stopping_ || degraded_ || shutdown_drain_ || !queue_.empty()) return nullptr;
   }
   // A direct hand-off saves two context switches of four with the pool on one CPU (a worker on
-  // this thread's CPU that cannot move), and two sleeping wake-ups of four when nobody polls
-  // (SpinPolicy off, or no CPU free). Otherwise the supervisor thread polls for the result on a
-  // free CPU, which a sleeping caller cannot beat: the worker it wakes may well be moved to that
-  // CPU, and each wake-up across CPUs costs tens of microseconds on a machine whose idle CPUs halt.
+  // this thread's CPU that cannot move), and two sleeping wake-ups of four where nobody polls for
+  // the result: SpinPolicy off, no CPU free, or a worker whose jobs take longer than a poll lasts.
+  // Otherwise the supervisor thread polls for a short job's result on a free CPU, which a sleeping
+  // caller cannot beat: the worker it wakes may well be moved to that CPU, and each wake-up across
+  // CPUs costs tens of microseconds on a machine whose idle CPUs halt.
   const bool nobody_polls = !options_.spin.enabled || spin_hint_ == 0;
-  if (usable_cpus_ > 1 && !nobody_polls) return nullptr;
+  const bool one_cpu = usable_cpus_ == 1;
   const int cpu = platform::current_cpu();
   WorkerProcess* elsewhere = nullptr;
   for (auto& [id, worker] : workers_) {
@@ -160,10 +168,11 @@ WorkerProcess* Supervisor::direct_call_worker(const Job& job) {
     // Its last job (max_jobs): it retires on it, and starting its replacement is the supervisor
     // thread's.
     if (w.job_limit && w.jobs_done + 1 >= w.job_limit) continue;
-    if (w.typical_job_time && *w.typical_job_time >= direct_call_longest_job) continue;
+    const bool long_jobs = w.typical_job_time && *w.typical_job_time >= options_.spin.budget;
+    if (!one_cpu && !nobody_polls && !long_jobs) continue;
     const int worker_cpu = w.segment.header().worker_cpu.load(std::memory_order_relaxed);
     if (cpu >= 0 && worker_cpu == cpu) return &w;
-    if (nobody_polls && !elsewhere) elsewhere = &w;
+    if ((nobody_polls || long_jobs) && !elsewhere) elsewhere = &w;
   }
   return elsewhere;
 }

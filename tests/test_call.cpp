@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -289,4 +290,74 @@ TEST_CASE("a call on a stopped pool is refused") {
   JobResult late = pool.call("echo", bytes("late"));
   REQUIRE_FALSE(late.ok());
   CHECK(late.error().kind == ErrorKind::shutting_down);
+}
+
+TEST_CASE(
+    "call_in_place returns what submit_in_place().get() returns, and leaves the supervisor "
+    "thread asleep on a shared CPU") {
+  test::PinnedToOneCpu pinned;
+  Pool pool(test::quiet_options(1));
+  REQUIRE(pool.call("echo", bytes("up")).ok());
+  LentBuffer input = pool.lend(1 << 20);
+  LentBuffer output = pool.lend(1 << 20);
+  for (std::size_t i = 0; i < input.size(); ++i)
+    input.bytes()[i] = static_cast<std::byte>((i * 131 + 5) & 0xff);
+
+  Result<std::uint64_t> copied = pool.call_in_place("in_place_copy", input, output);
+  REQUIRE(copied.ok());
+  CHECK(copied.value() == input.size());
+  CHECK(std::equal(input.bytes().begin(), input.bytes().end(), output.bytes().begin()));
+
+  Result<std::uint64_t> overclaimed = pool.call_in_place("in_place_overclaim", input, output);
+  REQUIRE_FALSE(overclaimed.ok());
+  CHECK(overclaimed.error().kind == ErrorKind::payload_too_large);
+  Result<std::uint64_t> faulted = pool.call_in_place("in_place_write_input", input, output);
+  REQUIRE_FALSE(faulted.ok());
+  CHECK(faulted.error().kind == ErrorKind::worker_crashed);
+  Result<std::uint64_t> same = pool.call_in_place("in_place_copy", input, input);
+  REQUIRE_FALSE(same.ok());
+  CHECK(same.error().kind == ErrorKind::invalid_request);
+  Result<std::uint64_t> empty = pool.call_in_place("in_place_copy", LentBuffer(), output);
+  REQUIRE_FALSE(empty.ok());
+  CHECK(empty.error().kind == ErrorKind::invalid_request);
+  Result<std::uint64_t> not_in_place = pool.call_in_place("echo", input, output);
+  REQUIRE_FALSE(not_in_place.ok());
+  CHECK(not_in_place.error().kind == ErrorKind::unknown_job);
+
+  SubmitOptions retry;
+  retry.idempotent = true;
+  retry.max_attempts = 2;
+  std::fill(output.bytes().begin(), output.bytes().end(), std::byte{0});
+  Result<std::uint64_t> retried =
+      pool.call_in_place("in_place_crash_first_attempt", input, output, retry);
+  REQUIRE(retried.ok());
+  CHECK(std::equal(input.bytes().begin(), input.bytes().end(), output.bytes().begin()));
+
+  REQUIRE(pool.call_in_place("in_place_copy", input, output).ok());  // on the replacement
+  constexpr int calls = 100;
+  const std::uint64_t before = other_threads_switches();
+  for (int i = 0; i < calls; ++i)
+    REQUIRE(pool.call_in_place("in_place_copy", input, output).ok());
+  const std::uint64_t supervisor_switches = other_threads_switches() - before;
+  INFO("supervisor thread context switches over " << calls << " calls: " << supervisor_switches);
+  CHECK(supervisor_switches < calls / 4);
+}
+
+TEST_CASE("a call to a worker whose jobs outlast a poll is handed to it directly, on any CPU") {
+  // Unpinned, with CPUs free for the supervisor thread to poll on: nobody polls for the result of
+  // a job that takes longer than SpinPolicy::budget, so the caller takes it itself.
+  PoolOptions options = test::quiet_options(1);
+  REQUIRE(options.spin.budget < std::chrono::milliseconds(2));
+  Pool pool(options);
+  const Bytes two_ms = test::encode_value(std::uint32_t{2});
+  for (int i = 0; i < 3; ++i)  // the worker starts, and learns how long its jobs take
+    REQUIRE(pool.call("sleep_ms", two_ms).ok());
+  constexpr int calls = 40;
+  const std::uint64_t before = other_threads_switches();
+  for (int i = 0; i < calls; ++i)
+    REQUIRE(pool.call("sleep_ms", two_ms).ok());
+  const std::uint64_t supervisor_switches = other_threads_switches() - before;
+  INFO("supervisor thread context switches over " << calls << " calls: " << supervisor_switches);
+  // Through the supervisor thread, each job wakes it twice.
+  CHECK(supervisor_switches < calls / 4);
 }

@@ -452,21 +452,13 @@ TEST_CASE("mixed run: 8 threads, 5% random faults, recycling: every job resolves
     options.restart_backoff_initial = 1ms;
     options.restart_backoff_max = 5ms;
     Pool pool(options);
-    auto settled = [&] {
-      return test::eventually([&] {
-        auto s = pool.stats();
-        return s.workers.size() == 4 &&
-               std::all_of(s.workers.begin(), s.workers.end(),
-                           [](const WorkerStats& w) { return w.state == WorkerState::idle; });
-      });
-    };
 
     // Warm-up (allocator pools, lazy initialisation, the first replacements), then the baseline.
     for (const char* job : {"sigkill", "fail", "no-such-job"})
       CHECK_FALSE(pool.submit(job, Bytes{}).get().ok());
     for (int i = 0; i < 2000; ++i)
       CHECK(pool.submit("echo", bytes("warm")).get().ok());
-    REQUIRE(settled());
+    REQUIRE(test::settled(pool, 4));
     const std::size_t fds_warm = test::open_fd_count();
     const std::uint64_t rss_warm = test::self_rss_bytes();
     const std::uint64_t warm_up_jobs = pool.stats().submitted;
@@ -565,7 +557,7 @@ TEST_CASE("mixed run: 8 threads, 5% random faults, recycling: every job resolves
 
     // Host resources flat: once the pool settles again at its four idle workers, the descriptor
     // count is what it was after the warm-up, and RSS has not grown with the jobs.
-    REQUIRE(settled());
+    REQUIRE(test::settled(pool, 4));
     CHECK(test::open_fd_count() == fds_warm);
 #if !defined(PROCPOOL_TEST_SANITIZED)  // AddressSanitizer quarantines freed memory: RSS grows
     const std::uint64_t rss_end = test::self_rss_bytes();

@@ -305,7 +305,10 @@ TEST_CASE("run_as starts workers as that user, with no supplementary groups, and
     REQUIRE(result.ok());
     CHECK(text(result.value()) == big + std::to_string(i));
   }
-  // The host still reads the workers' memory (statm, and smaps_rollup, which needs ptrace access).
+  // The host still reads the workers' memory (statm, and smaps_rollup, which needs ptrace access):
+  // of each worker once it is ready (a worker still starting, as the second may be on a loaded
+  // machine after the first served every job, has not been read yet).
+  REQUIRE(test::settled(pool, 2));
   PoolStats stats = pool.stats();
   CHECK(stats.health == PoolHealth::healthy);
   REQUIRE_FALSE(stats.workers.empty());

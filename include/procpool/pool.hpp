@@ -110,10 +110,11 @@ class PROCPOOL_API Pool {
 
   /// Runs the job `job_name` on a copy of `payload` and waits for its outcome: what
   /// submit(job_name, payload, options).get() returns, at less cost. If a worker is idle, and the
-  /// pool is confined to this thread's one CPU or nobody polls (SpinPolicy off, or no CPU free),
-  /// this thread gives it the job and reads the result itself while the supervisor thread sleeps
-  /// on: two context switches per job on a shared CPU instead of four (docs/architecture.md, "the
-  /// direct hand-off").
+  /// pool is confined to this thread's one CPU or nobody polls for the result (SpinPolicy off, no
+  /// CPU free, or the worker's jobs typically take longer than SpinPolicy::budget), this thread
+  /// gives it the job and reads the result itself while the supervisor thread sleeps on: two
+  /// context switches per job on a shared CPU instead of four, two sleeping wake-ups instead of
+  /// four across CPUs (docs/architecture.md, "the direct hand-off").
   /// Otherwise the job is queued as by submit(). Either way every rule of a queued job holds
   /// (timeouts, retries, recycling, events and log lines on the supervisor thread).
   ///
@@ -150,6 +151,15 @@ class PROCPOOL_API Pool {
   Future<std::uint64_t> submit_in_place(std::string_view job_name, LentBuffer input,
                                         LentBuffer output, const SubmitOptions& options = {});
 
+  /// Runs the in-place job `job_name` on `input` and `output` and waits for its outcome: what
+  /// submit_in_place(job_name, input, output, options).get() returns, handed to an idle worker by
+  /// this thread as call() does. Also where the pool polls on a free CPU, if the worker's jobs
+  /// typically take longer than SpinPolicy::budget: nobody polls for such a result, and the
+  /// hand-off saves the two sleeping wake-ups of the supervisor thread's hop. The same errors as
+  /// submit_in_place and call; never throws for job failures.
+  Result<std::uint64_t> call_in_place(std::string_view job_name, LentBuffer input,
+                                      LentBuffer output, const SubmitOptions& options = {});
+
   /// Cancels a job that is still queued: it completes with ErrorKind::cancelled and this returns
   /// true. Returns false if the job already went to a worker, finished, or is unknown.
   bool cancel(JobId id);
@@ -168,6 +178,9 @@ class PROCPOOL_API Pool {
   /// call() up to the wait: returns once the job's outcome is in the future, or once the
   /// supervisor thread has the job.
   JobFuture start_call(std::string_view job_name, Bytes&& payload, const SubmitOptions& options);
+  /// call_in_place() up to the wait, as start_call.
+  Future<std::uint64_t> start_call_in_place(std::string_view job_name, LentBuffer input,
+                                            LentBuffer output, const SubmitOptions& options);
 
   class Impl;
   std::unique_ptr<Impl> impl_;

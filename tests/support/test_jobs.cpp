@@ -152,6 +152,16 @@ const bool thread_before_main = [] {
   return true;
 }();
 
+// With PROCPOOL_TEST_SLOW_START_MS set, a process of a test binary takes that many milliseconds
+// more to reach main(), as a program with heavy static initialisers does: a fork server (exec'd)
+// that cannot answer its first request within a short start_timeout, however fast the machine.
+const bool slow_start = [] {
+  const char* ms = std::getenv("PROCPOOL_TEST_SLOW_START_MS");
+  if (ms == nullptr) return false;
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
+  return true;
+}();
+
 }  // namespace
 
 JobRegistry make_test_registry() {

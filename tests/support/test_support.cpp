@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -34,6 +35,15 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return true;
+}
+
+bool settled(Pool& pool, std::size_t workers) {
+  return eventually([&] {
+    PoolStats stats = pool.stats();
+    return stats.workers.size() == workers &&
+           std::all_of(stats.workers.begin(), stats.workers.end(),
+                       [](const WorkerStats& w) { return w.state == WorkerState::idle; });
+  });
 }
 
 PoolOptions quiet_options(std::size_t workers) {

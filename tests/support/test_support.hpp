@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <procpool/options.hpp>
+#include <procpool/pool.hpp>
 #include <procpool/result.hpp>
 #include <string>
 #include <string_view>
@@ -28,6 +29,10 @@ Bytes encode_value(const T& value) {
 /// the test cannot be told about (a process disappearing); never a substitute for a future.
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+/// Waits (up to 10 s) until the pool has exactly `workers` workers, all idle: none starting,
+/// retiring or stopping. False if it never did.
+bool settled(Pool& pool, std::size_t workers);
 
 /// Pool options for tests: quiet log, small ring so large payloads really stream.
 PoolOptions quiet_options(std::size_t workers = 2);
