@@ -152,11 +152,10 @@ class PROCPOOL_API Pool {
                                         LentBuffer output, const SubmitOptions& options = {});
 
   /// Runs the in-place job `job_name` on `input` and `output` and waits for its outcome: what
-  /// submit_in_place(job_name, input, output, options).get() returns, handed to an idle worker by
-  /// this thread as call() does. Also where the pool polls on a free CPU, if the worker's jobs
-  /// typically take longer than SpinPolicy::budget: nobody polls for such a result, and the
-  /// hand-off saves the two sleeping wake-ups of the supervisor thread's hop. The same errors as
-  /// submit_in_place and call; never throws for job failures.
+  /// submit_in_place(job_name, input, output, options).get() returns, with this thread handing the
+  /// job to an idle worker itself wherever call() would. Large in-place jobs typically take longer
+  /// than SpinPolicy::budget, so after the first few it usually does. The errors of
+  /// submit_in_place and of call; never throws for job failures.
   Result<std::uint64_t> call_in_place(std::string_view job_name, LentBuffer input,
                                       LentBuffer output, const SubmitOptions& options = {});
 
