@@ -188,8 +188,9 @@ void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProce
   }
   // As prepare_sleep left it: the worker rings the sleeping supervisor thread's doorbell again.
   if (sleeping && !w.untrusted) w.responses.begin_wait(wake_by_default);
-  if (options_.spin.enabled)
-    w.segment.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
+  // What update_spin_hint last wrote (-1, unknown, with SpinPolicy off): the worker also decides
+  // on it whether to stream a result a ringful at a time.
+  w.segment.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
   // The supervisor thread sleeps on unless it has something to do: a job to carry on with (with
   // its timers), lines or events to emit, a worker to stop or replace, jobs that arrived meanwhile
   // (it may have gone to sleep counting on this worker's result to wake it), or a timer due before
