@@ -735,7 +735,6 @@ bool Supervisor::prepare_spin(bool delivered) {
   spin_rings_.clear();
   spin_space_.clear();
   // A peer that last ran on this CPU needs it to answer: polling for it only delays it.
-  auto on_this_cpu = [this](int cpu) { return host_cpu_ >= 0 && cpu == host_cpu_; };
   bool short_job = false, streaming = false;
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
@@ -743,7 +742,7 @@ bool Supervisor::prepare_spin(bool delivered) {
     if (w.untrusted || !w.job || w.direct_call) continue;
     // Jobs sent ahead: prepare_sleep's backlog poll.
     if (!w.prefetched.empty()) return false;
-    if (on_this_cpu(w.segment.header().worker_cpu.load(std::memory_order_relaxed))) continue;
+    if (shares_cpu(w)) continue;
     if (w.waiting_for_space) {
       // A payload streaming in: the worker frees a record's space in less time than waking this
       // thread takes, so the two copy side by side rather than in turns.
@@ -759,13 +758,16 @@ bool Supervisor::prepare_spin(bool delivered) {
   // callers often submit again at once); and only on a CPU besides those of the workers running
   // jobs or starting, which update_spin_hint counted in this iteration (spin_hint_). A wait that
   // would poll counts as one skipped while the poller backs off.
-  delivered = delivered && !on_this_cpu(submit_cpu_.load(std::memory_order_relaxed));
+  delivered = delivered && !on_host_cpu(submit_cpu_.load(std::memory_order_relaxed));
   return (short_job || streaming || delivered) && spin_.take_turn();
 }
 
+bool Supervisor::on_host_cpu(int cpu) const noexcept {
+  return host_cpu_ >= 0 && cpu == host_cpu_;
+}
+
 bool Supervisor::shares_cpu(WorkerProcess& w) const noexcept {
-  return host_cpu_ >= 0 &&
-         w.segment.header().worker_cpu.load(std::memory_order_relaxed) == host_cpu_;
+  return on_host_cpu(w.segment.header().worker_cpu.load(std::memory_order_relaxed));
 }
 
 std::size_t Supervisor::cpus_in_use() const {

@@ -269,8 +269,9 @@ class Supervisor {
   /// CPUs the constructing thread, and so the supervisor thread and the workers, may run on.
   const std::size_t usable_cpus_;
   std::uint32_t spin_hint_ = 0;  // a CPU is likely free (update_spin_hint); what the headers say
-  // Whether `worker` last waited on the CPU this thread last ran on (SpinPolicy on; false if
-  // either is unknown).
+  // Whether `cpu` is the one this thread last ran on (SpinPolicy on; false if either is unknown).
+  bool on_host_cpu(int cpu) const noexcept;
+  // Whether `worker` last waited on the CPU this thread last ran on (as on_host_cpu).
   bool shares_cpu(WorkerProcess& worker) const noexcept;
   int host_cpu_ = -1;  // this thread's CPU at the last update_spin_hint; what the headers say
   std::atomic<int> submit_cpu_{-1};  // the CPU of the last submitting thread (a hint)

@@ -344,15 +344,16 @@ class WorkerLoop {
     SegmentHeader& header = segment_.header();
     const int cpu = platform::current_cpu();
     header.worker_cpu.store(cpu, std::memory_order_relaxed);
-    return header.spin_hint.load(std::memory_order_relaxed) != 0 &&
-           (cpu < 0 || cpu != header.host_cpu.load(std::memory_order_relaxed));
+    return header.spin_hint.load(std::memory_order_relaxed) != 0 && !on_host_cpu(cpu);
   }
 
-  // Whether the supervisor thread last ran on the CPU this process runs on (SpinPolicy on).
-  bool shares_host_cpu() noexcept {
+  // Whether `cpu` is the one the host thread this worker answers to (the supervisor thread, or a
+  // Pool::call thread) last ran on; false if either is unknown.
+  bool on_host_cpu(int cpu) noexcept {
     const int host = segment_.header().host_cpu.load(std::memory_order_relaxed);
-    return host >= 0 && platform::current_cpu() == host;
+    return host >= 0 && cpu == host;
   }
+  bool shares_host_cpu() noexcept { return on_host_cpu(platform::current_cpu()); }
 
   void flush() {
     const std::uint32_t wake = responses_.publish();
