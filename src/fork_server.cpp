@@ -29,26 +29,18 @@ ForkServer::ForkServer(platform::SpawnRequest request) {
   pid_ = spawned.pid;
 }
 
-ForkServer::~ForkServer() {
-  if (!reaped_) {
-    // A server that did not answer in time may still be loading or forking: killing it between
-    // its fork and its answer would leave a worker nobody knows of. Told that no request follows,
-    // it answers what it was sent and exits; only one that hangs is killed.
-    if (!usable_) {
-      platform::shutdown_sending(channel_.get());
-      platform::wait_for_exit(pidfd_.get(), unanswered_exit_grace);
-    }
-    platform::kill_process(pidfd_.get());
-    platform::reap_blocking(pid_);
-  }
-  // The workers it reported late are this host's children, with no supervisor to tell them to
-  // stop; their pids are still in the channel.
-  while (!usable_) {
-    std::optional<std::int32_t> late = platform::receive_value(channel_.get(), {});
-    if (!late) break;
-    if (*late <= 0) continue;
+namespace {
+
+/// Kills and reaps every worker whose pid is in the server's answers still in `channel`: workers
+/// forked for requests that were given up on, which nobody else knows of. Call only once the
+/// server has exited, so that no answer is still to come.
+void kill_reported_workers(int channel) noexcept {
+  for (;;) {
+    std::int32_t pid = 0;
+    if (platform::try_receive_value(channel, pid) != platform::Received::value) return;
+    if (pid <= 0) continue;
     try {
-      platform::SpawnedProcess orphan = platform::watch_child(*late);
+      platform::SpawnedProcess orphan = platform::watch_child(pid);
       platform::kill_process(orphan.pidfd.get());
       platform::reap_blocking(orphan.pid);
     } catch (const std::exception&) {
@@ -57,25 +49,52 @@ ForkServer::~ForkServer() {
   }
 }
 
-platform::SpawnedProcess ForkServer::fork_worker(const platform::SpawnRequest& request,
-                                                 std::chrono::milliseconds timeout) {
+}  // namespace
+
+ForkServer::~ForkServer() {
+  // A server killed between a fork and its answer would leave a worker nobody knows of: one with
+  // requests unanswered, or retired, is told that no request follows, answers what it was sent and
+  // exits; only one that hangs is killed.
+  const bool answers_to_collect = !accepting_ || unanswered_ > 0;
+  if (!reaped_) {
+    if (answers_to_collect) {
+      platform::shutdown_sending(channel_.get());
+      platform::wait_for_exit(pidfd_.get(), retirement_grace);
+    }
+    platform::kill_process(pidfd_.get());
+    platform::reap_blocking(pid_);
+  }
+  if (answers_to_collect) kill_reported_workers(channel_.get());
+}
+
+void ForkServer::request_worker(const platform::SpawnRequest& request) {
   const int descriptors[] = {request.output_fd, request.doorbell_fd, request.segment_fd,
                              request.channel_fd};
-  if (!usable_ || !platform::send_descriptors(channel_.get(), descriptors, 4)) {
-    usable_ = false;
+  if (!accepting_ || !platform::send_descriptors(channel_.get(), descriptors, 4)) {
+    accepting_ = false;
     throw std::system_error(EPIPE, std::generic_category(),
                             "the fork server (pid " + std::to_string(pid_) + ") takes no requests");
   }
-  std::optional<std::int32_t> answer = platform::receive_value(channel_.get(), timeout);
-  if (!answer) {
-    // It may still answer later, or have forked a worker whose pid is lost: never ask it again.
-    usable_ = false;
-    throw std::system_error(ETIMEDOUT, std::generic_category(),
-                            "the fork server (pid " + std::to_string(pid_) +
-                                ") did not answer within " + std::to_string(timeout.count()) +
-                                " ms");
+  ++unanswered_;
+}
+
+std::optional<platform::SpawnedProcess> ForkServer::take_answer() {
+  if (unanswered_ == 0) return std::nullopt;
+  std::int32_t answer = 0;
+  switch (platform::try_receive_value(channel_.get(), answer)) {
+    case platform::Received::nothing_yet:
+      return std::nullopt;
+    case platform::Received::closed:
+      accepting_ = false;
+      unanswered_ = 0;
+      throw std::system_error(
+          EPIPE, std::generic_category(),
+          "the fork server (pid " + std::to_string(pid_) + ") went away before it answered");
+    case platform::Received::value:
+      break;
   }
-  if (*answer == fork_refused_threads) {
+  --unanswered_;
+  if (answer == fork_refused_threads) {
     throw std::system_error(
         EDEADLK, std::generic_category(),
         "the fork server (pid " + std::to_string(pid_) +
@@ -84,11 +103,32 @@ platform::SpawnedProcess ForkServer::fork_worker(const platform::SpawnRequest& r
             "only the calling thread, with any lock the others hold; start that thread after "
             "run_worker_if_requested(), or use StartMode::exec");
   }
-  if (*answer <= 0) {
-    throw std::system_error(*answer < 0 ? -*answer : EPROTO, std::generic_category(),
+  if (answer <= 0) {
+    throw std::system_error(answer < 0 ? -answer : EPROTO, std::generic_category(),
                             "fork in the fork server (pid " + std::to_string(pid_) + ")");
   }
-  return platform::watch_child(*answer);
+  return platform::watch_child(answer);
+}
+
+std::chrono::steady_clock::time_point ForkServer::retire(
+    std::chrono::steady_clock::time_point now) noexcept {
+  accepting_ = false;
+  platform::shutdown_sending(channel_.get());
+  return now + retirement_grace;
+}
+
+bool ForkServer::finish_retirement(bool force) noexcept {
+  if (!reaped_) {
+    if (!force && !platform::wait_for_exit(pidfd_.get(), std::chrono::milliseconds(0))) {
+      return false;
+    }
+    platform::kill_process(pidfd_.get());
+    platform::reap_blocking(pid_);
+    reaped_ = true;
+  }
+  kill_reported_workers(channel_.get());
+  unanswered_ = 0;
+  return true;
 }
 
 std::optional<platform::ExitStatus> ForkServer::exited() noexcept {

@@ -21,7 +21,9 @@ namespace procpool::detail {
 /// The server's answer when it will not fork because its process runs more than one thread.
 inline constexpr std::int32_t fork_refused_threads = -EDEADLK;
 
-/// Host side of one fork server. Used by the supervisor thread only.
+/// Host side of one fork server. Used by the supervisor thread only. Requests are asynchronous:
+/// request_worker() sends one and returns; the answers come on channel(), in the order of the
+/// requests, and take_answer() reads them, so the supervisor thread never waits for the server.
 class ForkServer {
  public:
   /// Starts the server: `request` is a worker's (executable, arguments with the reserved worker
@@ -29,22 +31,47 @@ class ForkServer {
   /// own descriptors. Returns at once; the server's start overlaps the first request. Throws
   /// std::system_error if it cannot be started.
   explicit ForkServer(platform::SpawnRequest request);
-  /// Stops the server (SIGKILL: it holds nothing but the channel) and reaps it. One that did not
-  /// answer in time first gets up to unanswered_exit_grace to answer and exit by itself, and
-  /// every worker it reported then is killed and reaped.
+  /// Stops the server (SIGKILL: it holds nothing but the channel) and reaps it. One that was
+  /// retired, or has requests unanswered, first gets up to retirement_grace to answer and exit by
+  /// itself (this waits), and every worker it reported then is killed and reaped. Waits for
+  /// nothing once finish_retirement() has returned true.
   ~ForkServer();
   ForkServer(const ForkServer&) = delete;
   ForkServer& operator=(const ForkServer&) = delete;
 
-  /// Forks a worker whose descriptors are request.output_fd, doorbell_fd, segment_fd and
-  /// channel_fd (all four required; the rest of `request` was applied to the server). Waits up to
-  /// `timeout` for the answer. Throws std::system_error if the server cannot fork, or has gone or
-  /// did not answer in time (then usable() is false from now on).
-  platform::SpawnedProcess fork_worker(const platform::SpawnRequest& request,
-                                       std::chrono::milliseconds timeout);
+  /// Asks the server to fork a worker whose descriptors are request.output_fd, doorbell_fd,
+  /// segment_fd and channel_fd (all four required; the rest of `request` was applied to the
+  /// server); the message carries copies of them, which the caller may close at once. Returns
+  /// without waiting; the answer is read with take_answer(). Throws std::system_error if the
+  /// server takes no requests (it is gone, or retired).
+  void request_worker(const platform::SpawnRequest& request);
 
-  /// False once a request failed for want of an answer: discard this server and start another.
-  bool usable() const noexcept { return usable_; }
+  /// Reads the answer to the oldest unanswered request, without waiting: the forked worker, or
+  /// nullopt if that answer has not come (or nothing is unanswered). Throws std::system_error if
+  /// the server could not or would not fork (that request is answered), or if it closed the
+  /// channel (it is gone: every unanswered request is then lost, and accepting() is false).
+  std::optional<platform::SpawnedProcess> take_answer();
+
+  /// Requests sent and not answered.
+  std::size_t unanswered() const noexcept { return unanswered_; }
+
+  /// False once the server is gone or retired: discard this server and start another.
+  bool accepting() const noexcept { return accepting_; }
+
+  /// Readable when an answer comes, or when the server goes (poll it edge-triggered).
+  int channel() const noexcept { return channel_.get(); }
+  /// Readable once the server has exited.
+  int pidfd() const noexcept { return pidfd_.get(); }
+
+  /// Gives up on the server (it did not answer in time): it gets no further request, and is told
+  /// that none follows, so that it answers what it was sent and exits. From `now`, it has until
+  /// the returned time to do so; then call finish_retirement(true).
+  std::chrono::steady_clock::time_point retire(std::chrono::steady_clock::time_point now) noexcept;
+
+  /// For a retired server: once it has exited, or at once if `force` (SIGKILL), reaps it and kills
+  /// and reaps every worker it reported since it was retired, which nobody else knows of. True
+  /// when done; false while it is still running and not `force`d.
+  bool finish_retirement(bool force) noexcept;
 
   /// How the server ended, once it has (it is reaped then); nullopt while it runs.
   std::optional<platform::ExitStatus> exited() noexcept;
@@ -52,14 +79,15 @@ class ForkServer {
   int pid() const noexcept { return pid_; }
 
  private:
-  /// How long a discarded server that did not answer in time gets to answer and exit.
-  static constexpr std::chrono::milliseconds unanswered_exit_grace{2000};
+  /// How long a retired server gets to answer and exit.
+  static constexpr std::chrono::milliseconds retirement_grace{2000};
 
   platform::UniqueFd channel_;
   platform::UniqueFd pidfd_;
   int pid_ = 0;
+  std::size_t unanswered_ = 0;
   bool reaped_ = false;
-  bool usable_ = true;
+  bool accepting_ = true;
 };
 
 }  // namespace procpool::detail

@@ -277,6 +277,13 @@ PoolStats Supervisor::stats() const {
     }
     stats.workers.push_back(std::move(ws));
   }
+  for (const auto& w : forks_) {
+    WorkerStats ws;  // asked of the fork server, which has not answered: no pid yet
+    ws.id = w->id;
+    ws.age = duration_cast<milliseconds>(now - w->spawned_at);
+    ws.predecessor_reason = w->predecessor_reason;
+    stats.workers.push_back(std::move(ws));
+  }
   stats.submitted = submitted_.load();
   stats.succeeded = succeeded_.load();
   for (std::size_t i = 0; i < error_kind_count; ++i) {
@@ -426,7 +433,14 @@ void Supervisor::run() noexcept {
     log(LogLevel::error, "supervisor failed; stopping the pool");
     emergency_stop();
   }
-  fork_server_.reset();  // after its workers: none is being forked now
+  // After its workers. A server with starts unanswered (the loop failed) or retired gets its
+  // grace period here, and every worker it reports late is killed.
+  {
+    std::lock_guard lock(state_mutex_);  // stats() reads forks_
+    forks_.clear();
+  }
+  fork_server_.reset();
+  retiring_fork_servers_.clear();
 }
 
 void Supervisor::loop() {
@@ -445,7 +459,7 @@ void Supervisor::loop() {
       ready.clear();
       timeout = step(now);
       update_spin_hint();
-      done = final_stop_ && workers_.empty();
+      done = final_stop_ && workers_.empty() && forks_.empty();
       if (!done && (!timeout || *timeout > Clock::duration::zero())) {
         if (!prepare_sleep(now)) {
           timeout = Clock::duration::zero();
@@ -482,7 +496,16 @@ void Supervisor::loop() {
 }
 
 void Supervisor::on_ready_key(std::uint64_t key, Clock::time_point now) {
-  if (key == wake_key) return;  // what woke it is in the queue (edge-triggered: nothing to drain)
+  switch (key) {
+    case wake_key:
+      return;  // what woke it is in the queue (edge-triggered: nothing to drain)
+    case fork_answers_key:
+      return take_fork_answers(now);
+    case fork_server_exit_key:
+      return finish_fork_server_retirements(now, false);
+    default:
+      break;
+  }
   auto it = workers_.find(key / 4);
   if (it == workers_.end()) return;  // already gone; a stale event from the same batch
   WorkerProcess& worker = *it->second;
@@ -518,9 +541,10 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
   if (!final_stop_) {
     // Scale up on queue depth: jobs wait and no worker is free or coming.
     if (queued && scaled_target_ < options_.workers) {
-      bool capacity_coming = std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
-        return !w.second->leaving && (w.second->dispatchable() || !w.second->ready);
-      });
+      bool capacity_coming =
+          !forks_.empty() || std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
+            return !w.second->leaving && (w.second->dispatchable() || !w.second->ready);
+          });
       if (!capacity_coming) ++scaled_target_;
     }
     spawn_workers(now);
@@ -682,6 +706,19 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
       }
     }
   }
+  if (!forks_.empty()) {
+    if (now >= *forks_.front()->start_deadline) {
+      retire_fork_server(now, fmt::format("the fork server (pid {}) did not answer within {} ms",
+                                          fork_server_->pid(), options_.start_timeout.count()));
+    } else {
+      consider(forks_.front()->start_deadline);
+    }
+  }
+  if (!retiring_fork_servers_.empty()) {
+    finish_fork_server_retirements(now, true);
+    for (const RetiringForkServer& retiring : retiring_fork_servers_)
+      consider(retiring.deadline);
+  }
   // A held-back spawn, or one due now after a failed start with no backoff (restart_backoff_initial
   // = 0): nothing else would wake the loop to retry it.
   if (!final_stop_ && next_spawn_at_ >= now) consider(next_spawn_at_);
@@ -774,7 +811,7 @@ std::size_t Supervisor::cpus_in_use() const {
   std::size_t busy = 0;
   for (const auto& [id, worker] : workers_)
     busy += worker->job != nullptr || !worker->ready;
-  return busy;
+  return busy + forks_.size();
 }
 
 void Supervisor::update_spin_hint() {

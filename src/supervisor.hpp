@@ -152,10 +152,30 @@ class Supervisor {
   // supervisor_lifecycle.cpp: workers coming and going.
   std::size_t target_workers() const;
   void spawn_workers(Clock::time_point now);
+  /// Starts one worker: spawned at once (StartMode::exec), or asked of the fork server, whose
+  /// answer take_fork_answers() reads. Throws std::system_error.
   void spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor);
-  /// Starts a worker's process as PoolOptions::start_mode says (through fork_server_, started or
-  /// replaced here as needed). Throws std::system_error.
-  platform::SpawnedProcess start_process(const platform::SpawnRequest& request);
+  /// Makes a started process a worker the supervisor watches. Throws std::system_error (the
+  /// process is then killed and reaped).
+  void watch_worker(std::unique_ptr<WorkerProcess> worker, platform::SpawnedProcess spawned,
+                    Clock::time_point now);
+  /// Counts and reports a worker that could not be started, and backs off.
+  void start_failed(Clock::time_point now, const std::string& why);
+
+  // StartMode::fork_server: asynchronous starts (supervisor_lifecycle.cpp).
+  /// The fork server in service, started (or replaced, if it went away) here. Throws
+  /// std::system_error.
+  ForkServer& fork_server(const platform::SpawnRequest& request, Clock::time_point now);
+  /// Reads the fork server's answers: each forked worker is watched, each refusal is a failed
+  /// start.
+  void take_fork_answers(Clock::time_point now);
+  /// Takes the fork server out of service (it went away, or did not answer in time): the starts it
+  /// has not answered fail with `why`; it gets a grace period to answer and exit
+  /// (retiring_fork_servers_).
+  void retire_fork_server(Clock::time_point now, const std::string& why);
+  /// Finishes the retirement of each retired server that has exited or, if `deadline_passed`, whose
+  /// grace period is over.
+  void finish_fork_server_retirements(Clock::time_point now, bool deadline_passed);
 
   void on_exit(WorkerProcess& worker, Clock::time_point now);
   void stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
@@ -285,8 +305,19 @@ class Supervisor {
   };
   std::vector<SpaceWatch> spin_space_;
 
-  /// StartMode::fork_server: the server, once the first worker is started (supervisor thread).
-  std::optional<ForkServer> fork_server_;
+  // StartMode::fork_server (supervisor thread).
+  /// The server in service, once the first worker is started.
+  std::unique_ptr<ForkServer> fork_server_;
+  /// Workers asked of fork_server_ and not answered yet, oldest first (the server answers in
+  /// order); each counts as a worker starting.
+  std::deque<std::unique_ptr<WorkerProcess>> forks_;
+  /// Servers taken out of service and still running, each until its grace period ends. None
+  /// is started while one is here, so a server that hangs does not pile up successors.
+  struct RetiringForkServer {
+    std::unique_ptr<ForkServer> server;
+    Clock::time_point deadline;
+  };
+  std::vector<RetiringForkServer> retiring_fork_servers_;
 
   platform::Poller poller_;
   platform::UniqueFd wake_fd_;

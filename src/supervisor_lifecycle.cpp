@@ -76,12 +76,13 @@ std::size_t Supervisor::target_workers() const {
 }
 
 void Supervisor::spawn_workers(Clock::time_point now) {
-  auto live = static_cast<std::size_t>(std::count_if(
-      workers_.begin(), workers_.end(), [](const auto& w) { return !w.second->leaving; }));
+  auto live = forks_.size() + static_cast<std::size_t>(
+                                  std::count_if(workers_.begin(), workers_.end(),
+                                                [](const auto& w) { return !w.second->leaving; }));
   std::size_t target = target_workers();
   while (pending_replacements_.size() > target)
     pending_replacements_.pop_front();
-  while (live < target && now >= next_spawn_at_) {
+  while (live < target && now >= next_spawn_at_ && retiring_fork_servers_.empty()) {
     std::optional<RecycleReason> predecessor;
     if (!pending_replacements_.empty()) {
       predecessor = pending_replacements_.front();
@@ -91,13 +92,17 @@ void Supervisor::spawn_workers(Clock::time_point now) {
       spawn_one(now, predecessor);
       ++live;
     } catch (const std::exception& e) {
-      log(LogLevel::error, fmt::format("cannot start a worker: {}", e.what()));
-      ++start_failures_;
-      ++recycles_[static_cast<std::size_t>(RecycleReason::start_failure)];
-      note_unplanned_exit(now, e.what());
+      start_failed(now, e.what());
       return;
     }
   }
+}
+
+void Supervisor::start_failed(Clock::time_point now, const std::string& why) {
+  log(LogLevel::error, fmt::format("cannot start a worker: {}", why));
+  ++start_failures_;
+  ++recycles_[static_cast<std::size_t>(RecycleReason::start_failure)];
+  note_unplanned_exit(now, why);
 }
 
 void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor) {
@@ -137,20 +142,37 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   request.segment_fd = worker->segment.descriptor();
   request.channel_fd = channel.worker_end.get();
   apply_security(options_.security, request);
-  platform::SpawnedProcess spawned = start_process(request);
-  // The child has its own copies. EOF comes when it (and its children) exit; the segment stays
-  // mapped here.
+  std::optional<platform::SpawnedProcess> spawned;
+  if (options_.start_mode == StartMode::exec) {
+    spawned = platform::spawn(request);
+  } else {
+    fork_server(request, now).request_worker(request);
+  }
+  // The child, or the request on its way to the fork server, has its own copies. EOF comes when
+  // the worker (and its children) exit; the segment stays mapped here.
   output.write_end.reset();
   worker->segment.close_descriptor();
   channel.worker_end.reset();
   worker->channel = std::move(channel.host_end);
-
-  worker->pid = spawned.pid;
-  worker->pidfd = std::move(spawned.pidfd);
-  worker->rss_reader = platform::RssReader(worker->pid);
   worker->output = std::move(output.read_end);
   worker->spawned_at = now;
   worker->start_deadline = now + options_.start_timeout;
+  if (spawned) {
+    watch_worker(std::move(worker), std::move(*spawned), now);
+  } else {
+    forks_.push_back(std::move(worker));
+  }
+}
+
+void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
+                              platform::SpawnedProcess spawned, Clock::time_point now) {
+  worker->pid = spawned.pid;
+  worker->pidfd = std::move(spawned.pidfd);
+  worker->rss_reader = platform::RssReader(worker->pid);
+  // A fork's answer may come after this thread moved to another CPU (update_spin_hint).
+  if (options_.spin.enabled) {
+    worker->segment.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
+  }
   try {
     poller_.add(worker->doorbell.get(), poll_key(worker->id, doorbell_key), true);
     poller_.add(worker->pidfd.get(), poll_key(worker->id, exit_key));
@@ -163,6 +185,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
     throw;
   }
   ++workers_started_;
+  std::optional<RecycleReason> predecessor = worker->predecessor_reason;
   PoolEvent event = worker_event(
       EventType::spawned, *worker,
       fmt::format("worker {} spawned (pid {}){}", worker->id, worker->pid,
@@ -171,25 +194,85 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
                       : ""));
   event.reason = predecessor;
   emit(std::move(event), LogLevel::debug);
-  workers_.emplace(worker->id, std::move(worker));
+  WorkerProcess& w = *workers_.emplace(worker->id, std::move(worker)).first->second;
+  // A fork answered after the pool began its final stop: the worker is not wanted.
+  if (final_stop_) stop_worker(w, RecycleReason::shutdown, now);
 }
 
-platform::SpawnedProcess Supervisor::start_process(const platform::SpawnRequest& request) {
-  if (options_.start_mode == StartMode::exec) return platform::spawn(request);
+ForkServer& Supervisor::fork_server(const platform::SpawnRequest& request, Clock::time_point now) {
   if (fork_server_) {
     if (std::optional<platform::ExitStatus> status = fork_server_->exited()) {
-      log(LogLevel::warning, fmt::format("the fork server (pid {}) {}; starting another",
-                                         fork_server_->pid(), describe_exit(*status)));
-      fork_server_.reset();
-    } else if (!fork_server_->usable()) {
-      fork_server_.reset();
+      std::string why =
+          fmt::format("the fork server (pid {}) {}", fork_server_->pid(), describe_exit(*status));
+      log(LogLevel::warning, why + "; starting another");
+      retire_fork_server(now, why);
+    } else if (!fork_server_->accepting()) {
+      retire_fork_server(
+          now, fmt::format("the fork server (pid {}) takes no requests", fork_server_->pid()));
     }
   }
   if (!fork_server_) {
-    fork_server_.emplace(request);
+    auto server = std::make_unique<ForkServer>(request);
+    // Edge-triggered: take_fork_answers() reads every answer there is; a server that goes away
+    // with nothing unanswered is noticed at the next start, by exited() above.
+    poller_.add(server->channel(), fork_answers_key, true);
+    fork_server_ = std::move(server);
     log(LogLevel::debug, fmt::format("fork server started (pid {})", fork_server_->pid()));
   }
-  return fork_server_->fork_worker(request, options_.start_timeout);
+  return *fork_server_;
+}
+
+void Supervisor::take_fork_answers(Clock::time_point now) {
+  while (fork_server_ && !forks_.empty()) {
+    std::optional<platform::SpawnedProcess> spawned;
+    try {
+      spawned = fork_server_->take_answer();
+    } catch (const std::exception& e) {
+      forks_.pop_front();
+      start_failed(now, e.what());
+      if (!fork_server_->accepting()) retire_fork_server(now, e.what());  // gone: the rest too
+      continue;
+    }
+    if (!spawned) return;  // not answered yet: the channel is readable again when it is
+    std::unique_ptr<WorkerProcess> worker = std::move(forks_.front());
+    forks_.pop_front();
+    try {
+      watch_worker(std::move(worker), std::move(*spawned), now);
+    } catch (const std::exception& e) {
+      start_failed(now, e.what());
+    }
+  }
+}
+
+void Supervisor::retire_fork_server(Clock::time_point now, const std::string& why) {
+  std::unique_ptr<ForkServer> server = std::move(fork_server_);
+  if (!server) return;
+  poller_.remove(server->channel());
+  // Every start it was asked for is lost: a late answer's worker is killed at retirement.
+  std::deque<std::unique_ptr<WorkerProcess>> lost;
+  lost.swap(forks_);
+  for (std::size_t i = 0; i < lost.size(); ++i)
+    start_failed(now, why);
+  lost.clear();
+  Clock::time_point deadline = server->retire(now);
+  if (server->finish_retirement(false)) return;  // it had exited already
+  poller_.add(server->pidfd(), fork_server_exit_key);
+  retiring_fork_servers_.push_back({std::move(server), deadline});
+}
+
+void Supervisor::finish_fork_server_retirements(Clock::time_point now, bool deadline_passed) {
+  std::erase_if(retiring_fork_servers_, [&](RetiringForkServer& retiring) {
+    bool force = deadline_passed && now >= retiring.deadline;
+    int pidfd = retiring.server->pidfd();
+    if (!retiring.server->finish_retirement(force)) return false;
+    if (force) {
+      log(LogLevel::warning, fmt::format("the retired fork server (pid {}) did not exit within "
+                                         "its grace period; it was killed",
+                                         retiring.server->pid()));
+    }
+    poller_.remove(pidfd);
+    return true;
+  });
 }
 
 void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {

@@ -61,8 +61,16 @@ struct Job {
   std::unique_ptr<InPlaceBuffers> in_place;
 };
 
-/// What a poller key refers to: worker id * 4 + kind; key 0 is the supervisor's own wake-up.
-enum PollKey : std::uint64_t { wake_key = 0, doorbell_key = 1, exit_key = 2, output_key = 3 };
+/// What a poller key refers to: worker id * 4 + kind. Worker ids start at 1, so keys 0-3 are the
+/// supervisor's own (SupervisorKey).
+enum PollKey : std::uint64_t { doorbell_key = 1, exit_key = 2, output_key = 3 };
+
+/// Poller keys that are not a worker's.
+enum SupervisorKey : std::uint64_t {
+  wake_key = 0,              ///< the supervisor's own wake-up (submit, shutdown)
+  fork_answers_key = 1,      ///< the fork server in service answered (or went away)
+  fork_server_exit_key = 2,  ///< a retired fork server exited
+};
 
 inline std::uint64_t poll_key(std::uint64_t worker_id, PollKey kind) {
   return worker_id * 4 + kind;

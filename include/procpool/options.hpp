@@ -286,9 +286,10 @@ struct PoolOptions {
   /// has not after this long; a worker not yet ready is SIGKILLed at once.
   std::chrono::milliseconds kill_grace{2000};
   /// How long a new worker has to attach to its shared memory and report ready before it is killed
-  /// and counted as a failed start. With StartMode::fork_server it also bounds the wait for the
-  /// fork server's answer to each start, which the supervisor thread waits for (a few hundred
-  /// microseconds; the first includes the server's own start). Allowed: > 0.
+  /// and counted as a failed start. With StartMode::fork_server it runs from the request to the
+  /// fork server (the first includes the server's own start): a server that has not answered by
+  /// then is replaced, and every start it has not answered fails. The supervisor thread goes on
+  /// meanwhile; it never waits for the server. Allowed: > 0.
   std::chrono::milliseconds start_timeout{10'000};
 
   /// Restart-storm breaker: when this many workers in a row fail to start or crash (with no job

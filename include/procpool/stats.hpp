@@ -88,7 +88,8 @@ PROCPOOL_API std::string_view to_string(PoolHealth health) noexcept;
 struct WorkerStats {
   /// Pool-local id, unique for the pool's lifetime.
   std::uint64_t id = 0;
-  /// Its process id.
+  /// Its process id; 0 while it is starting with StartMode::fork_server and the fork server has
+  /// not yet reported the fork.
   int pid = 0;
   /// Where it is in its life (starting, idle, busy, retiring, ...).
   WorkerState state = WorkerState::starting;

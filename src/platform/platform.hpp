@@ -266,9 +266,14 @@ bool wait_for_exit(int pidfd, std::chrono::milliseconds timeout) noexcept;
 /// Sends one 32-bit value as one message on a DescriptorChannel without blocking; false if it
 /// could not be sent (the peer is gone).
 bool send_value(int socket, std::int32_t value) noexcept;
-/// Waits up to `timeout` for one message holding a 32-bit value on a non-blocking socket; nullopt
-/// on timeout, end of file, error, or a message of another size.
-std::optional<std::int32_t> receive_value(int socket, std::chrono::milliseconds timeout) noexcept;
+/// What try_receive_value found.
+enum class Received {
+  value,        ///< a message holding a 32-bit value, now in `value`
+  nothing_yet,  ///< no message waiting
+  closed,       ///< end of file, an error, or a message of another size
+};
+/// Reads one message holding a 32-bit value from a non-blocking socket, without waiting.
+Received try_receive_value(int socket, std::int32_t& value) noexcept;
 
 // ---- Files ---------------------------------------------------------------------------------
 

@@ -167,6 +167,11 @@ bool process_alive(int pid) {
   return stat && stat->state != 'Z' && stat->state != 'X';
 }
 
+bool process_stopped(int pid) {
+  auto stat = read_stat(pid);
+  return stat && stat->state == 'T';
+}
+
 std::vector<std::string> shm_entries_for(int pid) {
   std::vector<std::string> names;
   std::string prefix = "procpool-" + std::to_string(pid) + "-";

@@ -46,6 +46,8 @@ std::vector<int> zombie_children(int parent);
 /// Children of `parent` that are fork servers (StartMode::fork_server), zombies included.
 std::vector<int> fork_servers(int parent);
 bool process_alive(int pid);
+/// Stopped by a signal (SIGSTOP): state T in /proc/<pid>/stat.
+bool process_stopped(int pid);
 
 /// /dev/shm entries created by procpool for host `pid`.
 std::vector<std::string> shm_entries_for(int pid);

@@ -229,21 +229,11 @@ bool send_value(int socket, std::int32_t value) noexcept {
   return n == static_cast<ssize_t>(sizeof value);
 }
 
-std::optional<std::int32_t> receive_value(int socket, std::chrono::milliseconds timeout) noexcept {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    std::int32_t value = 0;
-    auto n = retry_on_eintr([&] { return ::recv(socket, &value, sizeof value, MSG_DONTWAIT); });
-    if (n == static_cast<ssize_t>(sizeof value)) return value;
-    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return std::nullopt;
-    auto left =
-        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left <= std::chrono::milliseconds::zero()) return std::nullopt;
-    pollfd readable{socket, POLLIN, 0};
-    if (retry_on_eintr([&] { return ::poll(&readable, 1, static_cast<int>(left.count())); }) < 0) {
-      return std::nullopt;
-    }
-  }
+Received try_receive_value(int socket, std::int32_t& value) noexcept {
+  auto n = retry_on_eintr([&] { return ::recv(socket, &value, sizeof value, MSG_DONTWAIT); });
+  if (n == static_cast<ssize_t>(sizeof value)) return Received::value;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Received::nothing_yet;
+  return Received::closed;
 }
 
 UniqueFd reopen_read_only(int fd) {
