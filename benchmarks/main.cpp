@@ -1041,7 +1041,7 @@ void measure_recycle(const Config& cfg, bool big_host, procpool::StartMode mode)
       cfg.recycles_per_rep, static_cast<double>(bench::self_rss_bytes()) / static_cast<double>(mib),
       bench::percentile(spawn_ms, 50),
       mode == procpool::StartMode::fork_server
-          ? "segment + the fork server's fork, in the supervisor"
+          ? "segment, then the fork server's fork and answer, while the supervisor goes on"
           : "segment + launch, in the supervisor",
       bench::percentile(start_ms, 50),
       mode == procpool::StartMode::fork_server ? "the forked process attaching"

@@ -157,8 +157,7 @@ class Supervisor {
   void spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor);
   /// Makes a started process a worker the supervisor watches. Throws std::system_error (the
   /// process is then killed and reaped).
-  void watch_worker(std::unique_ptr<WorkerProcess> worker, platform::SpawnedProcess spawned,
-                    Clock::time_point now);
+  void watch_worker(std::unique_ptr<WorkerProcess> worker, platform::SpawnedProcess spawned);
   /// Counts and reports a worker that could not be started, and backs off.
   void start_failed(Clock::time_point now, const std::string& why);
 

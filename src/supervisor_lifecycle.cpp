@@ -158,14 +158,14 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   worker->spawned_at = now;
   worker->start_deadline = now + options_.start_timeout;
   if (spawned) {
-    watch_worker(std::move(worker), std::move(*spawned), now);
+    watch_worker(std::move(worker), std::move(*spawned));
   } else {
     forks_.push_back(std::move(worker));
   }
 }
 
 void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
-                              platform::SpawnedProcess spawned, Clock::time_point now) {
+                              platform::SpawnedProcess spawned) {
   worker->pid = spawned.pid;
   worker->pidfd = std::move(spawned.pidfd);
   worker->rss_reader = platform::RssReader(worker->pid);
@@ -194,9 +194,7 @@ void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
                       : ""));
   event.reason = predecessor;
   emit(std::move(event), LogLevel::debug);
-  WorkerProcess& w = *workers_.emplace(worker->id, std::move(worker)).first->second;
-  // A fork answered after the pool began its final stop: the worker is not wanted.
-  if (final_stop_) stop_worker(w, RecycleReason::shutdown, now);
+  workers_.emplace(worker->id, std::move(worker));
 }
 
 ForkServer& Supervisor::fork_server(const platform::SpawnRequest& request, Clock::time_point now) {
@@ -237,7 +235,7 @@ void Supervisor::take_fork_answers(Clock::time_point now) {
     std::unique_ptr<WorkerProcess> worker = std::move(forks_.front());
     forks_.pop_front();
     try {
-      watch_worker(std::move(worker), std::move(*spawned), now);
+      watch_worker(std::move(worker), std::move(*spawned));
     } catch (const std::exception& e) {
       start_failed(now, e.what());
     }
@@ -593,6 +591,12 @@ void Supervisor::begin_final_stop(Clock::time_point now) {
   for (auto& [id, worker] : workers_) {
     if (worker->stop_sent) continue;
     stop_worker(*worker, RecycleReason::shutdown, now);
+  }
+  // Workers the fork server has not reported are not wanted now, and the pool does not wait for
+  // them: the server is retired, and each worker it reports late is killed.
+  if (!forks_.empty()) {
+    forks_.clear();
+    retire_fork_server(now, {});
   }
 }
 

@@ -58,6 +58,29 @@ struct Warnings {
   }
 };
 
+/// Stops the pool's fork server (SIGSTOP) and has the pool ask it for a worker: the pool's one
+/// worker (max_jobs = 1) runs a job and retires as it gets it. The job's result still comes, and
+/// stats() shows the replacement starting, with no pid yet. Returns the server's pid.
+int stop_server_and_start_a_worker(Pool& pool) {
+  REQUIRE(run_job(pool, "echo").empty());
+  REQUIRE(test::settled(pool, 1));
+  std::vector<int> servers = test::fork_servers(::getpid());
+  REQUIRE(servers.size() == 1);
+  REQUIRE(::kill(servers[0], SIGSTOP) == 0);
+  REQUIRE(test::eventually([&] { return test::process_stopped(servers[0]); }));
+  JobFuture job = pool.submit("echo", test::bytes("through"));
+  REQUIRE(job.wait_for(10s) == std::future_status::ready);
+  JobResult result = job.get();
+  REQUIRE(result.ok());
+  CHECK(test::text(result.value()) == "through");
+  REQUIRE(test::eventually([&] {
+    PoolStats stats = pool.stats();
+    return stats.workers.size() == 1 && stats.workers[0].pid == 0 &&
+           stats.workers[0].state == WorkerState::starting;
+  }));
+  return servers[0];
+}
+
 }  // namespace
 
 TEST_CASE("fork-server workers are children of the host, beside one fork server") {
@@ -185,35 +208,53 @@ TEST_CASE("while the fork server does not answer, the pool goes on serving jobs 
   // delivered, and stats() blocked, until the server answered.)
   PoolOptions options = fork_server_options(1);
   options.recycle.max_jobs = 1;
-  options.start_timeout = 60s;  // never reached here: the wait below ends long before
+  options.start_timeout = 60s;  // never reached here: the waits end long before
   Pool pool(options);
-  REQUIRE(run_job(pool, "echo").empty());
-  REQUIRE(test::settled(pool, 1));
-  std::vector<int> servers = test::fork_servers(::getpid());
-  REQUIRE(servers.size() == 1);
-  REQUIRE(::kill(servers[0], SIGSTOP) == 0);
-  REQUIRE(test::eventually([&] { return test::process_stopped(servers[0]); }));
+  int server = stop_server_and_start_a_worker(pool);
 
-  // The worker retires as it is given this job, and its replacement is asked of the stopped
-  // server at once: the job's result still comes.
-  JobFuture job = pool.submit("echo", test::bytes("through"));
-  REQUIRE(job.wait_for(10s) == std::future_status::ready);
-  JobResult result = job.get();
-  REQUIRE(result.ok());
-  CHECK(test::text(result.value()) == "through");
-  // stats() shows the replacement starting, with no pid yet.
-  REQUIRE(test::eventually([&] {
-    PoolStats stats = pool.stats();
-    return stats.workers.size() == 1 && stats.workers[0].pid == 0 &&
-           stats.workers[0].state == WorkerState::starting;
-  }));
-
-  REQUIRE(::kill(servers[0], SIGCONT) == 0);
+  REQUIRE(::kill(server, SIGCONT) == 0);
   REQUIRE(run_job(pool, "echo").empty());
   REQUIRE(test::settled(pool, 1));
   PoolStats stats = pool.stats();
   CHECK(stats.workers[0].pid > 0);
   CHECK(stats.start_failures == 0);
+}
+
+TEST_CASE("a fork server that dies with a start unanswered fails that start and is replaced") {
+  Warnings warnings;
+  PoolOptions options = fork_server_options(1);
+  options.recycle.max_jobs = 1;
+  options.start_timeout = 60s;
+  options.restart_backoff_initial = 0ms;
+  options.log = warnings.sink();
+  Pool pool(options);
+  int server = stop_server_and_start_a_worker(pool);
+  REQUIRE(::kill(server, SIGKILL) == 0);
+
+  // The end of file on its socket says it went away: the start fails, a new server starts the
+  // next worker, which serves.
+  REQUIRE(test::eventually([&] { return pool.stats().start_failures == 1; }));
+  REQUIRE(run_job(pool, "echo").empty());
+  REQUIRE(test::settled(pool, 1));
+  std::vector<int> servers = test::fork_servers(::getpid());
+  REQUIRE(servers.size() == 1);
+  CHECK(servers[0] != server);
+  CHECK(warnings.any_contains("the fork server (pid " + std::to_string(server) +
+                              ") went away before it answered"));
+}
+
+TEST_CASE("a pool shut down while its fork server has a start unanswered leaves nothing behind") {
+  // The pool does not wait start_timeout for the answer: the server is retired at once and gets
+  // its grace period (2 s), then is killed; what it reports late would be killed too.
+  PoolOptions options = fork_server_options(1);
+  options.recycle.max_jobs = 1;
+  options.start_timeout = 60s;
+  {
+    Pool pool(options);
+    stop_server_and_start_a_worker(pool);
+  }
+  CHECK(test::child_pids(::getpid()).empty());
+  CHECK(test::shm_entries_for(::getpid()).empty());
 }
 
 TEST_CASE("a fork server whose process runs a second thread refuses to fork, and says why") {
