@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 extern char** environ;
@@ -188,6 +189,67 @@ PingPongRun ping_pong(PingPongKind kind, Placement placement, std::size_t n, std
   } else {
     munmap(p.word, sizeof(SharedWord));
   }
+  return run;
+}
+
+HandoffRun handoff(std::size_t bytes, std::size_t samples) {
+  struct alignas(64) Words {
+    std::atomic<std::uint32_t> request{0};  // the parent's count of samples handed over
+    std::atomic<std::uint32_t> reply{0};    // the child's count of samples done
+  };
+  const std::size_t words_at = 2 * bytes;
+  void* mem = mmap(nullptr, words_at + sizeof(Words), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::runtime_error("mmap");
+  auto* in = static_cast<char*>(mem);
+  char* out = in + bytes;
+  auto* words = new (in + words_at) Words;
+  std::memset(in, 0, 2 * bytes);  // the pages exist, in both processes, from here on
+  std::vector<char> source(bytes, 'h');
+  const std::uint32_t stop = 0xffffffffu;
+
+  pid_t child = fork();
+  if (child < 0) throw std::runtime_error("fork");
+  if (child == 0) {
+    for (std::uint32_t done = 0;;) {
+      std::uint32_t asked;
+      while ((asked = words->request.load(std::memory_order_acquire)) == done)
+        futex_wait(&words->request, done);
+      if (asked == stop) _exit(0);
+      std::memcpy(out, in, bytes);
+      done = asked;
+      words->reply.store(done, std::memory_order_release);
+      futex_wake(&words->reply);
+    }
+  }
+
+  HandoffRun run;
+  CacheFlush flush;
+  for (std::uint32_t i = 1; i <= samples + 1; ++i) {  // the first of each warms up
+    source[i % bytes] = static_cast<char>(i);
+    flush();
+    std::int64_t t0 = now_ns();
+    std::memcpy(in, source.data(), bytes);
+    std::memcpy(out, in, bytes);
+    double both = static_cast<double>(now_ns() - t0) / 1e6;
+    std::memset(out, 0, bytes);
+    flush();
+    t0 = now_ns();
+    std::memcpy(in, source.data(), bytes);
+    words->request.store(i, std::memory_order_release);
+    futex_wake(&words->request);
+    while (words->reply.load(std::memory_order_acquire) != i)
+      futex_wait(&words->reply, i - 1);
+    double handed = static_cast<double>(now_ns() - t0) / 1e6;
+    if (std::memcmp(out, source.data(), bytes) != 0) std::abort();
+    if (i == 1) continue;
+    run.memcpy_ms.push_back(both);
+    run.handoff_ms.push_back(handed);
+  }
+  words->request.store(stop, std::memory_order_release);
+  futex_wake(&words->request);
+  waitpid(child, nullptr, 0);
+  munmap(mem, words_at + sizeof(Words));
   return run;
 }
 

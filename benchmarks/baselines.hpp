@@ -37,6 +37,19 @@ struct PingPongRun {
 /// round trips and then `n` timed ones. Call only while this process has a single thread.
 PingPongRun ping_pong(PingPongKind kind, Placement placement, std::size_t n, std::size_t warmup);
 
+/// The floor of the zero-copy row: a hand-off of `bytes` to another process and back, with no
+/// library in between. Per sample, timed: the parent writes `bytes` from a private source into an
+/// input shared with a forked child (MAP_SHARED), wakes it with a futex, the child copies the
+/// input into a shared output and wakes the parent. Alternately, the same two copies made by the
+/// parent alone, from the same source into the same shared buffers. Each sample of either starts
+/// from a flushed cache; neither process is pinned. Call only while this process has a single
+/// thread.
+struct HandoffRun {
+  std::vector<double> handoff_ms;
+  std::vector<double> memcpy_ms;
+};
+HandoffRun handoff(std::size_t bytes, std::size_t samples);
+
 /// memcpy of `bytes` between two buffers already faulted in: one timing per sample, in ns.
 std::vector<double> memcpy_ns(std::size_t bytes, std::size_t samples);
 

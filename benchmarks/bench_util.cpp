@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -203,6 +204,13 @@ std::string utc_date() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
   return buf;
+}
+
+CacheFlush::CacheFlush() : scratch_(std::size_t{64} << 20) {}
+
+void CacheFlush::operator()() {
+  ++fill_;
+  std::memset(scratch_.data(), fill_, scratch_.size());
 }
 
 }  // namespace bench

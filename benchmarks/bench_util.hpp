@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -67,6 +68,20 @@ class SyscallCounter {
 
  private:
   int fd_ = -1;
+};
+
+/// Writes 64 MiB, twice the last-level cache of the machines measured here (32 MiB), so that a
+/// timed sample of a payload row, or of the memcpy beside it, starts with none of its buffers in
+/// the cache. Without it, a sample met whatever its predecessor left in the cache (the 48 MiB of
+/// the memcpy beside it, or the job's own buffers), and rows moved with the order of the steps.
+class CacheFlush {
+ public:
+  CacheFlush();
+  void operator()();
+
+ private:
+  std::vector<std::byte> scratch_;
+  unsigned char fill_ = 0;
 };
 
 /// First line of /proc/cpuinfo's "model name", the kernel release, and the date (UTC).

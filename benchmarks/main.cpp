@@ -31,6 +31,7 @@
 
 namespace {
 
+using bench::CacheFlush;
 using bench::PingPongKind;
 using bench::Placement;
 constexpr double nan_value = std::numeric_limits<double>::quiet_NaN();
@@ -336,6 +337,11 @@ void time_noop_round_trips(procpool::Pool& pool, std::vector<double>& ns, RoundT
 
 // ---- baselines -------------------------------------------------------------------------------
 
+/// Adds the row of the memcpy timings taken beside `row`, just before it in the table, and makes it
+/// that row's baseline; `copies` says which buffers they copied.
+void add_memcpy_beside(Row& row, std::vector<double> ms,
+                       std::string_view copies = "a source, into one private buffer, into another");
+
 struct PingPongFigures {
   std::vector<double> p50_us, p99_us, per_s;
 };
@@ -385,6 +391,22 @@ void run_native_baselines(const Config& cfg, const std::string& self_exe) {
   add_row("baseline.memcpy_16MiB", "baselines", "memcpy 16 MiB (warm buffers)", "ms", one);
   add_row("baseline.memcpy_16MiB_x2", "baselines", "memcpy 16 MiB in + 16 MiB out (2 x memcpy)",
           "ms", two);
+
+  log_progress("baseline: 16 MiB handed to another process and back");
+  std::vector<double> handoff_ms, beside_ms;
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    bench::HandoffRun run = bench::handoff(16 * mib, cfg.payload_samples);
+    handoff_ms.push_back(bench::median(run.handoff_ms));
+    beside_ms.push_back(bench::median(run.memcpy_ms));
+  }
+  Row& handoff =
+      add_row("baseline.handoff_16MiB", "baselines",
+              "16 MiB written, handed to another process (futex), copied there", "ms", handoff_ms);
+  handoff.note =
+      "no library: the parent writes a shared input, wakes a forked child, which copies it into a "
+      "shared output and wakes the parent; unpinned; the floor of the zero-copy row";
+  add_memcpy_beside(handoff, std::move(beside_ms),
+                    "the same two copies made by the parent, into the same shared buffers");
 
   log_progress("baseline: spawn to ready");
   std::vector<double> p50, p99;
@@ -848,23 +870,6 @@ void measure_syscalls(const Config& cfg) {
   }
 }
 
-// Writes 64 MiB, twice the last-level cache of the machines measured here (32 MiB), so that each
-// timed sample of a payload row and of the memcpy beside it starts with none of its buffers in the
-// cache. Without it, a sample met whatever its predecessor left in the cache (the 48 MiB of the
-// memcpy beside it, or the job's own buffers), and rows moved with the order of the steps.
-class CacheFlush {
- public:
-  CacheFlush() : scratch_(64 * mib) {}
-  void operator()() {
-    ++fill_;
-    std::memset(scratch_.data(), fill_, scratch_.size());
-  }
-
- private:
-  std::vector<std::byte> scratch_;
-  unsigned char fill_ = 0;
-};
-
 // The 2 x memcpy baseline again, timed right before each sample of a payload row: the baseline
 // measured at the start of the run drifts by up to 1.8x over the minutes until these rows run
 // (docs/benchmarks.md), which is as large as what the row is compared for.
@@ -888,11 +893,7 @@ class MemcpyBeside {
   CacheFlush flush_;
 };
 
-/// Adds the row of the memcpy timings taken beside `row`, just before it in the table, and makes it
-/// that row's baseline; `copies` says which buffers they copied.
-void add_memcpy_beside(
-    Row& row, std::vector<double> ms,
-    std::string_view copies = "a source, into one private buffer, into another") {
+void add_memcpy_beside(Row& row, std::vector<double> ms, std::string_view copies) {
   const std::ptrdiff_t at = &row - rows.data();
   const std::string baseline_id = "baseline.memcpy_16MiB_x2.beside." + row.id;
   // add_row appends (and may move `row`): then rotate the new row into place before it.
@@ -1243,6 +1244,13 @@ void zero_copy_row(const Config& cfg) {
                     "the same two copies on the calling thread, from the same source into the same "
                     "lent buffers");
   const std::string baseline_id = rows.back().baseline_name;
+  double floor = figure_of("baseline.handoff_16MiB") /
+                 figure_of("baseline.memcpy_16MiB_x2.beside.baseline.handoff_16MiB");
+  if (!std::isnan(floor)) {
+    rows.back().note += fmt::format(
+        "; the same hand-off with no library (baseline.handoff_16MiB) is {:.2f}x its memcpy",
+        floor);
+  }
   Row& submitted =
       add_row("procpool.zero_copy_16MiB_submit", "procpool",
               "16 MiB in + out through lent buffers (submit_in_place().get())", "ms", submit_ms);
