@@ -98,4 +98,14 @@ class AdaptiveSpin {
   unsigned skip_ = 0;
 };
 
+/// Whether a worker running a job keeps a CPU busy for longer than a poll of `budget` lasts, for
+/// deciding whether a CPU is free to poll on: unless its jobs typically take less than `budget`
+/// and this one has not yet run that long (it is about to give its CPU back). `typical_job_time`
+/// is nullopt before its first job.
+inline bool job_holds_cpu(std::optional<std::chrono::nanoseconds> typical_job_time,
+                          std::chrono::nanoseconds running_for,
+                          std::chrono::nanoseconds budget) noexcept {
+  return !typical_job_time || *typical_job_time >= budget || running_for >= budget;
+}
+
 }  // namespace procpool::detail

@@ -808,10 +808,22 @@ bool Supervisor::shares_cpu(WorkerProcess& w) const noexcept {
 }
 
 std::size_t Supervisor::cpus_in_use() const {
-  std::size_t busy = 0;
-  for (const auto& [id, worker] : workers_)
-    busy += worker->job != nullptr || !worker->ready;
-  return busy + forks_.size();
+  const Clock::time_point now = Clock::now();
+  std::size_t busy = forks_.size();  // processes being forked
+  for (const auto& [id, worker] : workers_) {
+    const WorkerProcess& w = *worker;
+    if (!w.ready) {
+      ++busy;  // a process loading
+    } else if (w.job) {
+      // A short job about to end does not count. Counting every job made polling bimodal with
+      // several callers: a supervisor that slept picked results up late, so both workers looked
+      // busy for longer, so it slept again (and the reverse once it polled).
+      std::optional<std::chrono::nanoseconds> typical;
+      if (w.typical_job_time) typical = *w.typical_job_time;
+      busy += job_holds_cpu(typical, now - w.job_started_at, options_.spin.budget);
+    }
+  }
+  return busy;
 }
 
 void Supervisor::update_spin_hint() {

@@ -129,7 +129,8 @@ class Supervisor {
   bool prepare_spin(bool delivered);
   /// Polls spin_rings_, spin_space_ and the submit count for SpinPolicy::budget, at most `limit`.
   void spin(std::optional<Clock::duration> limit);
-  /// Workers that want a CPU now: running a job, or starting up (a process loading).
+  /// Workers that want a CPU now: starting up (a process loading), or running a job that is not
+  /// short (SpinPolicy::budget) or has run longer than a short one does.
   std::size_t cpus_in_use() const;
   /// Tells the workers whether a CPU is likely free for them to poll on (SegmentHeader::spin_hint)
   /// and which CPU this thread runs on (SegmentHeader::host_cpu).

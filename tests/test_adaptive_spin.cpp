@@ -17,6 +17,7 @@
 using namespace procpool;
 using namespace std::chrono_literals;
 using detail::AdaptiveSpin;
+using detail::job_holds_cpu;
 
 namespace {
 
@@ -191,6 +192,19 @@ TEST_CASE("backing off never skips more than 63 waits in a row") {
     }
   }
   CHECK(longest == 63);
+}
+
+TEST_CASE("a worker's job keeps a CPU from pollers unless it is short and about to end") {
+  const auto budget = 200us;
+  // Jobs typically shorter than a poll: free to poll beside it until it has run that long.
+  CHECK_FALSE(job_holds_cpu(50us, 0us, budget));
+  CHECK_FALSE(job_holds_cpu(50us, 199us, budget));
+  CHECK(job_holds_cpu(50us, 200us, budget));
+  CHECK(job_holds_cpu(50us, 5ms, budget));
+  // Jobs as long as a poll or longer, or not known yet: the CPU is taken.
+  CHECK(job_holds_cpu(200us, 0us, budget));
+  CHECK(job_holds_cpu(10ms, 0us, budget));
+  CHECK(job_holds_cpu(std::nullopt, 0us, budget));
 }
 
 TEST_CASE("a pool gives every job its outcome with SpinPolicy on and off, from several callers") {
