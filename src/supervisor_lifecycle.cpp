@@ -260,15 +260,16 @@ void Supervisor::retire_fork_server(Clock::time_point now, const std::string& wh
 
 void Supervisor::finish_fork_server_retirements(Clock::time_point now, bool deadline_passed) {
   std::erase_if(retiring_fork_servers_, [&](RetiringForkServer& retiring) {
-    bool force = deadline_passed && now >= retiring.deadline;
-    int pidfd = retiring.server->pidfd();
-    if (!retiring.server->finish_retirement(force)) return false;
-    if (force) {
-      log(LogLevel::warning, fmt::format("the retired fork server (pid {}) did not exit within "
-                                         "its grace period; it was killed",
-                                         retiring.server->pid()));
+    ForkServer& server = *retiring.server;
+    if (!server.finish_retirement(false)) {  // still running
+      if (!deadline_passed || now < retiring.deadline) return false;
+      server.finish_retirement(true);
+      log(LogLevel::warning,
+          fmt::format("the retired fork server (pid {}) did not exit within its grace period; "
+                      "it was killed",
+                      server.pid()));
     }
-    poller_.remove(pidfd);
+    poller_.remove(server.pidfd());
     return true;
   });
 }
