@@ -206,10 +206,17 @@ HandoffRun handoff(std::size_t bytes, std::size_t samples) {
   auto* words = new (in + words_at) Words;
   std::memset(in, 0, 2 * bytes);  // the pages exist, in both processes, from here on
   std::vector<char> source(bytes, 'h');
+  CacheFlush flush;  // allocated before the fork: nothing after it may throw before the child ends
+  HandoffRun run;
+  run.handoff_ms.reserve(samples);
+  run.memcpy_ms.reserve(samples);
   const std::uint32_t stop = 0xffffffffu;
 
   pid_t child = fork();
-  if (child < 0) throw std::runtime_error("fork");
+  if (child < 0) {
+    munmap(mem, words_at + sizeof(Words));
+    throw std::runtime_error("fork");
+  }
   if (child == 0) {
     for (std::uint32_t done = 0;;) {
       std::uint32_t asked;
@@ -223,8 +230,6 @@ HandoffRun handoff(std::size_t bytes, std::size_t samples) {
     }
   }
 
-  HandoffRun run;
-  CacheFlush flush;
   for (std::uint32_t i = 1; i <= samples + 1; ++i) {  // the first of each warms up
     source[i % bytes] = static_cast<char>(i);
     flush();
