@@ -1249,8 +1249,8 @@ void zero_copy_row(const Config& cfg) {
                     "the same two copies on the calling thread, from the same source into the same "
                     "lent buffers");
   const std::string baseline_id = rows.back().baseline_name;
-  double floor = figure_of("baseline.handoff_16MiB") /
-                 figure_of("baseline.memcpy_16MiB_x2.beside.baseline.handoff_16MiB");
+  const Row* handoff = find_row("baseline.handoff_16MiB");
+  const double floor = handoff != nullptr ? handoff->ratio() : nan_value;
   if (!std::isnan(floor)) {
     rows.back().note += fmt::format(
         "; the same hand-off with no library (baseline.handoff_16MiB) is {:.2f}x its memcpy",

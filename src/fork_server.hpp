@@ -52,9 +52,6 @@ class ForkServer {
   /// channel (it is gone: every unanswered request is then lost, and accepting() is false).
   std::optional<platform::SpawnedProcess> take_answer();
 
-  /// Requests sent and not answered.
-  std::size_t unanswered() const noexcept { return unanswered_; }
-
   /// False once the server is gone or retired: discard this server and start another.
   bool accepting() const noexcept { return accepting_; }
 

@@ -818,9 +818,7 @@ std::size_t Supervisor::cpus_in_use() const {
       // A short job about to end does not count. Counting every job made polling bimodal with
       // several callers: a supervisor that slept picked results up late, so both workers looked
       // busy for longer, so it slept again (and the reverse once it polled).
-      std::optional<std::chrono::nanoseconds> typical;
-      if (w.typical_job_time) typical = *w.typical_job_time;
-      busy += job_holds_cpu(typical, now - w.job_started_at, options_.spin.budget);
+      busy += job_holds_cpu(w.typical_job_time, now - w.job_started_at, options_.spin.budget);
     }
   }
   return busy;

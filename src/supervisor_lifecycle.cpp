@@ -247,11 +247,10 @@ void Supervisor::retire_fork_server(Clock::time_point now, const std::string& wh
   if (!server) return;
   poller_.remove(server->channel());
   // Every start it was asked for is lost: a late answer's worker is killed at retirement.
-  std::deque<std::unique_ptr<WorkerProcess>> lost;
-  lost.swap(forks_);
-  for (std::size_t i = 0; i < lost.size(); ++i)
+  const std::size_t lost = forks_.size();
+  forks_.clear();
+  for (std::size_t i = 0; i < lost; ++i)
     start_failed(now, why);
-  lost.clear();
   Clock::time_point deadline = server->retire(now);
   if (server->finish_retirement(false)) return;  // it had exited already
   poller_.add(server->pidfd(), fork_server_exit_key);
