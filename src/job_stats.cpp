@@ -20,15 +20,18 @@ double percentile(std::vector<float> samples, double p) {
 
 }  // namespace
 
-void JobStatsTable::record(const std::string& name, bool succeeded,
-                           std::chrono::nanoseconds latency,
-                           std::optional<std::int64_t> memory_delta) {
+JobStatsTable::Entry& JobStatsTable::entry(const std::string& name) {
   auto it = entries_.find(name);
   if (it == entries_.end()) {
     std::string key = entries_.size() < max_job_names ? name : overflow_name;
     it = entries_.try_emplace(std::move(key)).first;
   }
-  Entry& e = it->second;
+  return it->second;
+}
+
+void JobStatsTable::record(const std::string& name, bool succeeded,
+                           std::chrono::nanoseconds latency) {
+  Entry& e = entry(name);
   (succeeded ? e.completed : e.failed) += 1;
   auto ms = static_cast<float>(std::chrono::duration<double, std::milli>(latency).count());
   if (e.latencies_ms.size() < latency_window) {
@@ -37,11 +40,14 @@ void JobStatsTable::record(const std::string& name, bool succeeded,
     e.latencies_ms[e.next_latency] = ms;
     e.next_latency = (e.next_latency + 1) % latency_window;
   }
-  if (memory_delta) {
-    e.delta_sum += static_cast<double>(*memory_delta);
-    e.delta_max = e.delta_count == 0 ? *memory_delta : std::max(e.delta_max, *memory_delta);
-    ++e.delta_count;
-  }
+}
+
+void JobStatsTable::record_memory(const std::string& name, std::int64_t delta, std::uint64_t jobs) {
+  Entry& e = entry(name);
+  const std::int64_t per_job = delta / static_cast<std::int64_t>(jobs);
+  e.delta_max = e.delta_jobs == 0 ? per_job : std::max(e.delta_max, per_job);
+  e.delta_sum += static_cast<double>(delta);
+  e.delta_jobs += jobs;
 }
 
 std::vector<JobStats> JobStatsTable::snapshot() const {
@@ -54,8 +60,7 @@ std::vector<JobStats> JobStatsTable::snapshot() const {
     s.failed = e.failed;
     s.latency_p50_ms = percentile(e.latencies_ms, 0.50);
     s.latency_p99_ms = percentile(e.latencies_ms, 0.99);
-    s.memory_delta_mean_bytes =
-        e.delta_count ? e.delta_sum / static_cast<double>(e.delta_count) : 0;
+    s.memory_delta_mean_bytes = e.delta_jobs ? e.delta_sum / static_cast<double>(e.delta_jobs) : 0;
     s.memory_delta_max_bytes = e.delta_max;
     out.push_back(std::move(s));
   }

@@ -20,10 +20,11 @@ class JobStatsTable {
   static constexpr std::size_t max_job_names = 256;
   static constexpr std::size_t latency_window = 1024;
 
-  /// A job of this name reached an outcome after `latency`. `memory_delta`: the worker's memory
-  /// after the job minus before, when both readings exist (jobs that completed in the worker).
-  void record(const std::string& name, bool succeeded, std::chrono::nanoseconds latency,
-              std::optional<std::int64_t> memory_delta);
+  /// A job of this name reached an outcome after `latency`.
+  void record(const std::string& name, bool succeeded, std::chrono::nanoseconds latency);
+  /// The worker's memory changed by `delta` across `jobs` (>= 1) jobs of this name that ran one
+  /// after another between two readings.
+  void record_memory(const std::string& name, std::int64_t delta, std::uint64_t jobs);
 
   std::vector<JobStats> snapshot() const;
 
@@ -35,9 +36,11 @@ class JobStatsTable {
     std::vector<float> latencies_ms;  // ring of the latest latency_window samples
     std::size_t next_latency = 0;
     double delta_sum = 0;
-    std::uint64_t delta_count = 0;
-    std::int64_t delta_max = 0;
+    std::uint64_t delta_jobs = 0;
+    std::int64_t delta_max = 0;  // per job: a reading's change over the jobs it covers
   };
+  Entry& entry(const std::string& name);
+
   std::map<std::string, Entry, std::less<>> entries_;
 };
 

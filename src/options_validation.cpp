@@ -209,6 +209,11 @@ PoolOptions validate(PoolOptions options) {
   if (recycle.memory_sample_interval < std::chrono::milliseconds(10)) {
     throw ConfigError("RecyclePolicy::memory_sample_interval", "must be at least 10 ms");
   }
+  if (recycle.memory_read_min_interval.count() < 0 ||
+      recycle.memory_read_min_interval > recycle.memory_sample_interval) {
+    throw ConfigError("RecyclePolicy::memory_read_min_interval",
+                      "must be between 0 (read after every job) and memory_sample_interval");
+  }
   if (recycle.max_concurrent_recycles == 0) {
     throw ConfigError("RecyclePolicy::max_concurrent_recycles", "must be at least 1");
   }

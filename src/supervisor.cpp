@@ -604,9 +604,19 @@ void Supervisor::give_job(WorkerProcess& w, std::unique_ptr<Job> job, Clock::tim
 void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_start) {
   w.state = WorkerState::busy;
   w.job_started_at = now;
-  // A job that follows one just finished starts without a fresh reading: its memory growth is not
-  // attributed (job stats), and the periodic sample keeps running rather than starting over.
-  w.memory_before_job = fresh_start ? w.memory : std::nullopt;
+  if (!fresh_start) {
+    // It follows one just finished, with no reading between them: its memory change, and that of
+    // the jobs still awaiting a reading, is not attributed (job stats), and the periodic sample
+    // keeps running rather than starting over.
+    w.unread_jobs = 0;
+    w.memory_before_job.reset();
+  } else if (w.unread_jobs && w.unread_job_name != w.job->name) {
+    // The jobs awaiting a reading are another job's: they get theirs before this one runs.
+    sample_memory(w, now);
+    attribute_memory(w);
+  } else if (!w.unread_jobs) {
+    w.memory_before_job = w.memory;
+  }
   w.job_deadline.reset();
   if (w.job->timeout.count() > 0) w.job_deadline = now + w.job->timeout;
   if (fresh_start || !w.next_sample_at) {
@@ -682,13 +692,16 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
         consider(w.job_deadline);
       }
     }
-    if (w.job && w.next_sample_at && !w.stop_sent) {
+    // A busy worker's periodic sample, or an idle one's reading after jobs that left it unread.
+    if (w.next_sample_at && !w.stop_sent) {
       if (now >= *w.next_sample_at) {
         sample_memory(w, now);
+        if (!w.job) attribute_memory(w);
         apply_policy(w, now);
-        w.next_sample_at = now + options_.recycle.memory_sample_interval;
+        w.next_sample_at.reset();
+        if (w.job) w.next_sample_at = now + options_.recycle.memory_sample_interval;
       }
-      if (w.job) consider(w.next_sample_at);
+      consider(w.next_sample_at);
     }
     if (w.policy_recheck_at && !w.leaving) {
       if (now >= *w.policy_recheck_at) {

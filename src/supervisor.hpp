@@ -182,6 +182,12 @@ class Supervisor {
                    std::string detail = {});
   void violation(WorkerProcess& worker, const std::string& what);
   void sample_memory(WorkerProcess& worker, Clock::time_point now);
+  /// Gives the jobs whose memory change awaited a reading (unread_jobs) the change up to the
+  /// latest one, in the job stats.
+  void attribute_memory(WorkerProcess& worker);
+  /// Whether a job that just ended is to be followed by a reading of its worker's memory
+  /// (RecyclePolicy::memory_read_min_interval).
+  bool memory_reading_due(const WorkerProcess& worker, Clock::time_point now) const;
   void apply_policy(WorkerProcess& worker, Clock::time_point now);
   void release_retired(WorkerProcess& worker, Clock::time_point now);
   void note_unplanned_exit(Clock::time_point now, const std::string& why);

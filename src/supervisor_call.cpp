@@ -213,6 +213,8 @@ std::optional<Clock::time_point> Supervisor::next_timer(const WorkerProcess& w) 
   consider(w.kill_at);
   if (w.job) {
     consider(w.job_deadline);
+    // Not an idle worker's reading after jobs that left it unread: that alone is no reason to wake
+    // a sleeping supervisor thread, which takes it when it next wakes, or the worker's next job.
     consider(w.next_sample_at);
   }
   return next;

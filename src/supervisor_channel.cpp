@@ -216,8 +216,6 @@ void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
   w.waiting_for_space = false;
   ++w.jobs_done;
   Clock::duration took = now - w.job_started_at;
-  std::optional<std::uint64_t> memory_before = w.memory_before_job;
-  bool sampled = w.prefetched.empty();
   w.typical_job_time = w.typical_job_time ? (*w.typical_job_time * 3 + took) / 4 : took;
   if (!w.prefetched.empty()) {
     // It goes straight on with the next job it was sent; memory is read by the periodic sample.
@@ -228,22 +226,28 @@ void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
     begin_job(w, now, false);
   } else {
     w.job_deadline.reset();
-    w.next_sample_at.reset();
     w.idle_since = now;
     if (!w.leaving) w.state = WorkerState::idle;
-    sample_memory(w, now);
+    if (w.memory_before_job) {
+      w.unread_job_name = job->name;
+      ++w.unread_jobs;
+    }
+    if (memory_reading_due(w, now)) {
+      w.next_sample_at.reset();
+      sample_memory(w, now);
+      attribute_memory(w);
+    } else if (!w.next_sample_at) {
+      // Left idle, it is read by the periodic sample.
+      w.next_sample_at = now + options_.recycle.memory_sample_interval;
+    }
   }
   if (!w.baseline && w.memory && w.jobs_done >= options_.recycle.baseline_after_jobs) {
     w.baseline = w.memory;
     w.baseline_at = now;
     w.baseline_jobs = w.jobs_done;
   }
-  std::optional<std::int64_t> delta;
-  if (sampled && w.memory && memory_before) {
-    delta = static_cast<std::int64_t>(*w.memory) - static_cast<std::int64_t>(*memory_before);
-  }
   bool ok = w.result_status == ResultStatus::ok;
-  job_stats_.record(job->name, ok, took, delta);
+  job_stats_.record(job->name, ok, took);
   note_job_completed();
   if (ok) {
     complete(*job, JobResult::success(std::move(bytes)));

@@ -322,7 +322,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
         message = fmt::format("worker (pid {}) {} while running '{}'", w.pid, how, job->name);
         break;
     }
-    job_stats_.record(job->name, false, now - w.job_started_at, std::nullopt);
+    job_stats_.record(job->name, false, now - w.job_started_at);
     bool retryable = kind == ErrorKind::worker_crashed || kind == ErrorKind::timeout ||
                      kind == ErrorKind::memory_limit;
     bool degraded;
@@ -451,9 +451,10 @@ void Supervisor::violation(WorkerProcess& w, const std::string& what) {
   platform::kill_process(w.pidfd.get());
 }
 
-void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point) {
+void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point now) {
   auto rss = w.rss_reader.read();
   if (!rss) return;  // exiting; its exit event follows
+  w.memory_read_at = now;
   w.rss = *rss;
   w.peak_rss = std::max(w.peak_rss, *rss);
   switch (options_.recycle.memory_metric) {
@@ -467,6 +468,23 @@ void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point) {
       }
       break;
   }
+}
+
+void Supervisor::attribute_memory(WorkerProcess& w) {
+  if (w.unread_jobs && w.memory && w.memory_before_job) {
+    job_stats_.record_memory(
+        w.unread_job_name,
+        static_cast<std::int64_t>(*w.memory) - static_cast<std::int64_t>(*w.memory_before_job),
+        w.unread_jobs);
+  }
+  w.unread_jobs = 0;
+  w.memory_before_job = w.memory;
+}
+
+bool Supervisor::memory_reading_due(const WorkerProcess& w, Clock::time_point now) const {
+  // Before the baseline: it is to be a reading after its warm-up jobs, not one from before them.
+  return !w.baseline || w.leaving ||
+         now - w.memory_read_at >= options_.recycle.memory_read_min_interval;
 }
 
 void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {

@@ -99,7 +99,15 @@ struct WorkerProcess {
   std::chrono::milliseconds lifetime_limit{0};
   std::uint64_t rss = 0, peak_rss = 0;
   std::optional<std::uint64_t> memory;  // in the policy's metric
+  /// When memory was last read (sample_memory).
+  Clock::time_point memory_read_at;
+  /// The reading the change of the jobs not yet attributed counts from (job stats); nullopt while
+  /// a job's change cannot be attributed (it followed a prefetched job without a reading).
   std::optional<std::uint64_t> memory_before_job;
+  /// Finished jobs whose memory change awaits the next reading, all named `unread_job_name`: jobs
+  /// that ended within RecyclePolicy::memory_read_min_interval of the last reading.
+  std::uint64_t unread_jobs = 0;
+  std::string unread_job_name;
   std::optional<std::uint64_t> baseline;
   Clock::time_point baseline_at;
   std::uint64_t baseline_jobs = 0;

@@ -130,6 +130,13 @@ TEST_CASE("options that cannot work are rejected with the field and the allowed 
     options.recycle.memory_sample_interval = std::chrono::milliseconds(1);
     CHECK(config_error(options).find("RecyclePolicy::memory_sample_interval") == 0);
   }
+  SECTION("a memory reading interval that is negative or longer than the sample interval") {
+    options.recycle.memory_read_min_interval = std::chrono::microseconds(-1);
+    CHECK(config_error(options).find("RecyclePolicy::memory_read_min_interval") == 0);
+    options.recycle.memory_read_min_interval =
+        options.recycle.memory_sample_interval + std::chrono::microseconds(1);
+    CHECK(config_error(options).find("RecyclePolicy::memory_read_min_interval") == 0);
+  }
   SECTION("no recycling slot") {
     options.recycle.max_concurrent_recycles = 0;
     CHECK(config_error(options).find("RecyclePolicy::max_concurrent_recycles") == 0);

@@ -87,6 +87,13 @@ std::uint64_t touched(double n) {
   return static_cast<std::uint64_t>(n * rss_per_touched_mib() * static_cast<double>(MiB));
 }
 
+JobStats job_stats_of(const PoolStats& stats, const std::string& name) {
+  auto it = std::find_if(stats.jobs.begin(), stats.jobs.end(),
+                         [&](const JobStats& j) { return j.name == name; });
+  REQUIRE(it != stats.jobs.end());
+  return *it;
+}
+
 bool all_idle(Pool& pool, std::size_t workers) {
   auto s = pool.stats();
   if (s.workers.size() != workers) return false;
@@ -327,14 +334,8 @@ TEST_CASE("per-job memory attribution shows which job leaks and by how much") {
     REQUIRE(pool.submit("echo", test::bytes("clean")).get().ok());
   }
   PoolStats stats = pool.stats();
-  auto find = [&](const std::string& name) {
-    auto it = std::find_if(stats.jobs.begin(), stats.jobs.end(),
-                           [&](const JobStats& j) { return j.name == name; });
-    REQUIRE(it != stats.jobs.end());
-    return *it;
-  };
-  JobStats leaky = find("leak_mb");
-  JobStats clean = find("echo");
+  JobStats leaky = job_stats_of(stats, "leak_mb");
+  JobStats clean = job_stats_of(stats, "echo");
   CHECK(leaky.completed == 4);
   CHECK(leaky.memory_delta_mean_bytes > static_cast<double>(touched(14)));
   CHECK(leaky.memory_delta_mean_bytes < static_cast<double>(touched(20)));
@@ -347,6 +348,46 @@ TEST_CASE("per-job memory attribution shows which job leaks and by how much") {
   CHECK(w.growth_bytes_per_job > static_cast<double>(touched(6)));  // 16 MiB every other job
   CHECK(w.growth_bytes_per_job < static_cast<double>(touched(10)));
   CHECK(w.growth_bytes_per_minute > 0);
+}
+
+TEST_CASE("jobs that share one memory reading are each given their share of the change") {
+  PoolOptions options = test::quiet_options(1);
+  // No reading after a job but those the rules require: after the baseline job, and before a job
+  // of another name.
+  options.recycle.memory_sample_interval = 1h;
+  options.recycle.memory_read_min_interval = 1h;
+  Pool pool(options);
+  REQUIRE(pool.submit("echo", test::bytes("baseline")).get().ok());
+  const std::uint64_t before = pool.stats().workers.at(0).rss_bytes;
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(pool.submit("leak_mb", mebibytes(16)).get().ok());
+  CHECK(pool.stats().workers.at(0).rss_bytes == before);  // not read after each
+  REQUIRE(pool.submit("echo", test::bytes("clean")).get().ok());
+  PoolStats stats = pool.stats();
+  CHECK(stats.workers.at(0).rss_bytes > before + touched(46));
+  JobStats leaky = job_stats_of(stats, "leak_mb");
+  CHECK(leaky.completed == 3);
+  CHECK(leaky.memory_delta_mean_bytes > static_cast<double>(touched(14)));
+  CHECK(leaky.memory_delta_mean_bytes < static_cast<double>(touched(20)));
+  CHECK(leaky.memory_delta_max_bytes > static_cast<std::int64_t>(touched(14)));
+  CHECK(leaky.memory_delta_max_bytes < static_cast<std::int64_t>(touched(20)));
+  CHECK(std::abs(job_stats_of(stats, "echo").memory_delta_mean_bytes) <
+        static_cast<double>(touched(2)));
+}
+
+TEST_CASE("an idle worker whose last job went unread is read by the periodic sample") {
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.memory_sample_interval = 200ms;
+  options.recycle.memory_read_min_interval = 200ms;
+  options.recycle.rss_growth_limit = touched(24);
+  Pool pool(options);
+  REQUIRE(pool.submit("echo", test::bytes("baseline")).get().ok());
+  REQUIRE(pool.submit("leak_mb", mebibytes(32)).get().ok());
+  // Nothing else is submitted: only the sample can see the growth, retire the worker for it, and
+  // give the job its change.
+  CHECK(test::eventually([&] { return pool.stats().recycles(RecycleReason::rss_growth) == 1; }));
+  CHECK(job_stats_of(pool.stats(), "leak_mb").memory_delta_mean_bytes >
+        static_cast<double>(touched(30)));
 }
 
 TEST_CASE("PSS and USS can be chosen as the memory metric") {

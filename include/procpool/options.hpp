@@ -81,8 +81,20 @@ struct RecyclePolicy {
   /// What the three memory limits compare against.
   MemoryMetric memory_metric = MemoryMetric::rss;
   /// How often a busy worker's memory is read, so a job that balloons mid-run meets the hard
-  /// limit before the kernel's OOM killer. Memory is also read after every job. Allowed: >= 10 ms.
+  /// limit before the kernel's OOM killer. Memory is also read after each job (see
+  /// memory_read_min_interval). Allowed: >= 10 ms.
   std::chrono::milliseconds memory_sample_interval{250};
+  /// Memory is read after each job, but not again within this interval of the last reading: a job
+  /// that ends sooner (back-to-back jobs of a few microseconds, where one reading of
+  /// `/proc/<pid>/statm` would cost a third of a round trip) leaves its reading to a later one.
+  /// Nothing goes unmeasured: jobs read together share their reading's change in the job stats (a
+  /// job of another name takes a reading first), and a worker left idle with jobs unread is read
+  /// by the periodic sample (after Pool::call, which lets the supervisor thread sleep on, when that
+  /// thread next wakes or the worker's next job ends). The limits see the growth of such jobs at
+  /// that reading; it is no more than this interval's worth of work can allocate. Until the
+  /// worker's baseline is taken, and for a retiring worker, memory is read after every job.
+  /// 0 = after every job. Allowed: 0..memory_sample_interval.
+  std::chrono::microseconds memory_read_min_interval{100};
 
   /// RLIMIT_AS for each worker in bytes (its allocations fail beyond it). 0 = inherit the host's.
   std::uint64_t address_space_limit = 0;

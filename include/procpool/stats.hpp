@@ -134,9 +134,10 @@ struct JobStats {
   /// 99th percentile of the same latencies, in milliseconds.
   double latency_p99_ms = 0;
   /// Mean change in the worker's memory across one job of this name (after minus before), over
-  /// the jobs that completed. A steadily positive mean is a leak.
+  /// the jobs that completed. A steadily positive mean is a leak. Jobs read together
+  /// (RecyclePolicy::memory_read_min_interval) count with their reading's change shared out.
   double memory_delta_mean_bytes = 0;
-  /// The largest such change seen.
+  /// The largest such change seen; for jobs read together, their share.
   std::int64_t memory_delta_max_bytes = 0;
 };
 
