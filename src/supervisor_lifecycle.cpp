@@ -483,7 +483,9 @@ void Supervisor::attribute_memory(WorkerProcess& w) {
 
 bool Supervisor::memory_reading_due(const WorkerProcess& w, Clock::time_point now) const {
   // Before the baseline: it is to be a reading after its warm-up jobs, not one from before them.
-  return !w.baseline || w.leaving ||
+  // After jobs sent ahead (no reading to count from): the next job must count from a reading
+  // after them, or their change would be given to it.
+  return !w.baseline || w.leaving || !w.memory_before_job ||
          now - w.memory_read_at >= options_.recycle.memory_read_min_interval;
 }
 

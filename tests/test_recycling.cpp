@@ -375,6 +375,26 @@ TEST_CASE("jobs that share one memory reading are each given their share of the 
         static_cast<double>(touched(2)));
 }
 
+TEST_CASE("the change of jobs sent ahead is given to no job, not to the next one") {
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.memory_sample_interval = 1h;
+  options.recycle.memory_read_min_interval = 1h;
+  options.prefetch.when_jobs_take_under = 1h;
+  options.prefetch.max_work_ahead = 1h;
+  Pool pool(options);
+  REQUIRE(pool.submit("echo", test::bytes("baseline")).get().ok());
+  // Submitted together, the three after the first are sent ahead to the one worker.
+  std::vector<JobFuture> leaks;
+  for (int i = 0; i < 4; ++i)
+    leaks.push_back(pool.submit("leak_mb", mebibytes(8)));
+  for (JobFuture& f : leaks)
+    REQUIRE(f.get().ok());
+  REQUIRE(pool.submit("echo", test::bytes("clean")).get().ok());
+  REQUIRE(pool.submit("pid", Bytes{}).get().ok());  // another name: reads after the echo
+  CHECK(std::abs(job_stats_of(pool.stats(), "echo").memory_delta_mean_bytes) <
+        static_cast<double>(touched(2)));
+}
+
 TEST_CASE("an idle worker whose last job went unread is read by the periodic sample") {
   PoolOptions options = test::quiet_options(1);
   options.recycle.memory_sample_interval = 200ms;
