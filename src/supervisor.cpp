@@ -259,8 +259,10 @@ PoolStats Supervisor::stats() const {
     ws.baseline_bytes = w->baseline;
     if (w->baseline && w->memory) {
       double growth = static_cast<double>(*w->memory) - static_cast<double>(*w->baseline);
-      if (w->jobs_done > w->baseline_jobs) {
-        ws.growth_bytes_per_job = growth / static_cast<double>(w->jobs_done - w->baseline_jobs);
+      // Over the jobs that reading saw: not those still awaiting one.
+      const std::uint64_t jobs_read = w->jobs_done - w->unread_jobs;
+      if (jobs_read > w->baseline_jobs) {
+        ws.growth_bytes_per_job = growth / static_cast<double>(jobs_read - w->baseline_jobs);
       }
       double minutes = std::chrono::duration<double, std::ratio<60>>(now - w->baseline_at).count();
       if (minutes > 0) ws.growth_bytes_per_minute = growth / minutes;

@@ -365,6 +365,9 @@ TEST_CASE("jobs that share one memory reading are each given their share of the 
   REQUIRE(pool.submit("echo", test::bytes("clean")).get().ok());
   PoolStats stats = pool.stats();
   CHECK(stats.workers.at(0).rss_bytes > before + touched(46));
+  // 48 MiB over the three jobs that reading saw, not over the echo that awaits the next one.
+  CHECK(stats.workers.at(0).growth_bytes_per_job > static_cast<double>(touched(14)));
+  CHECK(stats.workers.at(0).growth_bytes_per_job < static_cast<double>(touched(20)));
   JobStats leaky = job_stats_of(stats, "leak_mb");
   CHECK(leaky.completed == 3);
   CHECK(leaky.memory_delta_mean_bytes > static_cast<double>(touched(14)));
