@@ -378,6 +378,32 @@ TEST_CASE("jobs that share one memory reading are each given their share of the 
         static_cast<double>(touched(2)));
 }
 
+TEST_CASE("the baseline is a reading after the warm-up jobs, even ones that share readings") {
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.memory_sample_interval = 1h;
+  options.recycle.memory_read_min_interval = 1h;
+  options.recycle.baseline_after_jobs = 1;
+  Pool pool(options);
+  REQUIRE(pool.submit("leak_mb", mebibytes(16)).get().ok());
+  // Had the warm-up job gone unread, this job (of another name) would take the reading now.
+  REQUIRE(pool.submit("echo", test::bytes("after the warm-up")).get().ok());
+  const WorkerStats w = pool.stats().workers.at(0);
+  REQUIRE(w.baseline_bytes.has_value());
+  CHECK(*w.baseline_bytes + touched(2) > w.rss_bytes);  // the 16 MiB are in the baseline
+}
+
+TEST_CASE("a retiring worker's last job is read before it leaves") {
+  PoolOptions options = test::quiet_options(1);
+  options.recycle.memory_sample_interval = 1h;
+  options.recycle.memory_read_min_interval = 1h;
+  options.recycle.max_jobs = 2;
+  Pool pool(options);
+  REQUIRE(pool.submit("echo", test::bytes("baseline")).get().ok());
+  REQUIRE(pool.submit("leak_mb", mebibytes(16)).get().ok());  // its last job (max_jobs)
+  CHECK(job_stats_of(pool.stats(), "leak_mb").memory_delta_mean_bytes >
+        static_cast<double>(touched(14)));
+}
+
 TEST_CASE("the change of jobs sent ahead is given to no job, not to the next one") {
   PoolOptions options = test::quiet_options(1);
   options.recycle.memory_sample_interval = 1h;
