@@ -99,6 +99,27 @@ void validate_security(const WorkerSecurity& security, MemoryMetric memory_metri
   }
 }
 
+void validate_oom_score_adj(int value) {
+  constexpr int lowest = -1000, highest = 1000;
+  if (value < lowest || value > highest) {
+    throw ConfigError("PoolOptions::worker_oom_score_adj",
+                      std::to_string(value) +
+                          " is out of range; allowed: -1000..1000 (0: workers keep the host's)");
+  }
+  if (value == 0) return;
+  std::optional<int> host = platform::oom_score_adj();
+  if (host && value < *host && !platform::may_lower_oom_score()) {
+    throw ConfigError("PoolOptions::worker_oom_score_adj",
+                      std::to_string(value) + " is below this process's own oom_score_adj (" +
+                          std::to_string(*host) +
+                          "), and lowering it needs CAP_SYS_RESOURCE, which this process lacks; "
+                          "use a value of at least " +
+                          std::to_string(*host) +
+                          " (the default, 1000, makes workers the OOM "
+                          "killer's first choice), or 0 to keep the host's");
+  }
+}
+
 }  // namespace
 
 PoolOptions validate(PoolOptions options) {
@@ -231,6 +252,7 @@ PoolOptions validate(PoolOptions options) {
     throw ConfigError("PoolOptions::stderr_tail_lines", "allowed: 0..1000");
   }
   validate_security(options.security, options.recycle.memory_metric);
+  validate_oom_score_adj(options.worker_oom_score_adj);
   return options;
 }
 

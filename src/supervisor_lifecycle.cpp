@@ -142,6 +142,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   request.segment_fd = worker->segment.descriptor();
   request.channel_fd = channel.worker_end.get();
   apply_security(options_.security, request);
+  if (options_.worker_oom_score_adj != 0) request.oom_score_adj = options_.worker_oom_score_adj;
   std::optional<platform::SpawnedProcess> spawned;
   if (options_.start_mode == StartMode::exec) {
     spawned = platform::spawn(request);

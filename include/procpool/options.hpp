@@ -268,6 +268,16 @@ struct PoolOptions {
   /// The worker's environment, resource limits, user and privileges (docs/security.md).
   WorkerSecurity security;
 
+  /// The `oom_score_adj` of every process procpool starts (workers, the fork server, the guards
+  /// of workers' process groups), set before any of their code runs. At the default, 1000, the
+  /// kernel's OOM killer, when the host's memory cgroup or the machine runs out, picks a worker
+  /// (the largest) before the host, whatever their sizes: a leak that outruns
+  /// RecyclePolicy::memory_sample_interval then costs one job, not the service. 0: not set (each
+  /// inherits the host's value, and the kernel picks by size alone). Allowed: -1000..1000; a
+  /// value below the host's own needs CAP_SYS_RESOURCE (ConfigError otherwise). See
+  /// docs/memory.md.
+  int worker_oom_score_adj = 1000;
+
   /// Jobs that may wait for a worker before submit applies `when_queue_full`. Allowed: >= 1.
   std::size_t queue_capacity = 100'000;
   /// What submit does when the queue is full.

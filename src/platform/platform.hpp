@@ -145,6 +145,9 @@ struct SpawnRequest {
   /// The child's whole environment, one "NAME=value" each. nullopt: the host's own, as it is now.
   std::optional<std::vector<std::string>> environment{};
   /// Applied in the child between fork and exec, in this order; a failure fails the spawn.
+  /// Its /proc/self/oom_score_adj, first, so that nothing of the child runs without it; nullopt =
+  /// inherited.
+  std::optional<int> oom_score_adj{};
   /// RLIMIT_NOFILE (soft and hard); nullopt = inherited.
   std::optional<std::uint64_t> max_open_files{};
   /// RLIMIT_CORE (soft and hard); nullopt = inherited.
@@ -341,6 +344,13 @@ int current_cpu() noexcept;
 
 /// This process's effective user id.
 std::uint32_t effective_uid() noexcept;
+
+/// This process's oom_score_adj (/proc/self/oom_score_adj), or nullopt if it cannot be read.
+std::optional<int> oom_score_adj() noexcept;
+
+/// Whether this process may lower an oom_score_adj below its own (CAP_SYS_RESOURCE in its
+/// effective set). False if unknown.
+bool may_lower_oom_score() noexcept;
 
 /// Resource limits procpool can set on a worker.
 enum class Resource { open_files, core_dump };

@@ -370,6 +370,26 @@ JobRegistry make_test_registry() {
     ::raise(SIGKILL);
     hang();
   });
+  // Allocates the payload's MiB as 64 MiB blocks, each touched whole before the next, and gives
+  // them back at the end: a native call whose working set outruns any sampling period.
+  jobs.add("grab_mb", [](JobContext&, std::span<const std::byte> in) {
+    constexpr std::size_t block_bytes = std::size_t{64} << 20;
+    std::vector<std::unique_ptr<char[]>> blocks;
+    for (std::size_t left = std::size_t{value_of<std::uint32_t>(in)} << 20; left > 0;) {
+      const std::size_t bytes = std::min(left, block_bytes);
+      blocks.push_back(std::make_unique<char[]>(bytes));
+      std::memset(blocks.back().get(), 1, bytes);
+      left -= bytes;
+    }
+    return text_bytes("allocated");
+  });
+  // What this worker's job sees as its OOM score adjustment.
+  jobs.add("oom_score_adj", [](JobContext&, std::span<const std::byte>) {
+    std::ifstream in("/proc/self/oom_score_adj");
+    std::string value;
+    in >> value;
+    return text_bytes(value);
+  });
   jobs.add("alloc_mb", [](JobContext&, std::span<const std::byte> in) {
     std::size_t bytes = std::size_t{value_of<std::uint32_t>(in)} << 20;
     std::vector<char> block(bytes);  // throws std::bad_alloc past RLIMIT_AS

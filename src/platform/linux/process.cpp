@@ -140,8 +140,41 @@ struct ChildRestrictions {
     return ::syscall(SYS_prlimit64, 0, resource, &limit, nullptr) == 0;
   }
 
+  // "-1000".."1000" without snprintf (not async-signal-safe); returns the length.
+  static int format_int(int value, char (&text)[16]) {
+    char digits[16];
+    int n = 0;
+    unsigned magnitude = value < 0 ? 0u - static_cast<unsigned>(value) : value;
+    do {
+      digits[n++] = static_cast<char>('0' + magnitude % 10);
+      magnitude /= 10;
+    } while (magnitude != 0);
+    int length = 0;
+    if (value < 0) text[length++] = '-';
+    while (n > 0)
+      text[length++] = digits[--n];
+    return length;
+  }
+
+  // Writes the child's own oom_score_adj. The value stays the child's: the kernel passes a new
+  // value on to the processes sharing its memory, but not from a vfork child to its parent.
+  static bool set_oom_score_adj(int value) {
+    char text[16];
+    const int length = format_int(value, text);
+    const int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool written = ::write(fd, text, static_cast<std::size_t>(length)) == length;
+    const int error = errno;
+    ::close(fd);
+    errno = error;
+    return written;
+  }
+
   bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
                                const char* const*) {
+    if (request.oom_score_adj && !set_oom_score_adj(*request.oom_score_adj)) {
+      return fail("write(/proc/self/oom_score_adj)");
+    }
     if (request.max_open_files && !set_limit(RLIMIT_NOFILE, *request.max_open_files)) {
       return fail("setrlimit(RLIMIT_NOFILE)");
     }

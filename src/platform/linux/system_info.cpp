@@ -95,6 +95,30 @@ std::uint32_t effective_uid() noexcept {
   return static_cast<std::uint32_t>(::geteuid());
 }
 
+std::optional<int> oom_score_adj() noexcept {
+  std::FILE* file = std::fopen("/proc/self/oom_score_adj", "re");
+  if (!file) return std::nullopt;
+  int value = 0;
+  const bool read = std::fscanf(file, "%d", &value) == 1;
+  std::fclose(file);
+  if (!read) return std::nullopt;
+  return value;
+}
+
+bool may_lower_oom_score() noexcept {
+  std::FILE* file = std::fopen("/proc/self/status", "re");
+  if (!file) return false;
+  constexpr unsigned cap_sys_resource = 24;  // linux/capability.h
+  unsigned long long effective = 0;
+  bool found = false;
+  char line[256];
+  while (!found && std::fgets(line, sizeof line, file)) {
+    found = std::sscanf(line, "CapEff: %llx", &effective) == 1;
+  }
+  std::fclose(file);
+  return found && ((effective >> cap_sys_resource) & 1) != 0;
+}
+
 std::uint64_t hard_limit(Resource resource) noexcept {
   rlimit limit{};
   if (::getrlimit(resource == Resource::open_files ? RLIMIT_NOFILE : RLIMIT_CORE, &limit) != 0 ||
