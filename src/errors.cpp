@@ -50,6 +50,7 @@ std::string_view to_string(RecycleReason reason) noexcept {
     case RecycleReason::start_failure: return "start_failure";
     case RecycleReason::protocol_violation: return "protocol_violation";
     case RecycleReason::shutdown: return "shutdown";
+    case RecycleReason::oom_kill: return "oom_kill";
   }
   return "unknown";
 }
@@ -64,6 +65,7 @@ std::string_view to_string(EventType type) noexcept {
     case EventType::above_soft_limit_at_start: return "above_soft_limit_at_start";
     case EventType::degraded: return "degraded";
     case EventType::recovered: return "recovered";
+    case EventType::oom_kill: return "oom_kill";
   }
   return "unknown";
 }

@@ -10,10 +10,21 @@ namespace procpool::detail {
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
+namespace {
+
+/// The host's memory cgroup, if it is in one the pool can read.
+std::optional<platform::MemoryCgroup> host_memory_cgroup() {
+  std::string why_not;
+  return platform::own_memory_cgroup(why_not);
+}
+
+}  // namespace
+
 Supervisor::Supervisor(PoolOptions options)
     : options_(std::move(options)),
       host_pid_(platform::current_pid()),
       random_(std::random_device{}()),
+      oom_attribution_(host_memory_cgroup()),
       spin_(options_.spin.enabled ? std::chrono::nanoseconds(options_.spin.budget)
                                   : std::chrono::nanoseconds::zero()),
       online_cpus_(platform::online_cpus()),
@@ -714,7 +725,7 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
     }
     if (w.kill_at) {
       if (now >= *w.kill_at) {
-        platform::kill_process(w.pidfd.get());
+        w.kill();
         w.kill_at.reset();
       } else {
         consider(w.kill_at);

@@ -32,6 +32,7 @@
 #include "job_queue.hpp"
 #include "job_stats.hpp"
 #include "lending.hpp"
+#include "oom_attribution.hpp"
 #include "policy.hpp"
 #include "procpool/events.hpp"
 #include "worker_process.hpp"
@@ -288,6 +289,8 @@ class Supervisor {
   std::array<std::uint64_t, recycle_reason_count> recycles_{};
   JobStatsTable job_stats_;
   std::mt19937_64 random_;
+  /// Whether a worker's unexplained SIGKILL came from the OOM killer.
+  OomAttribution oom_attribution_;
 
   // Polling before sleeping (SpinPolicy; supervisor thread only).
   AdaptiveSpin spin_;

@@ -58,7 +58,7 @@ void Supervisor::send_request(WorkerProcess& w) {
             fmt::format("worker {} (pid {}) does not take an in-place job's buffers (it died or "
                         "closed its channel); killing it",
                         w.id, w.pid));
-        platform::kill_process(w.pidfd.get());
+        w.kill();
         w.waiting_for_space = false;
         return;
       }

@@ -21,6 +21,20 @@ std::string describe_exit(const platform::ExitStatus& status) {
   return "exited (status unknown: SIGCHLD is ignored in this process)";
 }
 
+/// How a worker ended that died by a SIGKILL the supervisor did not send.
+std::string describe_unsent_kill(const OomFinding& finding) {
+  switch (finding.verdict) {
+    case OomFinding::Verdict::oom_killer:
+      return "was killed by the kernel's OOM killer (SIGKILL): " + finding.limit;
+    case OomFinding::Verdict::not_counted:
+      return "was killed by SIGKILL, not sent by procpool (the kernel counted no OOM kill: "
+             "another process sent it)";
+    case OomFinding::Verdict::unknown:
+      break;
+  }
+  return "was killed by SIGKILL (not sent by procpool; possibly the OOM killer)";
+}
+
 std::string join_lines(const std::deque<std::string>& lines) {
   std::string out;
   for (const auto& line : lines) {
@@ -280,16 +294,36 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   read_output(w, true);
   if (!w.untrusted) read_responses(w, now);  // a result written just before it died still counts
   std::string how = describe_exit(*status);
+  // A SIGKILL the supervisor did not send: the kernel's counters say whether the OOM killer sent
+  // it, and then that is the reason, whatever else was under way.
+  std::optional<OomFinding> oom;
+  if (status->signal && platform::is_sigkill(*status->signal) && !w.kill_sent) {
+    oom = oom_attribution_.explain(std::nullopt);
+    how = describe_unsent_kill(*oom);
+  }
+  const bool oom_killed = oom && oom->verdict == OomFinding::Verdict::oom_killer && w.ready;
   // Planned only if the supervisor asked it to go; a retiring worker that dies during its last job
   // crashed. A worker killed for the hard limit before its first job is the limit's fault, not a
   // job's: counted like a failed start, so a limit below a fresh worker's size backs off and trips
-  // the breaker instead of respawning in a loop.
+  // the breaker instead of respawning in a loop. An OOM kill is its job's doing, as a hard limit
+  // kill is; one without a job is not.
   bool killed_at_start = w.leaving == RecycleReason::rss_hard_limit && w.jobs_done == 0 && !w.job;
-  bool planned = w.stop_sent && !killed_at_start;
+  bool planned = oom_killed ? w.job != nullptr : w.stop_sent && !killed_at_start;
   RecycleReason reason = w.stop_sent && w.leaving
                              ? *w.leaving
                              : (w.ready ? RecycleReason::crash : RecycleReason::start_failure);
   if (!w.ready && reason != RecycleReason::shutdown) reason = RecycleReason::start_failure;
+  if (oom_killed) {
+    reason = RecycleReason::oom_kill;
+    PoolEvent event = worker_event(
+        EventType::oom_kill, w,
+        fmt::format("the kernel's OOM killer ended worker {} (pid {}){}: {}", w.id, w.pid,
+                    w.job ? fmt::format(" while it ran '{}'", w.job->name) : std::string(),
+                    oom->limit));
+    event.reason = reason;
+    event.signal = status->signal;
+    emit(std::move(event), LogLevel::warning);
+  }
   if (!w.leaving) {
     // It stops counting as live only now: its successor replaces a crash.
     pending_replacements_.push_back(reason);
@@ -298,7 +332,8 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   return_prefetched(w);
   if (w.job) {
     std::unique_ptr<Job> job = std::move(w.job);
-    ErrorKind kind = outcome_for(w.stop_sent ? w.leaving : std::nullopt);
+    ErrorKind kind =
+        oom_killed ? ErrorKind::memory_limit : outcome_for(w.stop_sent ? w.leaving : std::nullopt);
     std::string message;
     switch (kind) {
       case ErrorKind::timeout:
@@ -316,8 +351,12 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
                               job->name, w.pid, how);
         break;
       case ErrorKind::memory_limit:
-        message = fmt::format("worker (pid {}) was killed while running '{}': {}", w.pid, job->name,
-                              w.leaving_detail);
+        message = oom_killed ? fmt::format(
+                                   "the kernel's OOM killer ended worker (pid {}) while it "
+                                   "ran '{}': {}",
+                                   w.pid, job->name, oom->limit)
+                             : fmt::format("worker (pid {}) was killed while running '{}': {}",
+                                           w.pid, job->name, w.leaving_detail);
         break;
       default:
         message = fmt::format("worker (pid {}) {} while running '{}'", w.pid, how, job->name);
@@ -423,7 +462,7 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
   bool graceful = reason == RecycleReason::job_timeout || reason == RecycleReason::shutdown ||
                   is_retirement(reason);
   if (!graceful || !w.ready || options_.kill_grace.count() == 0) {
-    platform::kill_process(w.pidfd.get());
+    w.kill();
     return;
   }
   if (!w.job) {
@@ -449,7 +488,7 @@ void Supervisor::violation(WorkerProcess& w, const std::string& what) {
   w.state = WorkerState::stopping;
   w.waiting_for_space = false;
   w.kill_at.reset();
-  platform::kill_process(w.pidfd.get());
+  w.kill();
 }
 
 void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point now) {

@@ -118,6 +118,8 @@ struct WorkerProcess {
   std::optional<RecycleReason> leaving;
   /// A stop record, SIGTERM or SIGKILL was sent.
   bool stop_sent = false;
+  /// SIGKILL was sent (kill()): a SIGKILL it dies of is the supervisor's, not the OOM killer's.
+  bool kill_sent = false;
   /// The protocol was broken: nothing more is read from its segment.
   bool untrusted = false;
   std::string leaving_detail;
@@ -146,6 +148,12 @@ struct WorkerProcess {
   std::deque<std::string> stderr_tail;
   std::string partial_line;
   std::uint64_t jobs_done = 0;
+
+  /// Sends SIGKILL, through the pidfd.
+  void kill() noexcept {
+    platform::kill_process(pidfd.get());
+    kill_sent = true;
+  }
 
   /// Can take a new job now.
   bool dispatchable() const noexcept {

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <procpool/procpool.hpp>
 #include <sstream>
 #include <string>
@@ -183,9 +184,40 @@ TEST_CASE(
     CHECK_FALSE(WIFSIGNALED(status));  // before the fix: SIGKILL, from the OOM killer
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
-    CHECK(printed.find("outcome ok") == std::string::npos);  // the job could not have its 1 GiB
+    // The job's one outcome says what happened: the kernel's OOM killer, and which limit.
+    CHECK(printed.find("outcome memory_limit the kernel's OOM killer ended worker (pid ") !=
+          std::string::npos);
+    CHECK(printed.find("while it ran 'grab_mb': the memory cgroup " + cgroup->directory() +
+                       " reached its limit of 640.0 MiB") != std::string::npos);
     CHECK(printed.find("echo ok") != std::string::npos);
+    // An idempotent job is retried after an OOM kill, as after any memory kill.
+    CHECK(printed.find("retried ok") != std::string::npos);
     CHECK(printed.find("host memory intact") != std::string::npos);
-    CHECK(cgroup->oom_kills() >= 1);  // the kernel did step in: the sampling did not
+    CHECK(printed.find("oom_kill events 2") != std::string::npos);
+    CHECK(printed.find("recycles oom_kill=2\n") != std::string::npos);
+    CHECK(cgroup->oom_kills() == 2);  // the kernel did step in, twice: the sampling did not
   }
+}
+
+TEST_CASE("a SIGKILL that procpool did not send, with no OOM kill counted, is not called one") {
+  std::vector<PoolEvent> events;
+  std::mutex events_mutex;
+  PoolOptions options = procpool::test::quiet_options(1);
+  options.on_event = [&](const PoolEvent& event) {
+    std::lock_guard lock(events_mutex);
+    events.push_back(event);
+  };
+  Pool pool(options);
+  JobResult result = pool.submit("sigkill", Bytes{}).get();
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().kind == ErrorKind::worker_crashed);
+  CHECK(result.error().message.find("was killed by SIGKILL, not sent by procpool (the kernel "
+                                    "counted no OOM kill: another process sent it)") !=
+        std::string::npos);
+  REQUIRE(procpool::test::eventually([&] { return pool.stats().workers_exited == 1; }));
+  CHECK(pool.stats().recycles(RecycleReason::crash) == 1);
+  CHECK(pool.stats().recycles(RecycleReason::oom_kill) == 0);
+  std::lock_guard lock(events_mutex);
+  for (const PoolEvent& event : events)
+    CHECK(event.type != EventType::oom_kill);
 }

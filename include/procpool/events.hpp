@@ -31,6 +31,9 @@ enum class EventType {
   /// The restart-storm breaker tripped, or healed.
   degraded,
   recovered,
+  /// The kernel's OOM killer ended a worker; `message` says which memory limit was reached.
+  /// Followed by the worker's `exited` event (reason RecycleReason::oom_kill).
+  oom_kill,
 };
 
 /// A stable lower_snake_case name for `type` ("spawned", "exited", ...). Never throws.

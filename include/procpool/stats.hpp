@@ -60,11 +60,14 @@ enum class RecycleReason {
   protocol_violation,
   /// The pool shut down.
   shutdown,
+  /// The kernel's OOM killer ended it (its memory cgroup, the host's, or the machine ran out):
+  /// its job failed with memory_limit (or is retried, if idempotent).
+  oom_kill,
 };
 
 /// Number of RecycleReason values (for arrays indexed by reason).
 inline constexpr std::size_t recycle_reason_count =
-    static_cast<std::size_t>(RecycleReason::shutdown) + 1;
+    static_cast<std::size_t>(RecycleReason::oom_kill) + 1;
 
 /// A stable lower_snake_case name for `reason` ("max_jobs", "rss_soft_limit", ...). Never throws.
 PROCPOOL_API std::string_view to_string(RecycleReason reason) noexcept;

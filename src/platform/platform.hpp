@@ -200,6 +200,9 @@ void reap_blocking(int pid) noexcept;
 void terminate_process(int pidfd) noexcept;
 void kill_process(int pidfd) noexcept;
 
+/// Whether `signal` is SIGKILL.
+bool is_sigkill(int signal) noexcept;
+
 /// "SIGSEGV"-style name of a signal number.
 std::string signal_name(int signal);
 

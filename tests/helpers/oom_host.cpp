@@ -3,9 +3,12 @@
 // sampling. test_oom runs it inside a memory cgroup and reads what it prints:
 //   outcome <ok|error kind> <message>
 //   echo <ok|error kind>
+//   retried <ok|error kind> <message>   (an idempotent job OOM-killed on its first attempt)
 //   host memory <intact|changed>
+//   oom_kill events <n>
 //   recycles <reason>=<workers that left for it>...
 // Arguments: <exec|fork_server> <host MiB> <rss_hard_limit MiB> <job MiB> <memory sample ms>.
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -50,6 +53,10 @@ int main(int argc, char** argv) {
   if (mode == "fork_server") options.start_mode = procpool::StartMode::fork_server;
   options.recycle.rss_hard_limit = hard_limit;
   options.recycle.memory_sample_interval = sample_interval;
+  std::atomic<int> oom_kill_events{0};
+  options.on_event = [&](const procpool::PoolEvent& event) {
+    if (event.type == procpool::EventType::oom_kill) ++oom_kill_events;
+  };
   procpool::Pool pool(options);
   if (!procpool::test::settled(pool, 1)) {
     std::fprintf(stderr, "oom_host: the worker did not start\n");
@@ -59,10 +66,17 @@ int main(int argc, char** argv) {
   std::printf("outcome %s\n", outcome_line(big).c_str());
   procpool::JobResult echo = pool.submit("echo", procpool::test::bytes("still serving")).get();
   std::printf("echo %s\n", outcome_line(echo).c_str());
+  procpool::SubmitOptions twice;
+  twice.idempotent = true;
+  twice.max_attempts = 2;
+  procpool::JobResult retried =
+      pool.submit("grab_mb_first_attempt", procpool::test::encode_value(job_mib), twice).get();
+  std::printf("retried %s\n", outcome_line(retried).c_str());
   bool intact = true;
   for (std::size_t i = 0; i < host_bytes && intact; ++i)
     intact = held[i] == static_cast<unsigned char>(i * 31);
   std::printf("host memory %s\n", intact ? "intact" : "changed");
+  std::printf("oom_kill events %d\n", oom_kill_events.load());
   std::printf("recycles");
   const procpool::PoolStats stats = pool.stats();
   for (std::size_t i = 0; i < procpool::recycle_reason_count; ++i) {

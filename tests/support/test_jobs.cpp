@@ -141,6 +141,18 @@ void leak_mebibytes(std::uint32_t mib) {
   }
 }
 
+// Allocates `mib` as 64 MiB blocks, each touched whole before the next, and frees them.
+void grab_mebibytes(std::uint32_t mib) {
+  constexpr std::size_t block_bytes = std::size_t{64} << 20;
+  std::vector<std::unique_ptr<char[]>> blocks;
+  for (std::size_t left = std::size_t{mib} << 20; left > 0;) {
+    const std::size_t bytes = std::min(left, block_bytes);
+    blocks.push_back(std::make_unique<char[]>(bytes));
+    std::memset(blocks.back().get(), 1, bytes);
+    left -= bytes;
+  }
+}
+
 // With PROCPOOL_TEST_THREAD_BEFORE_MAIN set, a process of a test binary starts a thread before
 // main() runs, as some native libraries' static initialisers do: what a fork server must not fork.
 const bool thread_before_main = [] {
@@ -373,15 +385,13 @@ JobRegistry make_test_registry() {
   // Allocates the payload's MiB as 64 MiB blocks, each touched whole before the next, and gives
   // them back at the end: a native call whose working set outruns any sampling period.
   jobs.add("grab_mb", [](JobContext&, std::span<const std::byte> in) {
-    constexpr std::size_t block_bytes = std::size_t{64} << 20;
-    std::vector<std::unique_ptr<char[]>> blocks;
-    for (std::size_t left = std::size_t{value_of<std::uint32_t>(in)} << 20; left > 0;) {
-      const std::size_t bytes = std::min(left, block_bytes);
-      blocks.push_back(std::make_unique<char[]>(bytes));
-      std::memset(blocks.back().get(), 1, bytes);
-      left -= bytes;
-    }
+    grab_mebibytes(value_of<std::uint32_t>(in));
     return text_bytes("allocated");
+  });
+  // grab_mb on its first attempt only: a retried job that succeeds once its worker is replaced.
+  jobs.add("grab_mb_first_attempt", [](JobContext& context, std::span<const std::byte> in) {
+    if (context.attempt() == 1) grab_mebibytes(value_of<std::uint32_t>(in));
+    return text_bytes("attempt " + std::to_string(context.attempt()));
   });
   // What this worker's job sees as its OOM score adjustment.
   jobs.add("oom_score_adj", [](JobContext&, std::span<const std::byte>) {

@@ -285,6 +285,10 @@ void kill_process(int pidfd) noexcept {
   send_signal(pidfd, SIGKILL);
 }
 
+bool is_sigkill(int signal) noexcept {
+  return signal == SIGKILL;
+}
+
 std::string signal_name(int signal) {
   if (const char* abbrev = ::sigabbrev_np(signal)) return std::string("SIG") + abbrev;
   return "signal " + std::to_string(signal);
