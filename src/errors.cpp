@@ -70,6 +70,15 @@ std::string_view to_string(EventType type) noexcept {
   return "unknown";
 }
 
+std::string_view to_string(MemoryEnforcement enforcement) noexcept {
+  switch (enforcement) {
+    case MemoryEnforcement::sampled: return "sampled";
+    case MemoryEnforcement::cgroup_v1: return "cgroup_v1";
+    case MemoryEnforcement::cgroup_v2: return "cgroup_v2";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(PoolHealth health) noexcept {
   switch (health) {
     case PoolHealth::healthy: return "healthy";

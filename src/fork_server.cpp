@@ -10,6 +10,7 @@
 #include <system_error>
 #include <vector>
 
+#include "platform/cgroup.hpp"
 #include "worker_args.hpp"
 
 namespace procpool::detail {
@@ -69,8 +70,9 @@ ForkServer::~ForkServer() {
 
 void ForkServer::request_worker(const platform::SpawnRequest& request) {
   const int descriptors[] = {request.output_fd, request.doorbell_fd, request.segment_fd,
-                             request.channel_fd};
-  if (!accepting_ || !platform::send_descriptors(channel_.get(), descriptors, 4)) {
+                             request.channel_fd, request.cgroup_procs_fd};
+  const std::size_t count = request.cgroup_procs_fd >= 0 ? 5 : 4;
+  if (!accepting_ || !platform::send_descriptors(channel_.get(), descriptors, count)) {
     accepting_ = false;
     throw std::system_error(EPIPE, std::generic_category(),
                             "the fork server (pid " + std::to_string(pid_) + ") takes no requests");
@@ -156,21 +158,29 @@ int run_fork_server(const WorkerArgs& args, const JobRegistry& registry) {
   std::optional<std::size_t> threads = platform::thread_count();
   const bool may_fork = !threads || *threads == 1;
   for (;;) {
-    std::vector<platform::UniqueFd> received = platform::receive_descriptors(requests, 4);
+    std::vector<platform::UniqueFd> received = platform::receive_descriptors(requests, 5);
     if (received.empty()) return 0;  // the pool closed the channel: it is done with this server
-    if (received.size() != 4 || !may_fork) {
+    if (received.size() < 4 || !may_fork) {
       if (!platform::send_value(requests, may_fork ? -EPROTO : fork_refused_threads)) return 0;
       continue;
     }
     std::fflush(nullptr);  // nothing buffered here is written again by the child
     int pid = platform::fork_sibling();
     if (pid == 0) {
+      // Into its memory cgroup before anything else, so that all it allocates is charged there.
+      const bool placed = received.size() < 5 || platform::write_self_into(received[4].get());
+      const int error = errno;
       if (!platform::place_forked_worker_descriptors(received[0].get(), received[1].get(),
                                                      received[2].get(), received[3].get())) {
         std::_Exit(3);  // nowhere to say why: its output is not in place
       }
       for (platform::UniqueFd& fd : received)
         fd.release();  // moved or closed by the call above
+      if (!placed) {
+        std::fprintf(stderr, "procpool worker: cannot move into its memory cgroup: %s\n",
+                     std::strerror(error));
+        return 3;
+      }
       // What ps and /proc/<pid>/cmdline show is this process's argv: a worker's, from here on.
       std::memset(args.fork_server, 0, std::strlen(args.fork_server));
       WorkerArgs worker = args;

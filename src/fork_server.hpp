@@ -3,10 +3,11 @@
 // run_fork_server (worker_args.hpp, fork_server.cpp).
 //
 // Protocol, on a DescriptorChannel (SOCK_SEQPACKET): the host sends one message per worker carrying
-// four descriptors (output, doorbell, segment, channel); the server forks, places them in the child
-// where a spawned worker finds them, and answers with one 32-bit value: the child's pid, or minus
-// the errno of a failed fork, or fork_refused_threads. The worker is a child of the host
-// (CLONE_PARENT), not of the server.
+// four descriptors (output, doorbell, segment, channel), and a fifth, the cgroup.procs of the
+// worker's memory cgroup, when it has one; the server forks, the child moves itself into that
+// cgroup first, places the four where a spawned worker finds them, and the server answers with one
+// 32-bit value: the child's pid, or minus the errno of a failed fork, or fork_refused_threads. The
+// worker is a child of the host (CLONE_PARENT), not of the server.
 #pragma once
 
 #include <cerrno>
@@ -40,8 +41,9 @@ class ForkServer {
   ForkServer& operator=(const ForkServer&) = delete;
 
   /// Asks the server to fork a worker whose descriptors are request.output_fd, doorbell_fd,
-  /// segment_fd and channel_fd (all four required; the rest of `request` was applied to the
-  /// server); the message carries copies of them, which the caller may close at once. Returns
+  /// segment_fd and channel_fd (all four required), in the memory cgroup of
+  /// request.cgroup_procs_fd if it is given (the rest of `request` was applied to the server); the
+  /// message carries copies of them, which the caller may close at once. Returns
   /// without waiting; the answer is read with take_answer(). Throws std::system_error if the
   /// server takes no requests (it is gone, or retired).
   void request_worker(const platform::SpawnRequest& request);

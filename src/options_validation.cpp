@@ -120,6 +120,30 @@ void validate_oom_score_adj(int value) {
   }
 }
 
+void validate_worker_cgroups(const MemoryCgroupOptions& cgroups, const RecyclePolicy& recycle) {
+  if (!cgroups.enabled) return;
+  constexpr std::uint64_t smallest_cap = std::uint64_t{16} << 20;
+  if (cgroups.max_bytes == 0 && recycle.rss_hard_limit == 0) {
+    throw ConfigError("MemoryCgroupOptions::max_bytes",
+                      "is 0, which means RecyclePolicy::rss_hard_limit, and that is 0 (off) too: "
+                      "give the cap in bytes, or set rss_hard_limit");
+  }
+  const std::uint64_t cap = cgroups.max_bytes ? cgroups.max_bytes : recycle.rss_hard_limit;
+  if (cap < smallest_cap) {
+    throw ConfigError("MemoryCgroupOptions::max_bytes",
+                      std::to_string(cap) +
+                          " bytes is too little for a worker to start (the cap counts its "
+                          "libraries and page cache too); allowed: at least 16 MiB");
+  }
+  if (cgroups.high_bytes != 0 && cgroups.high_bytes >= cap) {
+    throw ConfigError("MemoryCgroupOptions::high_bytes",
+                      std::to_string(cgroups.high_bytes) + " is not below the cap (" +
+                          std::to_string(cap) +
+                          "): memory.high throttles before memory.max kills, so it must be lower "
+                          "(or 0, not set)");
+  }
+}
+
 }  // namespace
 
 PoolOptions validate(PoolOptions options) {
@@ -253,6 +277,7 @@ PoolOptions validate(PoolOptions options) {
   }
   validate_security(options.security, options.recycle.memory_metric);
   validate_oom_score_adj(options.worker_oom_score_adj);
+  validate_worker_cgroups(options.worker_cgroups, options.recycle);
   return options;
 }
 

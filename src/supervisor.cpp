@@ -23,8 +23,9 @@ std::optional<platform::MemoryCgroup> host_memory_cgroup() {
 Supervisor::Supervisor(PoolOptions options)
     : options_(std::move(options)),
       host_pid_(platform::current_pid()),
+      host_cgroup_(host_memory_cgroup()),
+      oom_attribution_(host_cgroup_),
       random_(std::random_device{}()),
-      oom_attribution_(host_memory_cgroup()),
       spin_(options_.spin.enabled ? std::chrono::nanoseconds(options_.spin.budget)
                                   : std::chrono::nanoseconds::zero()),
       online_cpus_(platform::online_cpus()),
@@ -37,6 +38,20 @@ Supervisor::Supervisor(PoolOptions options)
     base_arguments_.assign(options_.worker_command.begin() + 1, options_.worker_command.end());
   }
   scaled_target_ = options_.min_workers.value_or(options_.workers);
+  if (const MemoryCgroupOptions& cgroups = options_.worker_cgroups; cgroups.enabled) {
+    worker_cgroups_.emplace(cgroups,
+                            cgroups.max_bytes ? cgroups.max_bytes : options_.recycle.rss_hard_limit,
+                            host_cgroup_);
+    if (!worker_cgroups_->active()) {
+      log(LogLevel::warning,
+          fmt::format("per-worker memory cgroups are off: {}; the sampled limits alone keep "
+                      "workers' memory in bounds (PoolStats::memory.enforcement: sampled)",
+                      worker_cgroups_->why_not()));
+    } else if (std::size_t swept = worker_cgroups_->swept()) {
+      log(LogLevel::info,
+          fmt::format("removing {} memory cgroup(s) left by pools whose host died", swept));
+    }
+  }
   // Edge-triggered: the eventfds the supervisor sleeps on are never drained (a read per wake-up).
   poller_.add(wake_fd_.get(), wake_key, true);
   thread_ = std::thread([this] { run(); });
@@ -309,6 +324,12 @@ PoolStats Supervisor::stats() const {
   stats.start_failures = start_failures_;
   stats.recycles_by_reason = recycles_;
   stats.jobs = job_stats_.snapshot();
+  stats.memory.worker_oom_score_adj = options_.worker_oom_score_adj;
+  if (worker_cgroups_) {
+    stats.memory.enforcement = worker_cgroups_->enforcement();
+    stats.memory.worker_cgroups = worker_cgroups_->directory();
+    if (worker_cgroups_->active()) stats.memory.worker_cap_bytes = worker_cgroups_->cap_bytes();
+  }
   stats.min_workers = options_.min_workers.value_or(options_.workers);
   stats.max_workers = options_.workers;
   stats.tracked_jobs = stats.queued + stats.in_flight + outcomes_.size();
@@ -454,6 +475,12 @@ void Supervisor::run() noexcept {
   }
   fork_server_.reset();
   retiring_fork_servers_.clear();
+  if (worker_cgroups_) {
+    for (const std::string& left : worker_cgroups_->finish(std::chrono::seconds(2))) {
+      log(LogLevel::warning,
+          fmt::format("the memory cgroup {} is still in use and was left behind", left));
+    }
+  }
 }
 
 void Supervisor::loop() {
@@ -744,6 +771,15 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
     finish_fork_server_retirements(now, true);
     for (const RetiringForkServer& retiring : retiring_fork_servers_)
       consider(retiring.deadline);
+  }
+  if (worker_cgroups_) {
+    WorkerCgroups::Removals removals = worker_cgroups_->retry_removals(now);
+    for (const std::string& left : removals.abandoned) {
+      log(LogLevel::warning,
+          fmt::format("the memory cgroup {} of a worker that left is still in use; given up",
+                      left));
+    }
+    consider(removals.next);
   }
   // A held-back spawn, or one due now after a failed start with no backoff (restart_backoff_initial
   // = 0): nothing else would wake the loop to retry it.

@@ -35,6 +35,7 @@
 #include "oom_attribution.hpp"
 #include "policy.hpp"
 #include "procpool/events.hpp"
+#include "worker_cgroups.hpp"
 #include "worker_process.hpp"
 
 namespace procpool::detail {
@@ -259,6 +260,15 @@ class Supervisor {
   std::atomic<std::uint64_t> submitted_{0}, succeeded_{0}, retries_{0};
   std::array<std::atomic<std::uint64_t>, error_kind_count> failed_by_kind_{};
 
+  // Memory beyond the sampled limits (docs/memory.md; supervisor thread).
+  /// The host's memory cgroup, if it is in one procpool can read.
+  const std::optional<platform::MemoryCgroup> host_cgroup_;
+  /// Whether a worker's unexplained SIGKILL came from the OOM killer.
+  OomAttribution oom_attribution_;
+  /// Per-worker memory cgroups (PoolOptions::worker_cgroups), when asked for. Declared before the
+  /// workers, which hold their cgroups: it outlives them.
+  std::optional<WorkerCgroups> worker_cgroups_;
+
   // Supervisor state (changed by the supervisor thread under state_mutex_).
   mutable std::mutex state_mutex_;
   std::map<std::uint64_t, std::unique_ptr<WorkerProcess>> workers_;
@@ -289,8 +299,6 @@ class Supervisor {
   std::array<std::uint64_t, recycle_reason_count> recycles_{};
   JobStatsTable job_stats_;
   std::mt19937_64 random_;
-  /// Whether a worker's unexplained SIGKILL came from the OOM killer.
-  OomAttribution oom_attribution_;
 
   // Polling before sleeping (SpinPolicy; supervisor thread only).
   AdaptiveSpin spin_;

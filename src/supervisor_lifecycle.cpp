@@ -157,6 +157,10 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   request.channel_fd = channel.worker_end.get();
   apply_security(options_.security, request);
   if (options_.worker_oom_score_adj != 0) request.oom_score_adj = options_.worker_oom_score_adj;
+  if (worker_cgroups_ && worker_cgroups_->active()) {
+    worker->cgroup = worker_cgroups_->make(worker->id);
+    request.cgroup_procs_fd = worker->cgroup.procs.get();
+  }
   std::optional<platform::SpawnedProcess> spawned;
   if (options_.start_mode == StartMode::exec) {
     spawned = platform::spawn(request);
@@ -166,6 +170,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   // The child, or the request on its way to the fork server, has its own copies. EOF comes when
   // the worker (and its children) exit; the segment stays mapped here.
   output.write_end.reset();
+  worker->cgroup.procs.reset();
   worker->segment.close_descriptor();
   channel.worker_end.reset();
   worker->channel = std::move(channel.host_end);
@@ -296,9 +301,11 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   std::string how = describe_exit(*status);
   // A SIGKILL the supervisor did not send: the kernel's counters say whether the OOM killer sent
   // it, and then that is the reason, whatever else was under way.
+  std::optional<CgroupOomReading> own_cgroup;
+  if (w.cgroup) own_cgroup = w.cgroup.release();
   std::optional<OomFinding> oom;
   if (status->signal && platform::is_sigkill(*status->signal) && !w.kill_sent) {
-    oom = oom_attribution_.explain(std::nullopt);
+    oom = oom_attribution_.explain(own_cgroup);
     how = describe_unsent_kill(*oom);
   }
   const bool oom_killed = oom && oom->verdict == OomFinding::Verdict::oom_killer && w.ready;

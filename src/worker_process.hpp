@@ -20,6 +20,7 @@
 #include "procpool/options.hpp"
 #include "procpool/pool.hpp"
 #include "procpool/stats.hpp"
+#include "worker_cgroups.hpp"
 
 namespace procpool::detail {
 
@@ -83,6 +84,8 @@ struct WorkerProcess {
   /// The host's end of the worker's descriptor channel (an in-place job's buffers go through it).
   platform::UniqueFd channel;
   platform::RssReader rss_reader;
+  /// Its memory cgroup, with PoolOptions::worker_cgroups (empty otherwise).
+  WorkerCgroup cgroup;
   Segment segment;
   RingWriter requests;
   RingReader responses;

@@ -218,7 +218,7 @@ TEST_CASE(
     while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe))
       out.append(buffer, n);
     ::pclose(pipe);
-    CHECK(out.find("unreadable --procpool-worker arguments (protocol 4 expected)") !=
+    CHECK(out.find("unreadable --procpool-worker arguments (protocol 5 expected)") !=
           std::string::npos);
     CHECK(out.find("exit 3") != std::string::npos);
   }

@@ -4,6 +4,7 @@
 // whole cycle on the machine's real memory controller: make, cap, move a process in, count its OOM
 // kill, remove.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -265,6 +266,7 @@ TEST_CASE("a real memory cgroup: capped, a process moved in by itself, its OOM k
   // Whatever is left in a cgroup is killed before it is removed.
   pid_t sleeper = ::fork();
   if (sleeper == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test that aborts
     if (!platform::write_self_into(procs.get())) ::_exit(2);
     for (;;)
       ::pause();

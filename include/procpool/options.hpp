@@ -242,6 +242,34 @@ enum class StartMode {
   fork_server,
 };
 
+/// Each worker in a memory cgroup of its own, capped by the kernel (docs/memory.md). A job whose
+/// allocations cross the cap ends as ErrorKind::memory_limit within milliseconds, whatever
+/// RecyclePolicy::memory_sample_interval is, and no other process is touched: the kernel's OOM
+/// killer acts inside that cgroup alone. Needs a memory cgroup the host may make children in: root
+/// (or a delegated directory) on cgroup v1; on cgroup v2 also a parent that holds no processes
+/// itself (the "no internal processes" rule), such as a systemd unit with `Delegate=yes`, a
+/// container whose entrypoint moved itself into a leaf cgroup, or a named delegated directory.
+struct MemoryCgroupOptions {
+  /// false (default): workers run in the host's own memory cgroup.
+  bool enabled = false;
+  /// The cap, in bytes (cgroup v2 memory.max with memory.swap.max 0; v1 memory.limit_in_bytes and
+  /// memory.memsw.limit_in_bytes). 0 (default): RecyclePolicy::rss_hard_limit, which must then be
+  /// set. Allowed: 0 or at least 16 MiB.
+  std::uint64_t max_bytes = 0;
+  /// cgroup v2 only: memory.high, above which the kernel reclaims the worker's memory and slows its
+  /// allocations down. 0 (default): not set. Allowed: 0, or below the cap.
+  std::uint64_t high_bytes = 0;
+  /// The memory cgroup directory the pool makes its own in (`procpool-<pid namespace>-<pid>-<n>`,
+  /// holding `worker-<id>` per worker). Empty (default): the host's own memory cgroup, found from
+  /// /proc/self/cgroup and /proc/self/mountinfo.
+  std::string parent;
+  /// What happens when this machine does not allow the cgroups (no memory controller, no right to
+  /// make children, cgroup v2's rule): false (default), the pool logs why once, runs with the
+  /// sampled limits alone, and PoolStats::memory.enforcement says so; true, the Pool constructor
+  /// throws ConfigError saying why.
+  bool required = false;
+};
+
 /// How a Pool runs its workers. Every field has a working default; the Pool constructor validates
 /// them and throws ConfigError naming the field when one cannot work.
 struct PoolOptions {
@@ -277,6 +305,9 @@ struct PoolOptions {
   /// value below the host's own needs CAP_SYS_RESOURCE (ConfigError otherwise). See
   /// docs/memory.md.
   int worker_oom_score_adj = 1000;
+
+  /// Per-worker memory cgroups capped by the kernel (off by default).
+  MemoryCgroupOptions worker_cgroups;
 
   /// Jobs that may wait for a worker before submit applies `when_queue_full`. Allowed: >= 1.
   std::size_t queue_capacity = 100'000;

@@ -144,6 +144,32 @@ struct JobStats {
   std::int64_t memory_delta_max_bytes = 0;
 };
 
+/// What keeps the workers' memory in bounds (docs/memory.md).
+enum class MemoryEnforcement {
+  /// The recycle limits alone, compared against readings after jobs and at samples.
+  sampled,
+  /// As well, each worker in a memory cgroup of its own that the kernel caps (cgroup v1).
+  cgroup_v1,
+  /// As well, each worker in a memory cgroup of its own that the kernel caps (cgroup v2).
+  cgroup_v2,
+};
+
+/// A stable lower_snake_case name for `enforcement` ("sampled", "cgroup_v1", "cgroup_v2"). Never
+/// throws.
+PROCPOOL_API std::string_view to_string(MemoryEnforcement enforcement) noexcept;
+
+/// How the pool keeps its workers' memory, and so the host's, in bounds.
+struct MemoryStats {
+  /// Sampled limits alone, or kernel caps on each worker as well (PoolOptions::worker_cgroups).
+  MemoryEnforcement enforcement = MemoryEnforcement::sampled;
+  /// With kernel caps: the pool's cgroup directory, which holds one cgroup per worker.
+  std::string worker_cgroups;
+  /// With kernel caps: each worker's cap in bytes.
+  std::uint64_t worker_cap_bytes = 0;
+  /// Workers' oom_score_adj (PoolOptions::worker_oom_score_adj; 0: the host's, unchanged).
+  int worker_oom_score_adj = 0;
+};
+
 /// A whole pool. Worker and queue figures are taken together under the supervisor's locks; the job
 /// counters are atomics read at the same moment and may be a few jobs ahead of them.
 struct PoolStats {
@@ -182,6 +208,9 @@ struct PoolStats {
   std::size_t min_workers = 0;
   /// The configured upper bound on workers (PoolOptions::workers).
   std::size_t max_workers = 0;
+  /// How workers' memory is kept in bounds (sampled limits, kernel caps). Workers the kernel's OOM
+  /// killer ended are recycles(RecycleReason::oom_kill).
+  MemoryStats memory;
 
   /// How many workers left for `reason`.
   std::uint64_t recycles(RecycleReason reason) const noexcept {

@@ -22,7 +22,8 @@ inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
 /// 2: the segment is an inherited descriptor, no longer a name in /dev/shm.
 /// 3: SegmentHeader::host_cpu and worker_cpu.
 /// 4: RingControl::consumer_waiting is a set of wake_by_* bits.
-inline constexpr std::uint32_t protocol_version = 4;
+/// 5: a fork server request may carry a fifth descriptor, the worker's cgroup.procs.
+inline constexpr std::uint32_t protocol_version = 5;
 
 /// How a waiting consumer wants to be woken (RingControl::consumer_waiting bits). The worker's
 /// request ring uses only wake_by_default (a futex wake on write_seq). On a response ring,

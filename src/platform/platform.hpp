@@ -145,8 +145,10 @@ struct SpawnRequest {
   /// The child's whole environment, one "NAME=value" each. nullopt: the host's own, as it is now.
   std::optional<std::vector<std::string>> environment{};
   /// Applied in the child between fork and exec, in this order; a failure fails the spawn.
-  /// Its /proc/self/oom_score_adj, first, so that nothing of the child runs without it; nullopt =
-  /// inherited.
+  /// An open cgroup.procs (platform::open_cgroup_procs) the child moves itself into first, so
+  /// that all its memory is charged there; -1: it stays in the host's cgroups.
+  int cgroup_procs_fd = -1;
+  /// Its /proc/self/oom_score_adj; nullopt = inherited.
   std::optional<int> oom_score_adj{};
   /// RLIMIT_NOFILE (soft and hard); nullopt = inherited.
   std::optional<std::uint64_t> max_open_files{};
@@ -205,6 +207,10 @@ bool is_sigkill(int signal) noexcept;
 
 /// "SIGSEGV"-style name of a signal number.
 std::string signal_name(int signal);
+
+/// The inode of this process's pid namespace (/proc/self/ns/pid): two processes see each other's
+/// pids alike only within one namespace. nullopt if unknown.
+std::optional<std::uint64_t> pid_namespace() noexcept;
 
 /// True if a process with this pid exists (it may be a zombie).
 bool process_exists(int pid) noexcept;

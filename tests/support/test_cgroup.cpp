@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -148,12 +149,24 @@ std::unique_ptr<TestCgroup> TestCgroup::make(std::uint64_t limit_bytes, std::str
   return cgroup;
 }
 
+namespace {
+
+// Kills what runs in `directory` and below, and removes them, deepest first. True when gone.
+bool remove_tree(const std::string& directory) {
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator(directory, ignored)) {
+    if (entry.is_directory()) remove_tree(entry.path().string());
+  }
+  std::ifstream in(directory + "/cgroup.procs");
+  for (int pid; in >> pid;)
+    ::kill(pid, SIGKILL);
+  return ::rmdir(directory.c_str()) == 0 || errno == ENOENT;
+}
+
+}  // namespace
+
 TestCgroup::~TestCgroup() {
-  eventually([&] {
-    for (int pid : processes())
-      ::kill(pid, SIGKILL);
-    return ::rmdir(directory_.c_str()) == 0 || errno == ENOENT;
-  });
+  eventually([&] { return remove_tree(directory_); });
 }
 
 int TestCgroup::spawn(const std::vector<std::string>& argv, int stdout_fd) const {

@@ -246,6 +246,20 @@ JobRegistry make_test_registry() {
     pid_t child = start_grandchild();
     return text_bytes(std::to_string(::getpid()) + " " + std::to_string(child));
   });
+  // A helper process that left the worker's process group (setsid), so its guard cannot kill it,
+  // and holds none of the worker's descriptors. Returns its pid.
+  jobs.add("spawn_escaped_grandchild", [](JobContext&, std::span<const std::byte>) {
+    pid_t child = ::fork();
+    if (child < 0) throw std::runtime_error("fork failed");
+    if (child == 0) {
+      ::setsid();
+      ::close_range(0, ~0u, 0);
+      ::signal(SIGTERM, SIG_IGN);
+      ::signal(SIGHUP, SIG_IGN);
+      hang();
+    }
+    return text_bytes(std::to_string(child));
+  });
   // Closes its ends of the channel (doorbell, output) and exits cleanly in the middle of a job.
   jobs.add("close_and_exit", [](JobContext&, std::span<const std::byte>) -> Bytes {
     ::close(3);

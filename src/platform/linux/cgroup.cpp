@@ -342,8 +342,9 @@ bool write_self_into(int procs) noexcept {
 
 std::vector<int> cgroup_processes(const MemoryCgroup& cgroup) {
   std::vector<int> pids;
-  for (std::string_view line :
-       split(read_text(path_of(cgroup, "cgroup.procs")).value_or(""), '\n')) {
+  // The text must outlive the views split() returns into it.
+  const std::string text = read_text(path_of(cgroup, "cgroup.procs")).value_or("");
+  for (std::string_view line : split(text, '\n')) {
     int pid = 0;
     auto [end, error] = std::from_chars(line.data(), line.data() + line.size(), pid);
     if (error == std::errc() && end == line.data() + line.size() && pid > 0) pids.push_back(pid);

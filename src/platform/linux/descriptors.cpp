@@ -169,7 +169,7 @@ DescriptorChannel make_descriptor_channel() {
 namespace {
 
 // Room for the control message of up to this many descriptors.
-constexpr std::size_t max_passed_descriptors = 4;
+constexpr std::size_t max_passed_descriptors = 5;
 
 // One message of the channel: a byte of data (a message must carry at least one) and room for the
 // descriptors. Points into itself: neither copied nor moved.

@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <new>
 
+#include "platform/cgroup.hpp"
 #include "platform/linux/syscall.hpp"
 #include "platform/platform.hpp"
 
@@ -172,6 +173,11 @@ struct ChildRestrictions {
 
   bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
                                const char* const*) {
+    // The whole child is charged to its cgroup from here on (its memory until the exec is the
+    // host's, and stays charged where it is).
+    if (request.cgroup_procs_fd >= 0 && !write_self_into(request.cgroup_procs_fd)) {
+      return fail("write(cgroup.procs)");
+    }
     if (request.oom_score_adj && !set_oom_score_adj(*request.oom_score_adj)) {
       return fail("write(/proc/self/oom_score_adj)");
     }
@@ -292,6 +298,12 @@ bool is_sigkill(int signal) noexcept {
 std::string signal_name(int signal) {
   if (const char* abbrev = ::sigabbrev_np(signal)) return std::string("SIG") + abbrev;
   return "signal " + std::to_string(signal);
+}
+
+std::optional<std::uint64_t> pid_namespace() noexcept {
+  struct stat st {};
+  if (::stat("/proc/self/ns/pid", &st) != 0) return std::nullopt;
+  return static_cast<std::uint64_t>(st.st_ino);
 }
 
 bool process_exists(int pid) noexcept {
