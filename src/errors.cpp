@@ -51,6 +51,7 @@ std::string_view to_string(RecycleReason reason) noexcept {
     case RecycleReason::protocol_violation: return "protocol_violation";
     case RecycleReason::shutdown: return "shutdown";
     case RecycleReason::oom_kill: return "oom_kill";
+    case RecycleReason::memory_budget: return "memory_budget";
   }
   return "unknown";
 }

@@ -29,6 +29,15 @@ JobStatsTable::Entry& JobStatsTable::entry(const std::string& name) {
   return it->second;
 }
 
+std::optional<std::uint64_t> JobStatsTable::largest_memory_increase(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end() && entries_.size() >= max_job_names) it = entries_.find(overflow_name);
+  if (it == entries_.end() || it->second.delta_jobs == 0 || it->second.delta_max <= 0) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint64_t>(it->second.delta_max);
+}
+
 void JobStatsTable::record(const std::string& name, bool succeeded,
                            std::chrono::nanoseconds latency) {
   Entry& e = entry(name);

@@ -27,6 +27,9 @@ class JobStatsTable {
   void record_memory(const std::string& name, std::int64_t delta, std::uint64_t jobs);
 
   std::vector<JobStats> snapshot() const;
+  /// The largest change in a worker's memory across one job of this name (positive), or nullopt
+  /// before one has been read. Names past max_job_names share the "(other)" entry's.
+  std::optional<std::uint64_t> largest_memory_increase(const std::string& name) const;
 
   std::size_t size() const noexcept { return entries_.size(); }
 

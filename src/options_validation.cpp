@@ -144,6 +144,27 @@ void validate_worker_cgroups(const MemoryCgroupOptions& cgroups, const RecyclePo
   }
 }
 
+void validate_memory_budget(const MemoryBudget& budget) {
+  constexpr std::uint64_t smallest_budget = std::uint64_t{16} << 20;
+  const double fraction = budget.host_limit_fraction;
+  if (!(fraction >= 0 && fraction <= 1)) {  // NaN too
+    throw ConfigError("MemoryBudget::host_limit_fraction",
+                      "is " + std::to_string(fraction) +
+                          "; allowed: 0 (not used) or above 0 up to 1 (a fraction of the host's "
+                          "memory cgroup limit)");
+  }
+  if (budget.bytes != 0 && fraction != 0) {
+    throw ConfigError("MemoryBudget::host_limit_fraction",
+                      "is set together with MemoryBudget::bytes: give one of the two");
+  }
+  if (budget.bytes != 0 && budget.bytes < smallest_budget) {
+    throw ConfigError("MemoryBudget::bytes",
+                      std::to_string(budget.bytes) +
+                          " bytes would not hold one worker; allowed: 0 (no budget) or at least "
+                          "16 MiB");
+  }
+}
+
 }  // namespace
 
 PoolOptions validate(PoolOptions options) {
@@ -278,6 +299,7 @@ PoolOptions validate(PoolOptions options) {
   validate_security(options.security, options.recycle.memory_metric);
   validate_oom_score_adj(options.worker_oom_score_adj);
   validate_worker_cgroups(options.worker_cgroups, options.recycle);
+  validate_memory_budget(options.memory_budget);
   return options;
 }
 

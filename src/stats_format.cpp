@@ -160,6 +160,19 @@ std::string to_json(const PoolStats& stats) {
         reasons.number(to_string(static_cast<RecycleReason>(i)), stats.recycles_by_reason[i]);
       }
     }
+    {
+      const MemoryStats& m = stats.memory;
+      JsonObject memory(pool.key("memory"));
+      memory.text("enforcement", to_string(m.enforcement));
+      memory.text("worker_cgroups", m.worker_cgroups);
+      memory.number("worker_cap_bytes", m.worker_cap_bytes);
+      memory.number("worker_oom_score_adj", m.worker_oom_score_adj);
+      memory.number("budget_bytes", m.budget_bytes);
+      memory.number("budget_in_use_bytes", m.budget_in_use_bytes);
+      memory.number("jobs_held_for_memory", m.jobs_held_for_memory);
+      memory.key("holding_job_for_memory") += m.holding_job_for_memory ? "true" : "false";
+      memory.number("jobs_over_budget", m.jobs_over_budget);
+    }
     std::string& workers = pool.key("workers");
     workers += '[';
     for (std::size_t i = 0; i < stats.workers.size(); ++i) {
@@ -235,6 +248,29 @@ std::string to_prometheus(const PoolStats& stats) {
              fmt::format("reason=\"{}\"", to_string(static_cast<RecycleReason>(i))),
              stats.recycles_by_reason[i]);
   }
+  const MemoryStats& memory = stats.memory;
+  e.family("memory_enforcement", "gauge",
+           "1 for what keeps workers' memory in bounds (sampled limits, kernel caps), 0 for the "
+           "others.");
+  for (MemoryEnforcement m :
+       {MemoryEnforcement::sampled, MemoryEnforcement::cgroup_v1, MemoryEnforcement::cgroup_v2}) {
+    e.sample("memory_enforcement", fmt::format("enforcement=\"{}\"", to_string(m)),
+             m == memory.enforcement ? 1 : 0);
+  }
+  e.single("worker_memory_cap_bytes", "gauge", "Each worker's kernel memory cap (0: none).",
+           memory.worker_cap_bytes);
+  e.single("memory_budget_bytes", "gauge", "The pool memory budget (0: none).",
+           memory.budget_bytes);
+  e.single("memory_budget_in_use_bytes", "gauge",
+           "What the workers hold against the memory budget.", memory.budget_in_use_bytes);
+  e.single("jobs_held_for_memory_total", "counter",
+           "Jobs that waited for the memory budget before they ran.", memory.jobs_held_for_memory);
+  e.single("job_holding_for_memory", "gauge",
+           "1 while the job at the head of the queue waits for the memory budget.",
+           memory.holding_job_for_memory ? 1 : 0);
+  e.single("jobs_over_memory_budget_total", "counter",
+           "Jobs failed at once: their expected peak alone exceeds the memory budget.",
+           memory.jobs_over_budget);
   auto per_worker = [&](std::string_view name, std::string_view type, std::string_view help,
                         auto value_of) {
     e.family(name, type, help);

@@ -52,6 +52,13 @@ Supervisor::Supervisor(PoolOptions options)
           fmt::format("removing {} memory cgroup(s) left by pools whose host died", swept));
     }
   }
+  std::string no_budget;
+  std::optional<std::uint64_t> host_limit;
+  if (host_cgroup_) {
+    if (auto limit = platform::effective_memory_limit(*host_cgroup_)) host_limit = limit->bytes;
+  }
+  memory_budget_ = MemoryBudgetGate(options_.memory_budget, host_limit, no_budget);
+  if (!no_budget.empty()) log(LogLevel::warning, no_budget);
   // Edge-triggered: the eventfds the supervisor sleeps on are never drained (a read per wake-up).
   poller_.add(wake_fd_.get(), wake_key, true);
   thread_ = std::thread([this] { run(); });
@@ -330,6 +337,10 @@ PoolStats Supervisor::stats() const {
     stats.memory.worker_cgroups = worker_cgroups_->directory();
     if (worker_cgroups_->active()) stats.memory.worker_cap_bytes = worker_cgroups_->cap_bytes();
   }
+  if (memory_budget_.enabled()) {
+    bool may_free = false;
+    memory_budget_.fill(stats.memory, memory_in_use(may_free));
+  }
   stats.min_workers = options_.min_workers.value_or(options_.workers);
   stats.max_workers = options_.workers;
   stats.tracked_jobs = stats.queued + stats.in_flight + outcomes_.size();
@@ -580,7 +591,8 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
   }
   if (!final_stop_) {
     // Scale up on queue depth: jobs wait and no worker is free or coming.
-    if (queued && scaled_target_ < options_.workers) {
+    // Not while the head waits for memory: a new worker would only add to what it waits for.
+    if (queued && scaled_target_ < options_.workers && !memory_budget_.holding()) {
       bool capacity_coming =
           !forks_.empty() || std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
             return !w.second->leaving && (w.second->dispatchable() || !w.second->ready);
@@ -599,25 +611,35 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
 
 bool Supervisor::dispatch(Clock::time_point now) {
   bool popped = false, retired = false;
+  BudgetView budget;
+  if (memory_budget_.enabled()) budget.in_use = memory_in_use(budget.may_free);
   // Every idle worker first gets a job of its own...
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
     if (!w.dispatchable()) continue;
-    std::unique_ptr<Job> job;
-    {
-      std::lock_guard lock(queue_mutex_);
-      if (queue_.empty()) break;
-      job = std::make_unique<Job>(queue_.pop_front());
-    }
+    std::uint64_t peak = 0;
+    std::unique_ptr<Job> job = take_job(budget, true, peak);
+    if (!job) break;
     popped = true;
     give_job(w, std::move(job), now);
+    if (memory_budget_.enabled()) {
+      w.budget.add(w.memory, peak);
+      budget.in_use += peak;
+      budget.may_free = true;
+    }
     send_request(w);
     retired |= retire_if_last_job_given(w, now);
+  }
+  if (memory_budget_.enabled()) {
+    // Whether the head waits for memory also matters with no worker idle (scaling up waits too).
+    std::uint64_t peak = 0;
+    take_job(budget, false, peak);
+    if (memory_budget_.holding()) make_room(peak, budget.in_use, now);
   }
   // ...then busy workers running short jobs get more behind the one they run.
   if (options_.prefetch.max_jobs > 0) {
     for (auto& [id, worker] : workers_) {
-      if (prefetch(*worker)) {
+      if (prefetch(*worker, budget.in_use)) {
         popped = true;
         retired |= retire_if_last_job_given(*worker, now);
       }
@@ -625,6 +647,55 @@ bool Supervisor::dispatch(Clock::time_point now) {
   }
   if (popped) queue_space_.notify_all();
   return retired;
+}
+
+std::unique_ptr<Job> Supervisor::take_job(const BudgetView& budget, bool take,
+                                          std::uint64_t& peak) {
+  std::vector<Job> refused;  // whose expected peak alone exceeds the budget
+  std::unique_ptr<Job> job;
+  {
+    std::lock_guard lock(queue_mutex_);
+    bool holding = false;
+    while (!queue_.empty()) {
+      if (!memory_budget_.enabled()) {
+        if (take) job = std::make_unique<Job>(queue_.pop_front());
+        break;
+      }
+      Job& head = queue_.front();
+      peak = MemoryBudgetGate::expected_peak(head.options.expected_memory_bytes, head.name,
+                                             job_stats_);
+      auto admission =
+          memory_budget_.admit(peak, budget.in_use, budget.may_free, head.held_for_memory);
+      if (admission == MemoryBudgetGate::Admission::never_fits) {
+        refused.push_back(queue_.pop_front());
+        continue;
+      }
+      holding = admission == MemoryBudgetGate::Admission::hold;
+      if (!holding && take) job = std::make_unique<Job>(queue_.pop_front());
+      break;
+    }
+    memory_budget_.set_holding(holding);
+  }
+  for (Job& over : refused) {
+    const std::uint64_t over_peak =
+        MemoryBudgetGate::expected_peak(over.options.expected_memory_bytes, over.name, job_stats_);
+    std::string why =
+        memory_budget_.refusal(over.name, over_peak, over.options.expected_memory_bytes > 0);
+    log(LogLevel::warning, why);
+    unsigned attempts = over.attempts;
+    complete(over, job_failure(ErrorKind::memory_limit, std::move(why), attempts));
+  }
+  if (!refused.empty()) queue_space_.notify_all();
+  return job;
+}
+
+std::uint64_t Supervisor::memory_in_use(bool& may_free) const {
+  std::uint64_t in_use = 0;
+  for (const auto& [id, w] : workers_) {
+    in_use += w->budget.charge(w->memory);
+    may_free |= w->job != nullptr || w->leaving.has_value();
+  }
+  return in_use;
 }
 
 bool Supervisor::retire_if_last_job_given(WorkerProcess& w, Clock::time_point now) {
@@ -664,7 +735,7 @@ void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_s
   }
 }
 
-bool Supervisor::prefetch(WorkerProcess& w) {
+bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use) {
   const PrefetchPolicy& policy = options_.prefetch;
   if (!w.job || !w.ready || w.leaving || w.stop_sent || w.untrusted || w.direct_call ||
       !w.job_start_sent || w.sent != w.job->payload.size() || !w.typical_job_time ||
@@ -692,6 +763,13 @@ bool Supervisor::prefetch(WorkerProcess& w) {
       std::uint64_t head = RingWriter::record_bytes(sizeof(JobStartBody) + job.name.size());
       std::uint64_t body = job.payload.empty() ? 0 : RingWriter::record_bytes(job.payload.size());
       if (job.payload.size() > w.max_body || head + body > space) break;
+      if (memory_budget_.enabled()) {
+        const std::uint64_t peak = MemoryBudgetGate::expected_peak(
+            job.options.expected_memory_bytes, job.name, job_stats_);
+        if (!memory_budget_.fits(peak, budget_in_use)) break;
+        w.budget.add(w.memory, peak);
+        budget_in_use += peak;
+      }
       ++job.attempts;
       append_job_start(w.requests, job);  // fits: checked above
       if (!job.payload.empty()) w.requests.append(RecordType::job_data, job.id, job.payload);

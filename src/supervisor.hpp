@@ -32,6 +32,7 @@
 #include "job_queue.hpp"
 #include "job_stats.hpp"
 #include "lending.hpp"
+#include "memory_budget.hpp"
 #include "oom_attribution.hpp"
 #include "policy.hpp"
 #include "procpool/events.hpp"
@@ -115,8 +116,21 @@ class Supervisor {
   /// Makes `worker.job` the job it runs from `now`. `fresh_start`: dispatched to an idle worker
   /// (rather than reached after the job ahead of it).
   void begin_job(WorkerProcess& worker, Clock::time_point now, bool fresh_start);
-  /// Sends queued jobs ahead to a busy worker per PrefetchPolicy; true if it took any.
-  bool prefetch(WorkerProcess& worker);
+  /// Sends queued jobs ahead to a busy worker per PrefetchPolicy, those that fit the memory
+  /// budget beside `budget_in_use` (which grows by theirs); true if it took any.
+  bool prefetch(WorkerProcess& worker, std::uint64_t& budget_in_use);
+  /// What the workers hold against the memory budget, as dispatch sees it.
+  struct BudgetView {
+    std::uint64_t in_use = 0;
+    bool may_free = false;  // a worker runs a job or is leaving
+  };
+  /// The job at the head of the queue if it may run now (the memory budget admits it), removed
+  /// from the queue if `take`; `peak` gets its expected peak. Heads that could never fit the
+  /// budget are failed on the way; whether the head waits for memory is set in memory_budget_.
+  std::unique_ptr<Job> take_job(const BudgetView& budget, bool take, std::uint64_t& peak);
+  /// What the workers hold against the memory budget; `may_free` is set if a worker runs a job
+  /// or is leaving.
+  std::uint64_t memory_in_use(bool& may_free) const;
   /// Retires a worker (max_jobs) as soon as it holds its last job, so that its replacement starts
   /// while that job runs. True if it retired.
   bool retire_if_last_job_given(WorkerProcess& worker, Clock::time_point now);
@@ -192,6 +206,9 @@ class Supervisor {
   bool memory_reading_due(const WorkerProcess& worker, Clock::time_point now) const;
   void apply_policy(WorkerProcess& worker, Clock::time_point now);
   void release_retired(WorkerProcess& worker, Clock::time_point now);
+  /// While a job expected to add `peak` waits for the memory budget (the workers hold `in_use`):
+  /// stops idle workers above min_workers, the largest first, until it would fit, keeping one.
+  void make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time_point now);
   void note_unplanned_exit(Clock::time_point now, const std::string& why);
   void note_job_completed();
   void set_degraded(bool degraded, const std::string& why);
@@ -205,7 +222,8 @@ class Supervisor {
 
   // supervisor_call.cpp: Pool::call's direct hand-off.
   /// An idle worker this thread may give its job to itself, or nullptr (then the job is queued).
-  WorkerProcess* direct_call_worker();
+  /// `peak`: the job's expected peak, which the memory budget must admit at once.
+  WorkerProcess* direct_call_worker(std::uint64_t peak);
   /// Ends this thread's wait on `worker` (`done`: its job has its outcome in outcomes_), delivers
   /// that outcome with the lock released, and wakes the supervisor thread if it has anything to
   /// do. Unlocks `lock`.
@@ -268,6 +286,8 @@ class Supervisor {
   /// Per-worker memory cgroups (PoolOptions::worker_cgroups), when asked for. Declared before the
   /// workers, which hold their cgroups: it outlives them.
   std::optional<WorkerCgroups> worker_cgroups_;
+  /// The pool memory budget (PoolOptions::memory_budget), which queued jobs wait for.
+  MemoryBudgetGate memory_budget_;
 
   // Supervisor state (changed by the supervisor thread under state_mutex_).
   mutable std::mutex state_mutex_;

@@ -69,7 +69,11 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
   if (refusal) return submit_one(std::move(job), std::move(refusal));
 
   std::unique_lock lock(state_mutex_);
-  WorkerProcess* w = direct_call_worker();
+  const std::uint64_t peak =
+      memory_budget_.enabled()
+          ? MemoryBudgetGate::expected_peak(job.options.expected_memory_bytes, job.name, job_stats_)
+          : 0;
+  WorkerProcess* w = direct_call_worker(peak);
   if (!w) {
     lock.unlock();
     return submit_one(std::move(job), std::nullopt);
@@ -88,6 +92,7 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
     w->segment.header().host_cpu.store(cpu, std::memory_order_relaxed);
   }
   give_job(*w, std::move(owned), now);
+  if (memory_budget_.enabled()) w->budget.add(w->memory, peak);
   try {
     {
       DeferLogs defer(this, deferring_);
@@ -143,12 +148,20 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
   }
 }
 
-WorkerProcess* Supervisor::direct_call_worker() {
+WorkerProcess* Supervisor::direct_call_worker(std::uint64_t peak) {
   if (final_stop_ || drain_deadline_) return nullptr;
   {
     std::lock_guard queue_lock(queue_mutex_);
     // Queued jobs go first; a stopping or degraded pool takes the queue's path to its refusal.
     if (stopping_ || degraded_ || shutdown_drain_ || !queue_.empty()) return nullptr;
+  }
+  // A job the memory budget does not admit at once waits (or is refused) in the queue.
+  if (memory_budget_.enabled()) {
+    bool may_free = false;
+    const std::uint64_t in_use = memory_in_use(may_free);
+    if (!memory_budget_.fits(peak, in_use) && (may_free || peak > memory_budget_.bytes())) {
+      return nullptr;
+    }
   }
   // A direct hand-off saves two context switches of four with the pool on one CPU (a worker on
   // this thread's CPU that cannot move), and two sleeping wake-ups of four where nobody polls for

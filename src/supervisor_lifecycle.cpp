@@ -51,6 +51,7 @@ bool is_retirement(RecycleReason reason) {
     case RecycleReason::max_lifetime:
     case RecycleReason::idle_timeout:
     case RecycleReason::scale_down:
+    case RecycleReason::memory_budget:
     case RecycleReason::rss_soft_limit:
     case RecycleReason::rss_growth:
       return true;
@@ -458,7 +459,8 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
   if (w.stop_sent) return;
   // The stop's reason decides what the job in hand becomes (a timeout or a shutdown overtakes a
   // retirement under way); a successor is owed only once per worker.
-  if (!w.leaving && reason != RecycleReason::shutdown && reason != RecycleReason::scale_down) {
+  if (!w.leaving && reason != RecycleReason::shutdown && reason != RecycleReason::scale_down &&
+      reason != RecycleReason::memory_budget) {
     pending_replacements_.push_back(reason);
   }
   w.leaving = reason;
@@ -502,6 +504,7 @@ void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point now) {
   auto rss = w.rss_reader.read();
   if (!rss) return;  // exiting; its exit event follows
   w.memory_read_at = now;
+  if (!w.job) w.budget.clear();  // a reading after its jobs: what they left is in it
   w.rss = *rss;
   w.peak_rss = std::max(w.peak_rss, *rss);
   switch (options_.recycle.memory_metric) {
@@ -601,6 +604,37 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   event.reason = decision.reason;
   emit(std::move(event), LogLevel::info);
   release_retired(w, now);
+}
+
+void Supervisor::make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time_point now) {
+  if (!options_.min_workers) return;
+  std::vector<WorkerProcess*> idle;
+  std::size_t live = 0;
+  for (auto& [id, worker] : workers_) {
+    if (!worker->leaving) ++live;
+    if (worker->dispatchable() && !worker->direct_call) idle.push_back(worker.get());
+  }
+  // The largest first. None needs to stay for the job: a worker runs or leaves (it is held), and
+  // the one that finishes takes it, or one is started once it fits.
+  std::sort(idle.begin(), idle.end(), [](const WorkerProcess* a, const WorkerProcess* b) {
+    return a->budget.charge(a->memory) > b->budget.charge(b->memory);
+  });
+  for (std::size_t i = 0;
+       i < idle.size() && live > *options_.min_workers && !memory_budget_.fits(peak, in_use);
+       ++i, --live) {
+    WorkerProcess& w = *idle[i];
+    const std::uint64_t held = w.budget.charge(w.memory);
+    in_use -= std::min(in_use, held);
+    scaled_target_ = std::max(*options_.min_workers, target_workers() - 1);
+    std::string detail =
+        fmt::format("idle, holding {} while a job waits for the memory budget", format_bytes(held));
+    PoolEvent event = worker_event(EventType::retiring, w,
+                                   fmt::format("worker {} (pid {}) retiring ({}): {}", w.id, w.pid,
+                                               to_string(RecycleReason::memory_budget), detail));
+    event.reason = RecycleReason::memory_budget;
+    emit(std::move(event), LogLevel::info);
+    stop_worker(w, RecycleReason::memory_budget, now, std::move(detail));
+  }
 }
 
 void Supervisor::release_retired(WorkerProcess& w, Clock::time_point now) {

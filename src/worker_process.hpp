@@ -13,6 +13,7 @@
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
 #include "channel/segment.hpp"
+#include "memory_budget.hpp"
 #include "outcome_promise.hpp"
 #include "platform/platform.hpp"
 #include "procpool/future.hpp"
@@ -58,6 +59,8 @@ struct Job {
   std::chrono::milliseconds timeout{0};
   OutcomeSink sink;
   unsigned attempts = 0;
+  /// It has waited for the pool memory budget (counted once).
+  bool held_for_memory = false;
   /// Set for an in-place job, whose payload is empty: its bytes are in these buffers.
   std::unique_ptr<InPlaceBuffers> in_place;
 };
@@ -111,6 +114,8 @@ struct WorkerProcess {
   /// that ended within RecyclePolicy::memory_read_min_interval of the last reading.
   std::uint64_t unread_jobs = 0;
   std::string unread_job_name;
+  /// What it holds against the pool memory budget (PoolOptions::memory_budget).
+  BudgetReservation budget;
   std::optional<std::uint64_t> baseline;
   Clock::time_point baseline_at;
   std::uint64_t baseline_jobs = 0;

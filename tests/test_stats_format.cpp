@@ -88,3 +88,41 @@ TEST_CASE("to_prometheus escapes label values") {
   std::string text = to_prometheus(stats);
   CHECK(text.find("job=\"a\\\"b\\\\c\\nd\"") != std::string::npos);
 }
+
+TEST_CASE("the memory figures (enforcement, caps, budget) render the same in JSON and Prometheus") {
+  PoolOptions options = test::quiet_options(1);
+  options.memory_budget.bytes = std::uint64_t{256} << 20;
+  Pool pool(options);
+  SubmitOptions too_big;
+  too_big.expected_memory_bytes = std::uint64_t{300} << 20;
+  REQUIRE(pool.submit("echo", test::bytes("a")).get().ok());
+  REQUIRE(pool.submit("echo", test::bytes("b"), too_big).get().error().kind ==
+          ErrorKind::memory_limit);
+  PoolStats stats = pool.stats();
+  REQUIRE(stats.memory.budget_in_use_bytes > 0);
+
+  nlohmann::json memory = nlohmann::json::parse(to_json(stats))["memory"];
+  CHECK(memory["enforcement"] == "sampled");
+  CHECK(memory["worker_cgroups"] == "");
+  CHECK(memory["worker_cap_bytes"] == 0);
+  CHECK(memory["worker_oom_score_adj"] == 1000);
+  CHECK(memory["budget_bytes"] == stats.memory.budget_bytes);
+  CHECK(memory["budget_in_use_bytes"] == stats.memory.budget_in_use_bytes);
+  CHECK(memory["jobs_held_for_memory"] == 0);
+  CHECK(memory["holding_job_for_memory"] == false);
+  CHECK(memory["jobs_over_budget"] == 1);
+
+  const std::string text = to_prometheus(stats);
+  auto has = [&](const std::string& line) { return text.find(line + "\n") != std::string::npos; };
+  CHECK(has("procpool_memory_enforcement{enforcement=\"sampled\"} 1"));
+  CHECK(has("procpool_memory_enforcement{enforcement=\"cgroup_v2\"} 0"));
+  CHECK(has("procpool_worker_memory_cap_bytes 0"));
+  CHECK(has("procpool_memory_budget_bytes 268435456"));
+  CHECK(has("procpool_memory_budget_in_use_bytes " +
+            std::to_string(stats.memory.budget_in_use_bytes)));
+  CHECK(has("procpool_jobs_held_for_memory_total 0"));
+  CHECK(has("procpool_job_holding_for_memory 0"));
+  CHECK(has("procpool_jobs_over_memory_budget_total 1"));
+  CHECK(has("procpool_recycles_total{reason=\"memory_budget\"} 0"));
+  CHECK(has("procpool_recycles_total{reason=\"oom_kill\"} 0"));
+}

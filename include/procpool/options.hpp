@@ -270,6 +270,21 @@ struct MemoryCgroupOptions {
   bool required = false;
 };
 
+/// A ceiling on the memory of all the pool's workers together (docs/memory.md). A queued job is
+/// given a worker only while the workers' memory plus the job's expected peak
+/// (SubmitOptions::expected_memory_bytes, else the largest change its name has shown) fits; the
+/// job at the head of the queue waits until it does, and those behind it wait for it. With no
+/// worker running a job or leaving, it runs whatever the figures say, so nothing waits forever. A
+/// job whose expected peak alone exceeds the budget fails at once with ErrorKind::memory_limit.
+struct MemoryBudget {
+  /// The budget in bytes. 0 (default): none (unless host_limit_fraction is set).
+  std::uint64_t bytes = 0;
+  /// "Auto": this fraction of the memory limit of the host's memory cgroup (a container's limit)
+  /// when it has one; without one the pool logs so once and runs with no budget. 0 (default): not
+  /// used. Allowed: 0, or above 0 up to 1, and not together with `bytes`.
+  double host_limit_fraction = 0;
+};
+
 /// How a Pool runs its workers. Every field has a working default; the Pool constructor validates
 /// them and throws ConfigError naming the field when one cannot work.
 struct PoolOptions {
@@ -308,6 +323,8 @@ struct PoolOptions {
 
   /// Per-worker memory cgroups capped by the kernel (off by default).
   MemoryCgroupOptions worker_cgroups;
+  /// A ceiling on the workers' memory together, which jobs wait for (none by default).
+  MemoryBudget memory_budget;
 
   /// Jobs that may wait for a worker before submit applies `when_queue_full`. Allowed: >= 1.
   std::size_t queue_capacity = 100'000;
@@ -389,6 +406,11 @@ struct SubmitOptions {
   /// Total attempts for an idempotent job whose worker crashed, timed out or was killed for memory
   /// (never after a handler error). Values above 1 require `idempotent`. Allowed: 1..100.
   unsigned max_attempts = 1;
+  /// The most memory the job may add to its worker while it runs, for PoolOptions::memory_budget
+  /// (unused without one). 0 (default): the largest change in a worker's memory across one job of
+  /// this name so far (JobStats::memory_delta_max_bytes), or nothing before one has been read. Give
+  /// it for jobs whose memory peaks and falls back, which the change across a job does not show.
+  std::uint64_t expected_memory_bytes = 0;
 };
 
 }  // namespace procpool

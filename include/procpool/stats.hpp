@@ -63,11 +63,14 @@ enum class RecycleReason {
   /// The kernel's OOM killer ended it (its memory cgroup, the host's, or the machine ran out):
   /// its job failed with memory_limit (or is retried, if idempotent).
   oom_kill,
+  /// Idle while a job waited for the pool memory budget, with the pool above min_workers: stopped,
+  /// not replaced, to give its memory back.
+  memory_budget,
 };
 
 /// Number of RecycleReason values (for arrays indexed by reason).
 inline constexpr std::size_t recycle_reason_count =
-    static_cast<std::size_t>(RecycleReason::oom_kill) + 1;
+    static_cast<std::size_t>(RecycleReason::memory_budget) + 1;
 
 /// A stable lower_snake_case name for `reason` ("max_jobs", "rss_soft_limit", ...). Never throws.
 PROCPOOL_API std::string_view to_string(RecycleReason reason) noexcept;
@@ -168,6 +171,18 @@ struct MemoryStats {
   std::uint64_t worker_cap_bytes = 0;
   /// Workers' oom_score_adj (PoolOptions::worker_oom_score_adj; 0: the host's, unchanged).
   int worker_oom_score_adj = 0;
+  /// The pool memory budget in bytes (PoolOptions::memory_budget); 0: none.
+  std::uint64_t budget_bytes = 0;
+  /// What the workers hold against the budget now: each worker's memory, or while it has jobs,
+  /// its memory when it was given them plus their expected peaks if that is more.
+  std::uint64_t budget_in_use_bytes = 0;
+  /// Jobs that waited for memory under the budget before they ran (each counted once).
+  std::uint64_t jobs_held_for_memory = 0;
+  /// Whether the job at the head of the queue is waiting for memory now.
+  bool holding_job_for_memory = false;
+  /// Jobs failed at once because their expected peak alone exceeded the budget (also counted in
+  /// failures(ErrorKind::memory_limit)).
+  std::uint64_t jobs_over_budget = 0;
 };
 
 /// A whole pool. Worker and queue figures are taken together under the supervisor's locks; the job

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -378,6 +379,18 @@ JobRegistry make_test_registry() {
     leak_mebibytes(value_of<std::uint32_t>(in));
     return text_bytes(std::to_string(::getpid()) + " " +
                       std::to_string(context.jobs_done_by_worker()));
+  });
+  // Leaks the MiB the payload ("<MiB> <fifo>") names, then waits as wait_fifo does on the FIFO.
+  jobs.add("leak_mb_wait_fifo", [](JobContext&, std::span<const std::byte> in) {
+    std::istringstream words(as_text(in));
+    std::uint32_t mib = 0;
+    std::string fifo;
+    if (!(words >> mib >> fifo)) throw std::runtime_error("payload: <MiB> <fifo path>");
+    leak_mebibytes(mib);
+    std::ifstream gate(fifo, std::ios::binary);
+    char released = 0;
+    if (!gate.get(released)) throw std::runtime_error("the gate FIFO closed without a byte");
+    return text_bytes("released");
   });
   // Grows by 8 MiB every 5 ms up to the payload's MiB, then holds: a job that balloons mid-run.
   jobs.add("balloon_mb", [](JobContext&, std::span<const std::byte> in) -> Bytes {

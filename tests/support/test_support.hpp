@@ -62,6 +62,8 @@ class Gate {
   Gate& operator=(const Gate&) = delete;
   /// The payload for a "wait_fifo" job held by this gate.
   Bytes payload() const;
+  /// The FIFO's path (for jobs that take it as part of their payload).
+  const std::string& path() const { return path_; }
   /// Lets the held job finish; blocks until that job has opened the FIFO (it must be running).
   void release();
 
