@@ -109,6 +109,32 @@ TEST_CASE("options come from flags over the environment", "[azure][server]") {
   CHECK(d.idle_timeout == std::chrono::minutes(5));
   CHECK(d.rss_soft_limit > 0);
   CHECK(d.job_timeout > std::chrono::seconds(0));
+  // Memory protection is on by default: kernel caps at the hard limit, a budget of 0.7 of the
+  // container's limit; and each can be set or turned off.
+  procpool::PoolOptions protective = procpool::azure::make_pool_options(d);
+  CHECK(protective.worker_cgroups.enabled);
+  CHECK(protective.worker_cgroups.max_bytes == 0);  // the hard limit
+  CHECK_FALSE(protective.worker_cgroups.required);
+  CHECK(protective.memory_budget.host_limit_fraction == 0.7);
+  CHECK(protective.memory_budget.bytes == 0);
+  ServerOptions m = procpool::azure::parse_server_options(
+      {"--worker-memory-cap-mb", "512", "--worker-cgroup-parent", "/sys/fs/cgroup/memory/svc",
+       "--memory-budget-mb=2048"},
+      {{"PROCPOOL_TRANSCRIBE_MEMORY_BUDGET_FRACTION", "0.5"}});
+  procpool::PoolOptions named = procpool::azure::make_pool_options(m);
+  CHECK(named.worker_cgroups.max_bytes == std::uint64_t{512} << 20);
+  CHECK(named.worker_cgroups.parent == "/sys/fs/cgroup/memory/svc");
+  CHECK(named.memory_budget.bytes == std::uint64_t{2048} << 20);
+  CHECK(named.memory_budget.host_limit_fraction == 0);  // the bytes win
+  procpool::PoolOptions off =
+      procpool::azure::make_pool_options(procpool::azure::parse_server_options(
+          {"--worker-memory-cgroups", "0", "--memory-budget-fraction", "0"}, {}));
+  CHECK_FALSE(off.worker_cgroups.enabled);
+  CHECK(off.memory_budget.host_limit_fraction == 0);
+  CHECK_THROWS_WITH(procpool::azure::parse_server_options({"--memory-budget-fraction", "1.5"}, {}),
+                    Has("memory-budget-fraction"));
+  CHECK_THROWS_WITH(procpool::azure::parse_server_options({"--worker-memory-cgroups", "yes"}, {}),
+                    Has("worker-memory-cgroups"));
   CHECK_THROWS_WITH(procpool::azure::parse_server_options({"--workers", "x"}, {}), Has("workers"));
   CHECK_THROWS_WITH(procpool::azure::parse_server_options({"--nope", "1"}, {}), Has("--nope"));
   CHECK_THROWS_WITH(

@@ -51,6 +51,16 @@ std::uint64_t parse_u64(const std::string& what, const std::string& text, std::u
   return v;
 }
 
+double parse_fraction(const std::string& what, const std::string& text) {
+  double v = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc{} || p != end || !(v >= 0 && v <= 1)) {
+    throw std::invalid_argument(what + ": expected a number from 0 to 1, got \"" + text + "\"");
+  }
+  return v;
+}
+
 const std::vector<Flag>& flags() {
   static const std::vector<Flag> all = [] {
     std::vector<Flag> f;
@@ -138,6 +148,33 @@ const std::vector<Flag>& flags() {
                      throw std::invalid_argument("memory-metric: expected rss, pss or uss, got \"" +
                                                  v + "\"");
                    }
+                 }});
+    f.push_back({"worker-memory-cgroups",
+                 "1/0: each worker in a memory cgroup the kernel caps (default 1)",
+                 [](ServerOptions& o, const std::string& v) {
+                   if (v != "0" && v != "1") {
+                     throw std::invalid_argument("worker-memory-cgroups: expected 1 or 0, got \"" +
+                                                 v + "\"");
+                   }
+                   o.worker_cgroups = v == "1";
+                 }});
+    f.push_back({"worker-memory-cap-mb",
+                 "each worker's kernel memory cap, 0 = the hard limit (default 0)",
+                 [u64](ServerOptions& o, const std::string& v) {
+                   o.worker_memory_cap = u64("worker-memory-cap-mb", v, 1 << 24) << 20;
+                 }});
+    f.push_back({"worker-cgroup-parent",
+                 "memory cgroup directory to make workers' cgroups in (default: the server's)",
+                 [](ServerOptions& o, const std::string& v) { o.worker_cgroup_parent = v; }});
+    f.push_back({"memory-budget-mb",
+                 "workers' memory together that jobs wait for, 0 = the fraction (default 0)",
+                 [u64](ServerOptions& o, const std::string& v) {
+                   o.memory_budget = u64("memory-budget-mb", v, 1 << 24) << 20;
+                 }});
+    f.push_back({"memory-budget-fraction",
+                 "budget as a fraction of the container's memory limit, 0 = none (default 0.7)",
+                 [](ServerOptions& o, const std::string& v) {
+                   o.memory_budget_fraction = parse_fraction("memory-budget-fraction", v);
                  }});
     f.push_back({"drain-s", "on SIGTERM, time jobs get to finish (default 30)",
                  [u64](ServerOptions& o, const std::string& v) {
@@ -576,6 +613,16 @@ PoolOptions make_pool_options(const ServerOptions& o) {
   p.recycle.max_lifetime = o.max_lifetime;
   p.recycle.max_lifetime_jitter = o.max_lifetime / 10;
   p.recycle.memory_metric = o.memory_metric;
+  // Kernel caps where the machine allows them (else a logged fallback), and a budget that keeps
+  // the workers inside the container's limit with room for the server itself.
+  p.worker_cgroups.enabled = o.worker_cgroups && (o.worker_memory_cap > 0 || o.rss_hard_limit > 0);
+  p.worker_cgroups.max_bytes = o.worker_memory_cap;
+  p.worker_cgroups.parent = o.worker_cgroup_parent;
+  if (o.memory_budget > 0) {
+    p.memory_budget.bytes = o.memory_budget;
+  } else {
+    p.memory_budget.host_limit_fraction = o.memory_budget_fraction;
+  }
   p.destructor_drain = o.drain;
   std::string exe = o.worker_executable;
   if (exe.empty()) {

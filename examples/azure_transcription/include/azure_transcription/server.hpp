@@ -37,8 +37,19 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{300'000};           // --idle-recycle-s (0: off)
   std::chrono::milliseconds max_lifetime{0};                 // --max-lifetime-s (0: off)
   MemoryMetric memory_metric = MemoryMetric::rss;            // --memory-metric rss|pss|uss
-  std::chrono::milliseconds drain{30'000};                   // --drain-s: shutdown grace
-  std::size_t simulate_leak_mb = 0;                          // --simulate-native-leak-mb
+  /// --worker-memory-cgroups: each worker in a memory cgroup of its own that the kernel caps at
+  /// --worker-memory-cap-mb (0: the hard limit), made under --worker-cgroup-parent (empty: the
+  /// server's own cgroup). Where that cannot be done the server logs why and runs on the sampled
+  /// limits.
+  bool worker_cgroups = true;
+  std::uint64_t worker_memory_cap = 0;  // --worker-memory-cap-mb (0: rss_hard_limit)
+  std::string worker_cgroup_parent;     // --worker-cgroup-parent
+  /// The pool memory budget: --memory-budget-mb, else --memory-budget-fraction of the server's
+  /// memory cgroup limit (a container's) when it has one.
+  std::uint64_t memory_budget = 0;          // --memory-budget-mb (0: the fraction)
+  double memory_budget_fraction = 0.7;      // --memory-budget-fraction (0: no budget)
+  std::chrono::milliseconds drain{30'000};  // --drain-s: shutdown grace
+  std::size_t simulate_leak_mb = 0;         // --simulate-native-leak-mb
   /// The worker executable (self-exec: a binary whose main() calls run_worker_if_requested with
   /// make_worker_registry()). Empty: this process's own binary. Tests point it at the server.
   std::string worker_executable;  // --worker-executable
