@@ -4,7 +4,9 @@
 //
 // Prints a table (figure, baseline, ratio, target, met/missed) and writes it as JSON. Every figure
 // is the median over repetitions; every ratio is against a baseline measured in this same run.
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -969,14 +971,17 @@ void measure_payload(const Config& cfg, std::size_t ring_bytes, const std::strin
 // Retiring event -> the next ready event, one per recycle. `spawn_ms` gets retiring -> spawned (the
 // supervisor creating the segment and launching the process) and `start_ms` spawned -> ready (the
 // new process loading, attaching and saying hello).
+// With `caps`, the worker runs in a memory cgroup of its own (PoolOptions::worker_cgroups).
 std::vector<double> recycle_latencies_ms(std::size_t n, procpool::StartMode mode,
                                          std::vector<double>* spawn_ms = nullptr,
-                                         std::vector<double>* start_ms = nullptr) {
+                                         std::vector<double>* start_ms = nullptr,
+                                         const procpool::MemoryCgroupOptions* caps = nullptr) {
   std::mutex m;
   std::vector<std::pair<procpool::EventType, std::int64_t>> events;
   procpool::PoolOptions o = pool_options(1);
   o.recycle.max_jobs = 1;
   o.start_mode = mode;
+  if (caps) o.worker_cgroups = *caps;
   o.on_event = [&](const procpool::PoolEvent& e) {
     if (e.type == procpool::EventType::retiring || e.type == procpool::EventType::ready ||
         e.type == procpool::EventType::spawned) {
@@ -1056,6 +1061,159 @@ void measure_recycle(const Config& cfg, bool big_host, procpool::StartMode mode)
                    "recycle: retiring event -> replacement ready, p99" + suffix, "ms", p99);
   set_baseline(b, "baseline.spawn_ready.p99");
   set_target(b, TargetKind::abs_max, 5, "<= 5 ms");
+}
+
+// ---- memory: kernel caps ------------------------------------------------------------------
+
+constexpr std::uint64_t memory_cap_bytes = std::uint64_t{128} << 20;
+
+procpool::MemoryCgroupOptions capped_workers() {
+  procpool::MemoryCgroupOptions caps;
+  caps.enabled = true;
+  caps.max_bytes = memory_cap_bytes;
+  caps.required = true;  // a benchmark of caps that silently ran without them would lie
+  return caps;
+}
+
+// Why workers cannot have memory cgroups here, or "" if they can.
+std::string why_no_memory_cgroups() {
+  procpool::PoolOptions o = pool_options(1);
+  o.worker_cgroups = capped_workers();
+  try {
+    procpool::Pool pool(o);
+    return "";
+  } catch (const procpool::ConfigError& e) {
+    return e.what();
+  }
+}
+
+// Where a "grow_mb_stamped" job leaves its times: [0] its latest allocation step, [1] the moment
+// its resident memory first reached the limit it was given (0 until then). In a shared file the
+// host created and touched, so that its page is charged to the host, not the worker's cgroup.
+class GrowthStamps {
+ public:
+  GrowthStamps() {
+    path_ = fmt::format("/dev/shm/procpool-bench-stamps-{}", ::getpid());
+    int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ::ftruncate(fd, 4096) != 0) throw std::runtime_error("cannot make " + path_);
+    void* at = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (at == MAP_FAILED) throw std::runtime_error("cannot map " + path_);
+    stamps_ = static_cast<std::atomic<std::int64_t>*>(at);
+    reset();
+  }
+  ~GrowthStamps() {
+    ::munmap(stamps_, 4096);
+    ::unlink(path_.c_str());
+  }
+  GrowthStamps(const GrowthStamps&) = delete;
+  GrowthStamps& operator=(const GrowthStamps&) = delete;
+  void reset() {
+    stamps_[0].store(0);
+    stamps_[1].store(0);
+  }
+  // When the job crossed its limit: the moment it said so, or its last step if it was stopped
+  // before its resident memory showed it (the kernel counts more than resident memory).
+  std::int64_t crossed_at() const {
+    return stamps_[1].load() ? stamps_[1].load() : stamps_[0].load();
+  }
+  procpool::Bytes payload(std::uint32_t grow_mib, std::uint32_t limit_mib) const {
+    std::string text = fmt::format("{} {} {}", grow_mib, limit_mib, path_);
+    const auto* first = reinterpret_cast<const std::byte*>(text.data());
+    return procpool::Bytes(first, first + text.size());
+  }
+
+ private:
+  std::string path_;
+  std::atomic<std::int64_t>* stamps_ = nullptr;
+};
+
+// From a job crossing its worker's memory limit to its outcome (memory_limit), in ms: the limit
+// is the kernel's cap (`caps`), or the sampled hard limit at the default memory_sample_interval.
+std::vector<double> limit_to_outcome_ms(std::size_t jobs, bool caps) {
+  procpool::PoolOptions o = pool_options(1);
+  o.log = [](procpool::LogLevel, std::string_view) {};  // one memory kill per job, by design
+  if (caps) {
+    o.worker_cgroups = capped_workers();
+  } else {
+    o.recycle.rss_hard_limit = memory_cap_bytes;
+  }
+  procpool::Pool pool(o);
+  GrowthStamps stamps;
+  const auto limit_mib = static_cast<std::uint32_t>(memory_cap_bytes >> 20);
+  std::vector<double> ms;
+  for (std::size_t i = 0; i < jobs; ++i) {
+    settle(pool, 1);
+    stamps.reset();
+    procpool::JobResult r =
+        pool.submit("grow_mb_stamped", stamps.payload(4 * limit_mib, limit_mib)).get();
+    const std::int64_t outcome = bench::now_ns();
+    if (r.ok() || r.error().kind != procpool::ErrorKind::memory_limit) {
+      throw std::runtime_error("a job growing past its limit did not end with memory_limit");
+    }
+    if (stamps.crossed_at() > 0)
+      ms.push_back(static_cast<double>(outcome - stamps.crossed_at()) / 1e6);
+  }
+  return ms;
+}
+
+void measure_memory_caps(const Config& cfg) {
+  log_progress("procpool: per-worker memory cgroups (recycle cost; limit -> outcome)");
+  const std::string why_not = why_no_memory_cgroups();
+  if (!why_not.empty()) {
+    Row& r = add_row("procpool.recycle_cgroups_added.p50", "procpool",
+                     "recycle p50 added by per-worker memory cgroups", "ms", {});
+    r.note = "not measured: " + why_not;
+    return;
+  }
+  const procpool::MemoryCgroupOptions caps = capped_workers();
+  std::vector<double> without, with, added;
+  recycle_latencies_ms(std::min<std::size_t>(cfg.recycles_per_rep, 10), procpool::StartMode::exec,
+                       nullptr, nullptr, &caps);  // warm-up
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    // Side by side, alternating, so that both see the same machine.
+    double plain = bench::percentile(
+        recycle_latencies_ms(cfg.recycles_per_rep, procpool::StartMode::exec), 50);
+    double capped =
+        bench::percentile(recycle_latencies_ms(cfg.recycles_per_rep, procpool::StartMode::exec,
+                                               nullptr, nullptr, &caps),
+                          50);
+    without.push_back(plain);
+    with.push_back(capped);
+    added.push_back(capped - plain);
+  }
+  add_row("procpool.recycle_no_cgroups_beside.p50", "procpool",
+          "recycle: retiring event -> replacement ready, p50 (measured beside the next row)", "ms",
+          without);
+  Row& w = add_row("procpool.recycle_cgroups.p50", "procpool",
+                   "recycle: retiring event -> replacement ready, p50, per-worker memory cgroups",
+                   "ms", with);
+  set_baseline(w, "procpool.recycle_no_cgroups_beside.p50");
+  Row& d = add_row("procpool.recycle_cgroups_added.p50", "procpool",
+                   "recycle p50 added by per-worker memory cgroups", "ms", added);
+  set_target(d, TargetKind::abs_max, 0.3, "<= +0.3 ms");
+  d.note = fmt::format(
+      "median over repetitions of (p50 with - p50 without), {} recycles each, alternating; the "
+      "cgroup is made before the worker starts and removed after it is reaped",
+      cfg.recycles_per_rep);
+
+  const std::size_t jobs = cfg.quick ? 3 : 10;
+  std::vector<double> sampled, capped;
+  for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+    sampled.push_back(bench::median(limit_to_outcome_ms(jobs, false)));
+    capped.push_back(bench::median(limit_to_outcome_ms(jobs, true)));
+  }
+  add_row("procpool.limit_to_outcome_sampled.p50", "procpool",
+          "a job crossing rss_hard_limit -> its memory_limit outcome, p50 (sampled, 250 ms)", "ms",
+          sampled);
+  Row& k = add_row("procpool.limit_to_outcome_cgroup.p50", "procpool",
+                   "a job crossing its memory cgroup cap -> its memory_limit outcome, p50", "ms",
+                   capped);
+  set_baseline(k, "procpool.limit_to_outcome_sampled.p50");
+  k.note = fmt::format(
+      "{} jobs per repetition growing by touched 1 MiB steps past a {} MiB limit; the crossing is "
+      "stamped by the job (its last step, where the kernel stopped it first)",
+      jobs, memory_cap_bytes >> 20);
 }
 
 void measure_max_jobs1(const Config& cfg, procpool::StartMode mode) {
@@ -1349,7 +1507,8 @@ void usage() {
       "  --no-python  skip the Python baselines\n"
       "  --only STEP,...  run only the steps whose name contains one of the STEPs\n"
       "               (baselines, python, rtt, blocking, pipelined, syscalls, payload,\n"
-      "               recycle, max_jobs1, leaks, idle, spin); for profiling one measurement\n");
+      "               recycle, memory_caps, max_jobs1, leaks, idle, spin); for profiling one\n"
+      "               measurement\n");
 }
 
 }  // namespace
@@ -1377,6 +1536,37 @@ int main(int argc, char** argv) {
     while (std::chrono::steady_clock::now() < until)
       ++turns;
     return procpool::Codec<std::uint32_t>::encode(turns);
+  });
+  // Grows by touched 1 MiB steps up to the MiB its payload gives ("<grow MiB> <limit MiB>
+  // <stamps file>"), stamping each step and the moment its resident memory reaches the limit, then
+  // waits to be stopped: a leak racing its worker's memory limit.
+  jobs.add("grow_mb_stamped", [](procpool::JobContext&, std::span<const std::byte> in) {
+    std::string text(reinterpret_cast<const char*>(in.data()), in.size());
+    unsigned grow_mib = 0, limit_mib = 0;
+    char path[256] = {};
+    if (std::sscanf(text.c_str(), "%u %u %255s", &grow_mib, &limit_mib, path) != 3) {
+      throw std::runtime_error("payload: <grow MiB> <limit MiB> <stamps file>");
+    }
+    int fd = ::open(path, O_RDWR | O_CLOEXEC);
+    void* at =
+        fd < 0 ? MAP_FAILED : ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd >= 0) ::close(fd);
+    if (at == MAP_FAILED) throw std::runtime_error("cannot map the stamps file");
+    auto* stamps = static_cast<std::atomic<std::int64_t>*>(at);
+    static std::vector<std::unique_ptr<char[]>> kept;
+    constexpr std::size_t step = std::size_t{1} << 20;
+    for (unsigned i = 0; i < grow_mib; ++i) {
+      kept.push_back(std::make_unique<char[]>(step));
+      std::memset(kept.back().get(), 1, step);
+      const std::int64_t now = bench::now_ns();
+      stamps[0].store(now);
+      if (stamps[1].load() == 0 && bench::self_rss_bytes() >= (std::uint64_t{limit_mib} << 20)) {
+        stamps[1].store(now);
+      }
+    }
+    for (;;)
+      ::pause();
+    return procpool::Bytes{};
   });
   // This binary is its own worker.
   if (auto rc = procpool::run_worker_if_requested(argc, argv, jobs)) return *rc;
@@ -1445,6 +1635,7 @@ int main(int argc, char** argv) {
         if (cfg.big_host) measure_recycle(cfg, true, mode);
       }
     }
+    if (step("memory_caps")) measure_memory_caps(cfg);
     if (step("max_jobs1")) {
       measure_max_jobs1(cfg, procpool::StartMode::exec);
       measure_max_jobs1(cfg, procpool::StartMode::fork_server);
