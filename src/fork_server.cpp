@@ -21,6 +21,8 @@ ForkServer::ForkServer(platform::SpawnRequest request) {
   request.doorbell_fd = channel.worker_end.get();  // the server's requests arrive on fd 3
   request.segment_fd = -1;
   request.channel_fd = -1;
+  // The server stays in the host's memory cgroup: each worker it forks moves into its own.
+  request.cgroup_procs_fd = -1;
   // What the server itself prints (only why it could not start serving) goes to the host's stderr;
   // each worker's output goes through its own pipe, as a spawned worker's does.
   request.output_fd = platform::is_open(2) ? 2 : -1;

@@ -52,6 +52,21 @@ std::uint64_t pid_namespace() {
   return st.st_ino;
 }
 
+/// The children of this process started as a fork server (forked workers are this process's
+/// children too, with the same command line: those in `workers` are left out).
+std::vector<int> fork_servers(const std::vector<WorkerStats>& workers) {
+  std::vector<int> servers;
+  for (int pid : procpool::test::child_pids(::getpid())) {
+    if (std::any_of(workers.begin(), workers.end(), [&](const auto& w) { return w.pid == pid; })) {
+      continue;
+    }
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find("--procpool-fork-server") != std::string::npos) servers.push_back(pid);
+  }
+  return servers;
+}
+
 /// A pid no process has: a child that exited and was reaped.
 int dead_pid() {
   pid_t child = ::fork();
@@ -112,10 +127,15 @@ TEST_CASE("a job crossing its worker's cap ends as memory_limit; its sibling's j
       CHECK(stats.memory.worker_cap_bytes == 256 * MiB);
       const std::string pool_dir = stats.memory.worker_cgroups;
       CHECK(pool_dir.rfind(parent->directory() + "/procpool-", 0) == 0);
-      // Each worker runs in a cgroup of its own, and nothing else runs there but its guard.
+      // Each worker runs in a cgroup of its own; the fork server that forked it in none of them
+      // (its memory is not a worker's, and it must outlive any worker's cgroup).
+      const std::vector<int> servers = fork_servers(stats.workers);
+      CHECK(servers.size() == (mode == StartMode::fork_server ? 1u : 0u));
       for (const WorkerStats& worker : stats.workers) {
         std::vector<int> pids = pids_in(pool_dir + "/worker-" + std::to_string(worker.id));
         CHECK(std::find(pids.begin(), pids.end(), worker.pid) != pids.end());
+        for (int server : servers)
+          CHECK(std::find(pids.begin(), pids.end(), server) == pids.end());
       }
 
       procpool::test::Gate gate;
