@@ -207,7 +207,7 @@ class Supervisor {
   void apply_policy(WorkerProcess& worker, Clock::time_point now);
   void release_retired(WorkerProcess& worker, Clock::time_point now);
   /// While a job expected to add `peak` waits for the memory budget (the workers hold `in_use`):
-  /// stops idle workers above min_workers, the largest first, until it would fit, keeping one.
+  /// stops idle workers above min_workers, the largest first, until it would fit.
   void make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time_point now);
   void note_unplanned_exit(Clock::time_point now, const std::string& why);
   void note_job_completed();

@@ -243,12 +243,14 @@ enum class StartMode {
 };
 
 /// Each worker in a memory cgroup of its own, capped by the kernel (docs/memory.md). A job whose
-/// allocations cross the cap ends as ErrorKind::memory_limit within milliseconds, whatever
-/// RecyclePolicy::memory_sample_interval is, and no other process is touched: the kernel's OOM
-/// killer acts inside that cgroup alone. Needs a memory cgroup the host may make children in: root
-/// (or a delegated directory) on cgroup v1; on cgroup v2 also a parent that holds no processes
-/// itself (the "no internal processes" rule), such as a systemd unit with `Delegate=yes`, a
-/// container whose entrypoint moved itself into a leaf cgroup, or a named delegated directory.
+/// allocations cross the cap ends as ErrorKind::memory_limit in tens of milliseconds (the kernel's
+/// reclaim, then its OOM killer), whatever RecyclePolicy::memory_sample_interval is, and no other
+/// process is touched: the OOM killer acts inside that cgroup alone. Needs a memory cgroup the host
+/// may make children in: root (or a delegated directory) on cgroup v1; on cgroup v2 also a parent
+/// that holds no processes itself (the "no internal processes" rule), such as a systemd unit with
+/// `Delegate=yes` and `DelegateSubgroup=` (the service in a subgroup, the unit's cgroup named as
+/// `parent`), a container whose entrypoint moved itself into a leaf cgroup, or a named delegated
+/// directory.
 struct MemoryCgroupOptions {
   /// false (default): workers run in the host's own memory cgroup.
   bool enabled = false;

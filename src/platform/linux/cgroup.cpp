@@ -297,8 +297,9 @@ std::string enable_memory_for_children(const MemoryCgroup& parent) {
     return parent.directory +
            " holds processes itself, and cgroup v2's \"no internal processes\" rule then keeps "
            "the memory controller from its children: run the host in a leaf cgroup of its own "
-           "(systemd Delegate=yes, or a container entrypoint that moves itself into a child "
-           "cgroup), or name a delegated directory in WorkerCgroupOptions::parent";
+           "(systemd Delegate=yes with DelegateSubgroup=, or a container entrypoint that moves "
+           "itself into a child cgroup) and name the cgroup above it in "
+           "MemoryCgroupOptions::parent (docs/memory.md)";
   }
   return "cannot enable the memory controller for the children of " + parent.directory + " (" +
          subtree + "): " + std::strerror(errno);
