@@ -451,18 +451,26 @@ PoolEvent Supervisor::worker_event(EventType type, const WorkerProcess& worker,
 
 void Supervisor::fail_job(const WorkerProcess& worker, std::unique_ptr<Job> job, JobError error,
                           LogLevel level) {
-  PoolEvent event = worker_event(
-      EventType::job_failed, worker,
-      fmt::format("job '{}' failed ({}): {}", job->name, to_string(error.kind), error.message));
-  event.job_name = job->name;
-  event.error = error.kind;
-  emit(std::move(event), level);
+  try {
+    PoolEvent event = worker_event(
+        EventType::job_failed, worker,
+        fmt::format("job '{}' failed ({}): {}", job->name, to_string(error.kind), error.message));
+    event.job_name = job->name;
+    event.error = error.kind;
+    emit(std::move(event), level);
+  } catch (const std::bad_alloc&) {
+    // No memory for the event: the job still gets its outcome.
+  }
   complete(*job, JobResult::failure(std::move(error)));
 }
 
 void Supervisor::complete(Job& job, JobResult result) {
   count(result);
   outcomes_.push_back(Outcome{std::move(job.sink), std::move(result)});
+}
+
+void Supervisor::reserve_outcomes(std::size_t jobs) {
+  outcomes_.reserve(outcomes_.size() + jobs);
 }
 
 // ---- The loop ------------------------------------------------------------------------------

@@ -161,10 +161,14 @@ class Supervisor {
   static bool append_job_start(RingWriter& ring, const Job& job);
   void read_responses(WorkerProcess& worker, Clock::time_point now);
   void handle_record(WorkerProcess& worker, const RecordView& record, Clock::time_point now);
+  /// Appends a result_data record to the result being received; on an allocation failure, the
+  /// result is dropped and its job is to fail (receive_failure).
+  void receive_result_bytes(WorkerProcess& worker, const RecordView& record);
   void on_hello(WorkerProcess& worker, Clock::time_point now);
   void finish_job(WorkerProcess& worker, Clock::time_point now);
+  /// Reads a bounded share of `worker`'s output and logs its lines (rate-limited); `until_eof`:
+  /// it has exited, so its output is read to the end (or to a bound) and closed.
   void read_output(WorkerProcess& worker, bool until_eof);
-  void keep_output_line(WorkerProcess& worker);
 
   // supervisor_lifecycle.cpp: workers coming and going.
   std::size_t target_workers() const;
@@ -240,8 +244,11 @@ class Supervisor {
   /// Why a job cannot be queued, if it cannot.
   std::optional<JobResult> check_request(std::string_view name, std::size_t payload_bytes,
                                          const SubmitOptions& options) const;
-  /// Queues `job`'s outcome for delivery (its sink is moved out).
+  /// Queues `job`'s outcome for delivery (its sink is moved out). Throws std::bad_alloc only
+  /// without room reserved (reserve_outcomes).
   void complete(Job& job, JobResult result);
+  /// Makes room for `jobs` more outcomes, so that completing them cannot fail for memory.
+  void reserve_outcomes(std::size_t jobs);
   void complete_now(OutcomeSink sink, JobResult result) noexcept;
   void count(const JobResult& result) noexcept;
   void log(LogLevel level, const std::string& line) const noexcept;

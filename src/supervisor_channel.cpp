@@ -18,7 +18,12 @@ std::span<const std::byte> as_bytes(const T& value) {
   return {reinterpret_cast<const std::byte*>(&value), sizeof value};
 }
 
-constexpr std::size_t max_line_bytes = 4096;
+// What one turn reads of a worker's output: a worker flooding its output shares the supervisor
+// thread with the others (the poller reports the rest at once, level-triggered).
+constexpr std::size_t output_bytes_per_turn = 64 << 10;
+// What is read of a worker's output once it has died: a grandchild that escaped it may hold the
+// pipe open and write for ever.
+constexpr std::size_t output_bytes_after_exit = 1 << 20;
 
 }  // namespace
 
@@ -145,18 +150,21 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
       w.result_status = status;
       w.expected = body.bytes;
       w.received.clear();
-      w.received.reserve(body.bytes);
+      w.discarded = 0;
+      w.receive_failure.reset();
+      // The buffer grows as the bytes arrive: a size announced is not memory to set aside.
       if (w.expected == 0) finish_job(w, now);
       return;
     }
     case RecordType::result_data: {
       if (!w.receiving || header.job_id != w.job->id ||
-          header.length > w.expected - w.received.size()) {
+          header.length > w.expected - w.received.size() - w.discarded) {
         return violation(w, "it sent result bytes that do not belong to the current result");
       }
-      w.responses.append_body(record, w.received);
-      if (w.received.size() != w.expected) return;
-      if (w.result_status == ResultStatus::ok && w.job->in_place) {
+      if (!w.receive_failure) receive_result_bytes(w, record);
+      if (w.receive_failure) w.discarded += header.length;
+      if (w.received.size() + w.discarded != w.expected) return;
+      if (!w.receive_failure && w.result_status == ResultStatus::ok && w.job->in_place) {
         std::uint64_t written = 0;
         std::memcpy(&written, w.received.data(), sizeof written);
         if (written > w.job->in_place->output.size()) {
@@ -169,6 +177,29 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
     }
     default:
       return violation(w, "it sent a host-to-worker record");
+  }
+}
+
+void Supervisor::receive_result_bytes(WorkerProcess& w, const RecordView& record) {
+  try {
+    const std::uint64_t needed = w.received.size() + record.header.length;
+    if (needed > w.received.capacity()) {
+      // Geometric growth, never past the size announced.
+      w.received.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(
+          w.expected, std::max<std::uint64_t>(needed, 2 * w.received.capacity()))));
+    }
+    w.responses.append_body(record, w.received);
+  } catch (const std::bad_alloc&) {
+    // This job's result does not fit in the host: it fails alone, its worker reads on, and the
+    // rest of its result is read and dropped.
+    const std::size_t had = w.received.size();
+    Bytes().swap(w.received);
+    w.discarded = had;
+    w.receive_failure = fmt::format(
+        "the host could not allocate memory for the job's result of {} bytes (received {} when "
+        "an allocation failed); lower PoolOptions::max_result_bytes, return the result in parts "
+        "or through a lent buffer, or give the host more memory",
+        w.expected, had);
   }
 }
 
@@ -209,9 +240,13 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
 }
 
 void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
+  reserve_outcomes(1);  // before the job leaves its worker: its outcome has a place to go
   std::unique_ptr<Job> job = std::move(w.job);
   Bytes bytes = std::move(w.received);
   w.received = Bytes();
+  std::optional<std::string> receive_failure = std::move(w.receive_failure);
+  w.receive_failure.reset();
+  w.discarded = 0;
   w.receiving = false;
   w.waiting_for_space = false;
   ++w.jobs_done;
@@ -246,10 +281,20 @@ void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
     w.baseline_at = now;
     w.baseline_jobs = w.jobs_done;
   }
-  bool ok = w.result_status == ResultStatus::ok;
-  job_stats_.record(job->name, ok, took);
+  bool ok = w.result_status == ResultStatus::ok && !receive_failure;
+  try {
+    job_stats_.record(job->name, ok, took);
+  } catch (const std::bad_alloc&) {
+    // The figures miss one job; the job keeps its outcome.
+  }
   note_job_completed();
-  if (ok) {
+  if (receive_failure) {
+    JobError error;
+    error.kind = ErrorKind::payload_too_large;
+    error.message = std::move(*receive_failure);
+    error.attempts = job->attempts;
+    fail_job(w, std::move(job), std::move(error), LogLevel::warning);
+  } else if (ok) {
     complete(*job, JobResult::success(std::move(bytes)));
   } else {
     ErrorKind kind = ErrorKind::handler_error;
@@ -282,35 +327,36 @@ void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
 void Supervisor::read_output(WorkerProcess& w, bool until_eof) {
   if (!w.output) return;
   char buffer[4096];
-  for (;;) {
-    auto n = platform::read_some(w.output.get(), buffer, sizeof buffer);
+  std::vector<std::string> to_log;
+  const Clock::time_point now = Clock::now();
+  std::size_t budget = until_eof ? output_bytes_after_exit : output_bytes_per_turn;
+  bool ended = false;
+  while (!ended) {
+    if (budget == 0) {
+      ended = until_eof;  // a dead worker's pipe is read no further; a live one's next turn
+      break;
+    }
+    auto n = platform::read_some(w.output.get(), buffer, std::min(sizeof buffer, budget));
     if (!n) {
-      if (!until_eof) return;  // nothing more for now
-      break;                   // the worker is gone; whatever a grandchild writes later is dropped
+      ended = until_eof;  // nothing more for now; after the worker, whatever comes is dropped
+      w.output_lines.report_dropped(to_log);
+      break;
     }
-    if (*n == 0) break;  // EOF
-    for (std::size_t i = 0; i < *n; ++i) {
-      if (buffer[i] == '\n') {
-        keep_output_line(w);
-      } else {
-        if (w.partial_line.size() == max_line_bytes) keep_output_line(w);  // cut an over-long line
-        w.partial_line += buffer[i];
-      }
+    if (*n == 0) {
+      ended = true;  // EOF
+      break;
     }
+    budget -= *n;
+    w.output_lines.take(std::string_view(buffer, *n), now, to_log);
   }
-  // End of output (or of the worker): stop watching, or a closed pipe would wake us forever.
-  if (!w.partial_line.empty()) keep_output_line(w);
-  poller_.remove(w.output.get());
-  w.output.reset();
-}
-
-void Supervisor::keep_output_line(WorkerProcess& w) {
-  log(LogLevel::info, fmt::format("worker {}: {}", w.pid, w.partial_line));
-  if (options_.stderr_tail_lines > 0) {
-    if (w.stderr_tail.size() == options_.stderr_tail_lines) w.stderr_tail.pop_front();
-    w.stderr_tail.push_back(std::move(w.partial_line));
+  if (ended) w.output_lines.finish(now, to_log);
+  for (const std::string& line : to_log)
+    log(LogLevel::info, fmt::format("worker {}: {}", w.pid, line));
+  if (ended) {
+    // Stop watching, or a closed pipe would wake the loop for ever.
+    poller_.remove(w.output.get());
+    w.output.reset();
   }
-  w.partial_line.clear();
 }
 
 }  // namespace procpool::detail

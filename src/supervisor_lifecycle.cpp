@@ -122,6 +122,7 @@ void Supervisor::start_failed(Clock::time_point now, const std::string& why) {
 
 void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor) {
   auto worker = std::make_unique<WorkerProcess>();
+  worker->output_lines = WorkerOutput(options_.stderr_tail_lines);
   worker->id = next_worker_id_++;
   worker->predecessor_reason = predecessor;
   worker->segment = Segment::create(options_.ring_bytes, options_.max_payload_bytes,
@@ -297,6 +298,9 @@ void Supervisor::finish_fork_server_retirements(Clock::time_point now, bool dead
 void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   std::optional<platform::ExitStatus> status = platform::try_reap(w.pid);
   if (!status) return;
+  // Room for the outcomes of every job it holds, before any leaves it: an allocation failing
+  // later cannot drop one.
+  reserve_outcomes(w.jobs_in_hand());
   read_output(w, true);
   if (!w.untrusted) read_responses(w, now);  // a result written just before it died still counts
   std::string how = describe_exit(*status);
@@ -391,7 +395,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
       error.message = message;
       error.exit_code = status->exit_code;
       error.signal = status->signal;
-      error.worker_stderr = join_lines(w.stderr_tail);
+      error.worker_stderr = join_lines(w.output_lines.tail());
       error.attempts = job->attempts;
       fail_job(w, std::move(job), std::move(error), LogLevel::warning);
     }
@@ -405,7 +409,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   event.signal = status->signal;
   if (reason == RecycleReason::start_failure) {
     ++start_failures_;
-    std::string tail = join_lines(w.stderr_tail);
+    std::string tail = join_lines(w.output_lines.tail());
     std::string why = w.leaving_detail.empty() ? how : w.leaving_detail;
     event.message = fmt::format("worker (pid {}) {} before it was ready{}{}", w.pid, why,
                                 tail.empty() ? "" : "; its output:\n", tail);

@@ -22,6 +22,7 @@
 #include "procpool/pool.hpp"
 #include "procpool/stats.hpp"
 #include "worker_cgroups.hpp"
+#include "worker_output.hpp"
 
 namespace procpool::detail {
 
@@ -152,9 +153,13 @@ struct WorkerProcess {
   ResultStatus result_status = ResultStatus::ok;
   std::uint64_t expected = 0;
   Bytes received;
+  /// Bytes of the result read and dropped since the host could not hold them (receive_failure).
+  std::uint64_t discarded = 0;
+  /// Why the result being received is dropped: the host could not allocate for it.
+  std::optional<std::string> receive_failure;
 
-  std::deque<std::string> stderr_tail;
-  std::string partial_line;
+  /// Its stdout and stderr, as lines.
+  WorkerOutput output_lines;
   std::uint64_t jobs_done = 0;
 
   /// Sends SIGKILL, through the pidfd.

@@ -1,7 +1,13 @@
 // Payloads and results far larger than a ring stream through it intact, also through a handler
 // that owns its payload and returns it.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
 #include <procpool/procpool.hpp>
+#include <string>
 
 #include "catch.hpp"
 #include "test_support.hpp"
@@ -112,4 +118,61 @@ TEST_CASE("a payload and its result stream a ringful at a time to a worker on th
   INFO("worker context switches over one 4 MiB echo: " << switches << " (" << records
                                                        << " records, " << ringfuls << " ringfuls)");
   CHECK(switches < records / 2);
+}
+
+namespace {
+
+/// Virtual memory this process has mapped now.
+std::uint64_t mapped_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) << 10;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("a result the host cannot allocate fails its job alone; the pool serves on") {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  PROCPOOL_SKIP("the sanitizers' shadow memory does not run under RLIMIT_AS");
+#endif
+  // In a child process of its own (the test runner keeps its address space): a pool whose host
+  // then has 256 MiB of address space left receives a 600 MiB result. Exit code 0: all held.
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int failed = 0;
+    try {
+      PoolOptions options = test::quiet_options(2);
+      options.max_result_bytes = std::uint64_t{1} << 30;
+      Pool pool(options);
+      if (!test::settled(pool, 2)) ::_exit(10);
+      const rlimit tight{mapped_bytes() + (std::uint64_t{256} << 20), RLIM_INFINITY};
+      if (::setrlimit(RLIMIT_AS, &tight) != 0) ::_exit(11);
+      const std::uint64_t big = std::uint64_t{600} << 20;
+      JobFuture bystander = pool.submit("sleep_ms", test::encode_value(std::uint32_t{200}));
+      JobResult queued = pool.submit("produce", test::encode_value(big)).get();
+      if (queued.ok() || queued.error().kind != ErrorKind::payload_too_large) failed |= 1;
+      if (!queued.ok() &&
+          queued.error().message.find("could not allocate memory for the job's result") ==
+              std::string::npos) {
+        failed |= 2;
+      }
+      JobResult called = pool.call("produce", test::encode_value(big));
+      if (called.ok() || called.error().kind != ErrorKind::payload_too_large) failed |= 4;
+      if (!bystander.get().ok()) failed |= 8;
+      JobResult after = pool.submit("echo", test::bytes("after")).get();
+      if (!after.ok() || test::text(after.value()) != "after") failed |= 16;
+      if (pool.stats().health != PoolHealth::healthy) failed |= 32;
+    } catch (...) {
+      failed |= 64;
+    }
+    ::_exit(failed);
+  }
+  int status = 0;
+  REQUIRE(test::eventually([&] { return ::waitpid(child, &status, WNOHANG) == child; },
+                           std::chrono::seconds(60)));
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

@@ -142,6 +142,18 @@ void leak_mebibytes(std::uint32_t mib) {
   }
 }
 
+// Writes all of `data` to `fd`; false once it cannot (the reader went away).
+bool write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
 // Allocates `mib` as 64 MiB blocks, each touched whole before the next, and frees them.
 void grab_mebibytes(std::uint32_t mib) {
   constexpr std::size_t block_bytes = std::size_t{64} << 20;
@@ -379,6 +391,36 @@ JobRegistry make_test_registry() {
     leak_mebibytes(value_of<std::uint32_t>(in));
     return text_bytes(std::to_string(::getpid()) + " " +
                       std::to_string(context.jobs_done_by_worker()));
+  });
+  // Writes the payload's number of "y" lines to stdout (0: for ever), in 64 KiB writes.
+  jobs.add("flood_output", [](JobContext&, std::span<const std::byte> in) {
+    const std::uint32_t lines = value_of<std::uint32_t>(in);
+    std::string chunk;
+    for (int i = 0; i < 32 * 1024; ++i)
+      chunk += "y\n";
+    for (std::uint64_t left = lines; lines == 0 || left > 0;) {
+      const std::uint64_t now = lines == 0 ? 32 * 1024 : std::min<std::uint64_t>(left, 32 * 1024);
+      if (!write_all(1, chunk.data(), now * 2)) throw std::runtime_error("stdout closed");
+      left -= lines == 0 ? 0 : now;
+    }
+    return text_bytes("flooded");
+  });
+  // Starts a grandchild that leaves the worker's process group and writes to the worker's stdout
+  // for ever, writes its pid into the file the payload names, and exits: a dead worker whose pipe
+  // never ends.
+  jobs.add("escaped_writer_then_exit", [](JobContext&, std::span<const std::byte> in) -> Bytes {
+    pid_t child = ::fork();
+    if (child < 0) throw std::runtime_error("fork failed");
+    if (child == 0) {
+      ::setsid();
+      std::string chunk;
+      for (int i = 0; i < 32 * 1024; ++i)
+        chunk += "z\n";
+      for (;;)
+        if (!write_all(1, chunk.data(), chunk.size())) ::_exit(0);
+    }
+    std::ofstream(as_text(in)) << child;
+    ::_exit(3);
   });
   // Leaks the MiB the payload ("<MiB> <fifo>") names, then waits as wait_fifo does on the FIFO.
   jobs.add("leak_mb_wait_fifo", [](JobContext&, std::span<const std::byte> in) {
