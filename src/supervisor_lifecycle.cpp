@@ -190,12 +190,12 @@ void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
                               platform::SpawnedProcess spawned) {
   worker->pid = spawned.pid;
   worker->pidfd = std::move(spawned.pidfd);
-  worker->rss_reader = platform::RssReader(worker->pid);
   // A fork's answer may come after this thread moved to another CPU (update_spin_hint).
   if (options_.spin.enabled) {
     worker->segment.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
   }
   try {
+    worker->rss_reader = platform::RssReader(worker->pid);
     poller_.add(worker->doorbell.get(), poll_key(worker->id, doorbell_key), true);
     poller_.add(worker->pidfd.get(), poll_key(worker->id, exit_key));
     poller_.add(worker->output.get(), poll_key(worker->id, output_key));

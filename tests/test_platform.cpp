@@ -2,6 +2,7 @@
 // pidfd readiness, reaping, and futex/eventfd wake-ups.
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -309,6 +310,29 @@ TEST_CASE("RssReader reads a process's resident memory, and nothing once it is g
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);
   CHECK_FALSE(gone.read());
+}
+
+TEST_CASE("an RssReader that cannot open its file says so rather than reading nothing") {
+  // A process that has used up its descriptors (EMFILE): in a child, so the runner keeps its own.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int lowest_free = ::dup(0);
+    if (lowest_free < 0) ::_exit(2);
+    ::close(lowest_free);
+    const rlimit none_left{static_cast<rlim_t>(lowest_free), static_cast<rlim_t>(lowest_free)};
+    if (::setrlimit(RLIMIT_NOFILE, &none_left) != 0) ::_exit(3);
+    try {
+      platform::RssReader reader(::getpid());
+      ::_exit(1);  // it opened nothing, and said nothing
+    } catch (const std::system_error& e) {
+      ::_exit(e.code().value() == EMFILE ? 0 : 4);
+    }
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("usable_cpus counts the CPUs the calling thread may run on") {

@@ -302,8 +302,9 @@ std::string check_executable(const std::string& path);
 class RssReader {
  public:
   RssReader() = default;
-  /// Opens /proc/<pid>/statm; an empty reader (read() gives nullopt) if that fails.
-  explicit RssReader(int pid) noexcept;
+  /// Opens /proc/<pid>/statm. Throws std::system_error if it cannot (out of descriptors, say): a
+  /// worker whose memory cannot be read would have its memory limits silently off.
+  explicit RssReader(int pid);
   /// nullopt if the process is gone (or the reader is empty).
   std::optional<std::uint64_t> read() const noexcept;
 

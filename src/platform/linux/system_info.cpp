@@ -44,10 +44,11 @@ std::optional<std::uint64_t> parse_statm_resident(const char* text, std::size_t 
 
 }  // namespace
 
-RssReader::RssReader(int pid) noexcept {
+RssReader::RssReader(int pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/statm", pid);
   statm_ = UniqueFd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!statm_) detail::throw_errno(std::string("open ") + path + " (to read the worker's memory)");
 }
 
 std::optional<std::uint64_t> RssReader::read() const noexcept {
