@@ -621,10 +621,11 @@ bool Supervisor::dispatch(Clock::time_point now) {
   bool popped = false, retired = false;
   BudgetView budget;
   if (memory_budget_.enabled()) budget.in_use = memory_in_use(budget.may_free);
-  // Every idle worker first gets a job of its own...
+  // Every idle worker first gets a job of its own (not one lent to a Pool::call thread, even if
+  // its job is done: its next result would wake that thread, which would deliver it)...
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
-    if (!w.dispatchable()) continue;
+    if (!w.dispatchable() || w.direct_call) continue;
     std::uint64_t peak = 0;
     std::unique_ptr<Job> job = take_job(budget, true, peak);
     if (!job) break;

@@ -361,3 +361,39 @@ TEST_CASE("a call to a worker whose jobs outlast a poll is handed to it directly
   // Through the supervisor thread, each job wakes it twice.
   CHECK(supervisor_switches < calls / 4);
 }
+
+TEST_CASE("a queued job's callback never runs on a Pool::call thread") {
+  // The interleaving: the caller sleeps on its worker's result; the supervisor thread, kept awake
+  // and holding the state lock by a worker flooding its output, reads that result first, and could
+  // then give the (still lent) worker the queued job, whose result would wake the caller, who
+  // would read it and run its callback on its own thread.
+  PoolOptions options = test::quiet_options(2);
+  options.spin.enabled = false;  // nobody polls: calls are handed over directly
+  Pool pool(options);
+  REQUIRE(test::settled(pool, 2));
+  SubmitOptions bounded;
+  bounded.timeout = std::chrono::seconds(60);
+  JobFuture flood = pool.submit("flood_output", test::encode_value(std::uint32_t{0}), bounded);
+  REQUIRE(test::eventually([&] { return pool.stats().in_flight == 1; }));
+  int on_caller = 0;
+  // Before the fix: 13 of 300 rounds ran the callback on the caller's thread.
+  for (int round = 0; round < 150; ++round) {
+    test::Gate gate;
+    std::promise<std::thread::id> called_on;
+    std::thread caller([&] {
+      called_on.set_value(std::this_thread::get_id());
+      CHECK(pool.call("wait_fifo", gate.payload()).ok());
+    });
+    const std::thread::id caller_id = called_on.get_future().get();
+    REQUIRE(test::eventually([&] { return pool.stats().in_flight == 2; }));
+    std::promise<std::thread::id> completed_on;
+    pool.submit("echo", bytes("queued"), SubmitOptions{},
+                [&](JobResult) { completed_on.set_value(std::this_thread::get_id()); });
+    gate.release();
+    const std::thread::id callback_id = completed_on.get_future().get();
+    caller.join();
+    if (callback_id == caller_id) ++on_caller;
+  }
+  CHECK(on_caller == 0);
+  pool.shutdown(std::chrono::milliseconds(0));
+}
