@@ -27,7 +27,13 @@ FutureType with_future(Start&& start) {
 Pool::Pool(PoolOptions options)
     : impl_(std::make_unique<Impl>(detail::validate(std::move(options)))) {}
 
-Pool::~Pool() = default;
+Pool::~Pool() {
+  // In a forked copy the Impl is left as it is: its thread does not exist here (~std::thread would
+  // terminate), its fork server, workers and cgroups are the host's, and the supervisor thread may
+  // have been changing its state at the fork. Its memory and descriptors (close-on-exec) stay
+  // with the copy until it exits or execs.
+  if (impl_->forked_copy(true)) (void)impl_.release();
+}
 
 JobFuture Pool::submit(std::string_view job_name, std::span<const std::byte> payload,
                        const SubmitOptions& options) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 
 namespace procpool::detail {
 
@@ -23,6 +24,7 @@ std::optional<platform::MemoryCgroup> host_memory_cgroup() {
 Supervisor::Supervisor(PoolOptions options)
     : options_(std::move(options)),
       host_pid_(platform::current_pid()),
+      fork_generation_(platform::watch_forks()),
       host_cgroup_(host_memory_cgroup()),
       oom_attribution_(host_cgroup_),
       random_(std::random_device{}()),
@@ -74,8 +76,23 @@ Supervisor::~Supervisor() {
 
 // ---- Any thread ----------------------------------------------------------------------------
 
+bool Supervisor::forked_copy(bool exact) const noexcept {
+  return platform::fork_generation() != fork_generation_ ||
+         (exact && platform::current_pid() != host_pid_);
+}
+
+std::string Supervisor::forked_copy_message() const {
+  return fmt::format(
+      "this process (pid {}) is a fork of the pool's host (pid {}): a Pool works only in the "
+      "process that made it; make the pool after fork()",
+      platform::current_pid(), host_pid_);
+}
+
 std::optional<JobResult> Supervisor::check_request(std::string_view name, std::size_t payload_bytes,
                                                    const SubmitOptions& options) const {
+  // Every job passes here before any lock: in a forked copy, where no supervisor thread would
+  // ever run it and a lock may be held for good, it is refused at once.
+  if (forked_copy(false)) return job_failure(ErrorKind::invalid_request, forked_copy_message());
   if (name.empty()) return job_failure(ErrorKind::invalid_request, "the job name is empty");
   if (name.size() > max_job_name_bytes) {
     return job_failure(
@@ -177,6 +194,8 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
 }
 
 void Supervisor::enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected) {
+  // No lock for nothing: a batch all refused takes none (in a forked copy, it may be held forever).
+  if (jobs.empty()) return;
   // In order under one lock, waking the supervisor at most once per chunk that fits.
   std::size_t next = 0;
   std::unique_lock lock(queue_mutex_);
@@ -220,6 +239,8 @@ void Supervisor::enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected) {
 }
 
 LentBuffer Supervisor::lend(std::size_t bytes) {
+  // The lender's lock may be held for good in a forked copy, where no job could use the buffer.
+  if (forked_copy(true)) throw std::logic_error("Pool::lend: " + forked_copy_message());
   return lender_->lend(bytes);
 }
 
@@ -255,6 +276,8 @@ JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentB
 }
 
 bool Supervisor::cancel(JobId id) {
+  // A forked copy queued nothing (every job is refused); the host's jobs are the host's.
+  if (forked_copy(true)) return false;
   std::optional<Job> job;
   {
     std::lock_guard lock(queue_mutex_);
@@ -271,6 +294,15 @@ bool Supervisor::cancel(JobId id) {
 
 PoolStats Supervisor::stats() const {
   PoolStats stats;
+  stats.min_workers = options_.min_workers.value_or(options_.workers);
+  stats.max_workers = options_.workers;
+  if (forked_copy(true)) {
+    // What the copy has: no worker, no job, and it takes none. Not the host's figures, which it
+    // cannot read without locks that may be held for good, and which a prefork server's children
+    // would each report again.
+    stats.health = PoolHealth::stopped;
+    return stats;
+  }
   auto now = Clock::now();
   std::lock_guard state_lock(state_mutex_);
   {
@@ -341,13 +373,13 @@ PoolStats Supervisor::stats() const {
     bool may_free = false;
     memory_budget_.fill(stats.memory, memory_in_use(may_free));
   }
-  stats.min_workers = options_.min_workers.value_or(options_.workers);
-  stats.max_workers = options_.workers;
   stats.tracked_jobs = stats.queued + stats.in_flight + outcomes_.size();
   return stats;
 }
 
 void Supervisor::shutdown(milliseconds drain) {
+  // A forked copy has no supervisor thread to stop or join, and must not stop the host's pool.
+  if (forked_copy(true)) return;
   std::lock_guard guard(shutdown_mutex_);
   if (!thread_.joinable()) return;
   if (std::this_thread::get_id() == supervisor_thread_id_.load()) {

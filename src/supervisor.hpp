@@ -75,6 +75,13 @@ class Supervisor {
   PoolStats stats() const;
   void shutdown(std::chrono::milliseconds drain);
 
+  /// Whether this process is a copy of the pool's host made by a fork (docs/gotchas.md): the
+  /// supervisor thread, the workers and the fork server are the host's, and a lock held at the fork
+  /// stays held, so the copy must answer without taking one. `exact` also catches a copy made
+  /// without fork() (_Fork, clone), by comparing pids: a system call, too slow for every job, where
+  /// the fork counter (platform::fork_generation) is one load.
+  bool forked_copy(bool exact) const noexcept;
+
  private:
   struct Outcome {
     OutcomeSink sink;
@@ -241,6 +248,8 @@ class Supervisor {
   void flush_deferred();
 
   // Any thread.
+  /// The answer to a use of the pool in a forked copy (forked_copy), naming both pids.
+  std::string forked_copy_message() const;
   /// Why a job cannot be queued, if it cannot.
   std::optional<JobResult> check_request(std::string_view name, std::size_t payload_bytes,
                                          const SubmitOptions& options) const;
@@ -263,6 +272,8 @@ class Supervisor {
   std::string executable_;
   std::vector<std::string> base_arguments_;
   const int host_pid_;
+  /// platform::fork_generation() in the host: another value means this is a forked copy.
+  const std::uint64_t fork_generation_;
 
   // Submission side.
   /// Lent buffers (thread-safe on its own). Shared: a buffer given back after the pool is gone

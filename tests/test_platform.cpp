@@ -345,3 +345,25 @@ TEST_CASE("usable_cpus counts the CPUs the calling thread may run on") {
     CHECK(platform::usable_cpus() == 1);
   }).join();
 }
+
+TEST_CASE("fork_generation counts the fork() calls between a process and the one it watched") {
+  const std::uint64_t here = platform::watch_forks();
+  CHECK(platform::watch_forks() == here);  // registered once: a second call counts nothing more
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // The child's grandchild counts one more; exit codes carry what each saw.
+    if (platform::fork_generation() != here + 1) ::_exit(1);
+    const pid_t grandchild = ::fork();
+    if (grandchild < 0) ::_exit(2);
+    if (grandchild == 0) ::_exit(platform::fork_generation() == here + 2 ? 0 : 1);
+    int status = 0;
+    if (::waitpid(grandchild, &status, 0) != grandchild) ::_exit(2);
+    ::_exit(WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 3);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);             // 1: the child miscounted, 3: the grandchild did
+  CHECK(platform::fork_generation() == here);  // the parent's count does not change
+}

@@ -52,7 +52,8 @@ enum class ErrorKind {
   /// PoolOptions::restart_storm_threshold). The pool rejects work until a worker starts cleanly.
   pool_degraded,
   /// The request was malformed before it reached a worker (e.g. an empty job name, max_attempts ==
-  /// 0).
+  /// 0), or made where it cannot run: Pool::call from a Completion callback, or any job in a fork
+  /// of the pool's host.
   invalid_request,
   /// A typed job's request or response bytes could not be decoded by its codec.
   codec_error,

@@ -40,6 +40,12 @@ using BatchCompletion = std::function<void(std::size_t index, JobResult)>;
 ///
 /// Thread-safety: all member functions may be called concurrently from any thread, except that
 /// shutdown() and the destructor must not be called from a Completion callback.
+///
+/// A Pool works only in the process that made it. In a fork of that process (a prefork server, a
+/// daemon that forks to detach), the copy has no supervisor thread: every job submitted there
+/// fails at once with ErrorKind::invalid_request naming both pids, and the other members answer
+/// without waiting, as each says, leaving the original pool alone. Make the pool after fork()
+/// (docs/gotchas.md, "A fork of the host").
 class PROCPOOL_API Pool {
  public:
   /// Validates `options` (throws ConfigError naming the field on bad values), starts the supervisor
@@ -48,7 +54,9 @@ class PROCPOOL_API Pool {
   /// retried with backoff and reported through health and stats.
   explicit Pool(PoolOptions options = {});
 
-  /// shutdown(options.destructor_drain). Never throws.
+  /// shutdown(options.destructor_drain). Never throws. In a fork of the host, stops nothing and
+  /// waits for nothing: the copy's memory and descriptors (close-on-exec) stay until the process
+  /// exits or execs.
   ~Pool();
 
   Pool(const Pool&) = delete;
@@ -136,7 +144,8 @@ class PROCPOOL_API Pool {
 
   /// Lends a buffer of `bytes` in shared memory for submit_in_place, reusing one given back if
   /// one fits. The caller writes an input into it, or passes it as an output. Throws
-  /// std::invalid_argument for 0 bytes and std::runtime_error if the OS refuses the memory.
+  /// std::invalid_argument for 0 bytes, std::runtime_error if the OS refuses the memory, and
+  /// std::logic_error in a fork of the host.
   LentBuffer lend(std::size_t bytes);
 
   /// Queues the in-place job `job_name` (JobRegistry::add_in_place): the worker maps `input`
@@ -160,17 +169,19 @@ class PROCPOOL_API Pool {
                                       LentBuffer output, const SubmitOptions& options = {});
 
   /// Cancels a job that is still queued: it completes with ErrorKind::cancelled and this returns
-  /// true. Returns false if the job already went to a worker, finished, or is unknown.
+  /// true. Returns false if the job already went to a worker, finished, or is unknown (in a fork
+  /// of the host, every job is).
   bool cancel(JobId id);
 
-  /// A consistent snapshot of the pool and its workers.
+  /// A consistent snapshot of the pool and its workers. In a fork of the host: PoolHealth::stopped,
+  /// no worker, no job and zero counts (only min_workers and max_workers are set).
   PoolStats stats() const;
 
   /// Stops the pool: new submits fail with ErrorKind::shutting_down at once; queued and running
   /// jobs may finish for up to `drain`; then queued jobs fail with shutting_down, workers still
   /// running jobs get SIGTERM (SIGKILL after kill_grace) and their jobs fail with shutting_down.
   /// Returns when every worker has been reaped and every job has its outcome. Calling it again does
-  /// nothing.
+  /// nothing, and so does calling it in a fork of the host.
   void shutdown(std::chrono::milliseconds drain = std::chrono::milliseconds{0});
 
  private:

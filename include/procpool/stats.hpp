@@ -81,7 +81,8 @@ enum class PoolHealth {
   /// Workers keep crashing or failing to start (the restart-storm breaker tripped); submit fails
   /// fast with ErrorKind::pool_degraded.
   degraded,
-  /// shutdown() began; submit fails with ErrorKind::shutting_down.
+  /// shutdown() began; submit fails with ErrorKind::shutting_down. Also what a fork of the host
+  /// reports (Pool::stats), where submit fails with ErrorKind::invalid_request.
   stopped,
 };
 

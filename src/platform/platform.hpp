@@ -214,7 +214,18 @@ std::optional<std::uint64_t> pid_namespace() noexcept;
 
 /// True if a process with this pid exists (it may be a zombie).
 bool process_exists(int pid) noexcept;
+/// getpid(): a system call in glibc since 2.25 (no cached pid), so not for every job.
 int current_pid() noexcept;
+
+/// Registers, once per process (thread-safe), a pthread_atfork handler that counts one more fork in
+/// the child of every fork() from then on, and returns fork_generation(). A child made without
+/// fork() (_Fork, vfork, clone, the raw system call) runs no handler and is not counted. Throws
+/// std::system_error if the handler cannot be registered.
+std::uint64_t watch_forks();
+/// How many fork()s lie between this process and the one that first called watch_forks(): 0
+/// there (and anywhere before the first call), 1 in its child, 2 in a grandchild. One load, no
+/// system call.
+std::uint64_t fork_generation() noexcept;
 
 /// Threads of the calling process now (the entries of /proc/self/task), or nullopt if unknown.
 std::optional<std::size_t> thread_count() noexcept;

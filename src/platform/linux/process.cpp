@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/posix/vfork_launcher.hpp>
 #include <boost/process/v2/process.hpp>
@@ -26,6 +28,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <new>
 
 #include "platform/cgroup.hpp"
@@ -324,6 +327,34 @@ std::optional<std::size_t> thread_count() noexcept {
 
 int current_pid() noexcept {
   return static_cast<int>(::getpid());
+}
+
+namespace {
+
+// Counted by the pthread_atfork child handler. The child of a multi-threaded process may only do
+// async-signal-safe work until it execs: an atomic increment is.
+std::atomic<std::uint64_t> forks_seen{0};
+std::once_flag fork_handler_registered;
+
+void count_fork_in_child() noexcept {
+  forks_seen.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+std::uint64_t watch_forks() {
+  // call_once (pthread_once) rather than a flag: a second thread must not go on before the handler
+  // is in, or a fork it makes meanwhile would go uncounted.
+  std::call_once(fork_handler_registered, [] {
+    if (int error = ::pthread_atfork(nullptr, nullptr, count_fork_in_child)) {
+      throw std::system_error(error, std::generic_category(), "pthread_atfork");
+    }
+  });
+  return fork_generation();
+}
+
+std::uint64_t fork_generation() noexcept {
+  return forks_seen.load(std::memory_order_relaxed);
 }
 
 bool leave_process_group() noexcept {
