@@ -22,7 +22,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/posix/vfork_launcher.hpp>
 #include <boost/process/v2/process.hpp>
-#include <boost/process/v2/stdio.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -40,10 +39,10 @@ using detail::throw_errno;
 
 namespace {
 
-// Moves each sources[i] to targets[i] (distinct numbers), open across exec there. Only system
-// calls: it runs in vfork children and in forked workers. A source that sits on another's target
-// is first moved out of the way, above every target and close-on-exec, so that no dup2 overwrites a
-// source still needed. Returns 0, or errno.
+// Moves each sources[i] to targets[i] (distinct targets; one source may go to several), open
+// across exec there. Only system calls: it runs in vfork children and in forked workers. A source
+// that sits on another's target is first moved out of the way, above every target and
+// close-on-exec, so that no dup2 overwrites a source still needed. Returns 0, or errno.
 int place_descriptors(int* sources, const int* targets, int count) noexcept {
   int end_of_targets = 0;
   for (int i = 0; i < count; ++i)
@@ -65,28 +64,35 @@ int place_descriptors(int* sources, const int* targets, int count) noexcept {
   return 0;
 }
 
-// Places the doorbell at fd 3, the segment (if any) at fd 4 and the descriptor channel (if any) at
-// fd 5 in the child, open across exec.
-// (Boost 1.81's own posix::bind_fd returns nothing from on_setup, so it is not used.) The targets
-// are contiguous with 0-2 on purpose: Boost 1.81's close_all() only closes ranges past the last
-// whitelisted descriptor correctly, not gaps between them.
+// Places the child's descriptors, open across exec: /dev/null on 0, the output on 1 and 2, the
+// doorbell on 3, the segment (if any) on 4 and the descriptor channel (if any) on 5. All in one
+// place_descriptors, so that no source is overwritten before it is placed, wherever it sits: a
+// host that closed its stdio may have the output on 0, say, the target of /dev/null.
+// (Boost 1.81's own posix::bind_fd returns nothing from on_setup, and its process_stdio places
+// 0-2 before any other initializer runs, so neither is used.) The targets are contiguous on
+// purpose: Boost 1.81's close_all() only closes ranges past the last whitelisted descriptor
+// correctly, not gaps between them.
 struct InheritedDescriptors {
-  static constexpr int first_target = worker_doorbell_fd;
+  static_assert(worker_doorbell_fd == STDERR_FILENO + 1);
   static_assert(worker_segment_fd == worker_doorbell_fd + 1);
   static_assert(worker_channel_fd == worker_segment_fd + 1);
-  std::array<int, 3> sources;
-  int count;  // 1: the doorbell only; 2: and the segment; 3: and the channel
+  static constexpr std::array<int, 6> targets{STDIN_FILENO,      STDOUT_FILENO,
+                                              STDERR_FILENO,     worker_doorbell_fd,
+                                              worker_segment_fd, worker_channel_fd};
+  std::array<int, 6> sources;
+  int count;  // 4: stdio and the doorbell; 5: and the segment; 6: and the channel
 
-  InheritedDescriptors(int doorbell, int segment, int channel)
-      : sources{doorbell, segment, channel},
-        count(segment < 0   ? 1
-              : channel < 0 ? 2
-                            : 3) {}
+  InheritedDescriptors(int input, int output, int doorbell, int segment, int channel)
+      : sources{input, output, output, doorbell, segment, channel},
+        count(segment < 0   ? 4
+              : channel < 0 ? 5
+                            : 6) {}
 
   bp::error_code on_setup(bp::posix::default_launcher& launcher, const std::filesystem::path&,
                           const char* const*) {
-    for (int i = 0; i < count; ++i)
-      launcher.fd_whitelist.push_back(first_target + i);
+    // 0-2 are on Boost's list already.
+    for (int i = STDERR_FILENO + 1; i < count; ++i)
+      launcher.fd_whitelist.push_back(targets[i]);
     return {};
   }
 
@@ -94,9 +100,7 @@ struct InheritedDescriptors {
   // reads (`sources` is the host's, so it is copied first).
   bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
                                const char* const*) {
-    std::array<int, 3> from = sources;
-    static constexpr std::array<int, 3> targets{worker_doorbell_fd, worker_segment_fd,
-                                                worker_channel_fd};
+    std::array<int, 6> from = sources;
     if (int error = place_descriptors(from.data(), targets.data(), count)) {
       return bp::error_code(error, bp::system_category());
     }
@@ -206,7 +210,7 @@ struct ChildRestrictions {
 }  // namespace
 
 SpawnedProcess spawn(const SpawnRequest& request) {
-  UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  UniqueFd dev_null(detail::keep_off_stdio(::open("/dev/null", O_RDWR | O_CLOEXEC)));
   if (!dev_null) throw_errno("open(/dev/null)");
 
   // A fresh io_context per spawn: Boost.Process notifies the context's services of the fork in
@@ -225,11 +229,11 @@ SpawnedProcess spawn(const SpawnRequest& request) {
   ChildRestrictions restrictions{request};
   bp::error_code ec;
   // (The executor overload: Boost 1.81's execution-context overload drops `ec` and throws.)
-  auto child =
-      launcher(context.get_executor(), ec, std::filesystem::path(request.executable),
-               request.arguments, bp::process_stdio{dev_null.get(), output, output},
-               InheritedDescriptors(request.doorbell_fd, request.segment_fd, request.channel_fd),
-               restrictions);
+  auto child = launcher(context.get_executor(), ec, std::filesystem::path(request.executable),
+                        request.arguments,
+                        InheritedDescriptors(dev_null.get(), output, request.doorbell_fd,
+                                             request.segment_fd, request.channel_fd),
+                        restrictions);
   if (ec) {
     std::string what = "cannot start worker '" + request.executable + "'";
     if (restrictions.failed_call) {
@@ -252,7 +256,8 @@ SpawnedProcess watch_child(int pid) {
   SpawnedProcess spawned;
   spawned.pid = pid;
   // The child is not reaped yet, so its pid cannot have been reused.
-  spawned.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  spawned.pidfd =
+      UniqueFd(detail::keep_off_stdio(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))));
   if (!spawned.pidfd) {
     int saved = errno;
     ::kill(pid, SIGKILL);
