@@ -1,7 +1,8 @@
-// A host that does what daemons do before it builds its pool (descriptors 0-2 closed) still
-// starts workers, and they start as an exec'd program of that host would. Each case runs the helper
-// procpool_test_daemon_host (tests/helpers/daemon_host.cpp), so that this process keeps its own
-// stdio; the helper does the checks and writes each one that fails on a pipe.
+// A host that does what daemons do before it builds its pool (descriptors 0-2 closed, signal
+// handlers installed, signals ignored and blocked) still starts workers, and they start as an
+// exec'd program of that host would. Each case runs the helper procpool_test_daemon_host
+// (tests/helpers/daemon_host.cpp), so that this process keeps its own stdio and signals; the
+// helper does the checks and writes each one that fails on a pipe.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -83,6 +84,22 @@ TEST_CASE("a host with descriptors 0-2 closed starts workers, keeps its descript
   }
   SECTION("fork_server: and hands its fork server no stderr, even once fd 2 is taken") {
     HostOutcome outcome = run_daemon_host({"closed_stdio", "fork_server"}, true);
+    INFO(outcome.report);
+    CHECK(outcome.report.empty());
+    CHECK(outcome.exit_code == 0);
+  }
+}
+
+TEST_CASE(
+    "workers start with the host's signal mask and ignored signals, and none of its handlers") {
+  SECTION("exec") {
+    HostOutcome outcome = run_daemon_host({"signals", "exec"}, false);
+    INFO(outcome.report);
+    CHECK(outcome.report.empty());
+    CHECK(outcome.exit_code == 0);
+  }
+  SECTION("fork_server") {
+    HostOutcome outcome = run_daemon_host({"signals", "fork_server"}, false);
     INFO(outcome.report);
     CHECK(outcome.report.empty());
     CHECK(outcome.exit_code == 0);

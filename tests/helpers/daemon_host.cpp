@@ -1,16 +1,21 @@
 // A host that does what daemons do before it builds its pool, for test_daemon_host:
-//   closed_stdio <exec|fork_server>: started with descriptors 0-2 closed.
+//   closed_stdio <exec|fork_server>: started with descriptors 0-2 closed;
+//   signals <exec|fork_server>: handles SIGTERM and SIGUSR1, ignores SIGHUP, blocks SIGUSR2.
 // It builds a one-worker pool, runs jobs, and checks what it can see of its own descriptors and
-// of its workers and fork server in /proc. Each check that fails is written as a line
+// threads and of its workers and fork server in /proc. Each check that fails is written as a line
 // on descriptor 3 (the test's pipe: stdout may be closed); the exit code is 0 if none failed.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <procpool/procpool.hpp>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -144,19 +149,117 @@ int closed_stdio(StartMode mode) {
   return failed ? 1 : 0;
 }
 
+volatile sig_atomic_t handled = 0;
+void record(int) {
+  handled = 1;
+}
+
+// SigBlk, SigIgn and SigCgt of /proc/<path>/status, as bit masks (bit n-1 is signal n).
+struct SignalState {
+  std::uint64_t blocked = 0, ignored = 0, caught = 0;
+};
+std::optional<SignalState> signal_state(const std::string& status_path) {
+  std::ifstream file(status_path);
+  if (!file) return std::nullopt;
+  SignalState state;
+  int found = 0;
+  for (std::string line; std::getline(file, line);) {
+    std::istringstream fields(line);
+    std::string name;
+    std::uint64_t mask = 0;
+    fields >> name >> std::hex >> mask;
+    std::uint64_t* field = name == "SigBlk:"   ? &state.blocked
+                           : name == "SigIgn:" ? &state.ignored
+                           : name == "SigCgt:" ? &state.caught
+                                               : nullptr;
+    if (field != nullptr) {
+      *field = mask;
+      ++found;
+    }
+  }
+  if (found != 3) return std::nullopt;
+  return state;
+}
+
+constexpr std::uint64_t bit(int signal) {
+  return std::uint64_t{1} << (signal - 1);
+}
+
+std::string hex(std::uint64_t mask) {
+  std::ostringstream text;
+  text << std::hex << mask;
+  return text.str();
+}
+
+int signals(StartMode mode) {
+  struct sigaction handler {};
+  handler.sa_handler = record;
+  sigemptyset(&handler.sa_mask);
+  sigset_t usr2;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  if (::sigaction(SIGTERM, &handler, nullptr) != 0 ||
+      ::sigaction(SIGUSR1, &handler, nullptr) != 0 || ::signal(SIGHUP, SIG_IGN) == SIG_ERR ||
+      ::pthread_sigmask(SIG_BLOCK, &usr2, nullptr) != 0) {
+    report(std::string("cannot set up the host's signals: ") + std::strerror(errno));
+    return 1;
+  }
+  PoolOptions options = test::quiet_options(1);
+  options.start_mode = mode;
+  Pool pool(options);
+  if (!echo(pool, "hello")) return 1;
+  if (!test::settled(pool, 1)) report("the pool did not settle on one idle worker");
+  // Read now, not before the pool: glibc's first pthread_create installs a handler for its own
+  // signal 33 (SIGSETXID), which a posix_spawn'd host like this one started with ignored.
+  std::optional<SignalState> host = signal_state("/proc/self/status");
+  if (!host) {
+    report("cannot read /proc/self/status");
+    return 1;
+  }
+  const int worker = worker_pid(pool);
+  std::optional<SignalState> started = signal_state("/proc/" + std::to_string(worker) + "/status");
+  if (!started) {
+    report("cannot read the worker's status");
+    return 1;
+  }
+  // As an exec'd program of this host: its mask and what it ignores, none of its handlers.
+  if (started->blocked != host->blocked) {
+    report("the worker blocks " + hex(started->blocked) + ", the host " + hex(host->blocked));
+  }
+  if ((started->blocked & bit(SIGUSR2)) == 0) report("the worker does not block SIGUSR2");
+  if (started->ignored != host->ignored) {
+    report("the worker ignores " + hex(started->ignored) + ", the host " + hex(host->ignored));
+  }
+  if ((started->ignored & bit(SIGHUP)) == 0) report("the worker does not ignore SIGHUP");
+  if (started->caught & (bit(SIGTERM) | bit(SIGUSR1))) {
+    report("the worker catches " + hex(started->caught));
+  }
+  // Every thread of the host has its mask back once the launches are over.
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::optional<SignalState> thread = signal_state(task.path().string() + "/status");
+    if (thread && thread->blocked != host->blocked) {
+      report("host thread " + task.path().filename().string() + " blocks " + hex(thread->blocked) +
+             " after the launch, not " + hex(host->blocked));
+    }
+  }
+  if (handled) report("a host handler ran");
+  return failed ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   JobRegistry jobs = test::make_test_registry();
   if (auto rc = run_worker_if_requested(argc, argv, jobs)) return *rc;
   if (argc != 3) {
-    report("usage: procpool_test_daemon_host closed_stdio <exec|fork_server>");
+    report("usage: procpool_test_daemon_host <closed_stdio|signals> <exec|fork_server>");
     return 2;
   }
   const std::string_view scenario = argv[1];
   const StartMode mode =
       std::string_view(argv[2]) == "fork_server" ? StartMode::fork_server : StartMode::exec;
   if (scenario == "closed_stdio") return closed_stdio(mode);
+  if (scenario == "signals") return signals(mode);
   report("unknown scenario " + std::string(scenario));
   return 2;
 }
