@@ -15,7 +15,7 @@
 
 namespace procpool::detail {
 
-ForkServer::ForkServer(platform::SpawnRequest request) {
+ForkServer::ForkServer(platform::SpawnRequest request, int output_fd) {
   platform::DescriptorChannel channel = platform::make_descriptor_channel();
   request.arguments.emplace_back(fork_server_flag);
   request.doorbell_fd = channel.worker_end.get();  // the server's requests arrive on fd 3
@@ -23,9 +23,8 @@ ForkServer::ForkServer(platform::SpawnRequest request) {
   request.channel_fd = -1;
   // The server stays in the host's memory cgroup: each worker it forks moves into its own.
   request.cgroup_procs_fd = -1;
-  // What the server itself prints (only why it could not start serving) goes to the host's stderr;
-  // each worker's output goes through its own pipe, as a spawned worker's does.
-  request.output_fd = platform::is_open(2) ? 2 : -1;
+  // Each worker's output goes through its own pipe, as a spawned worker's does.
+  request.output_fd = output_fd;
   platform::SpawnedProcess spawned = platform::spawn(request);
   channel_ = std::move(channel.host_end);
   pidfd_ = std::move(spawned.pidfd);

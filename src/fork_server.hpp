@@ -29,9 +29,10 @@ class ForkServer {
  public:
   /// Starts the server: `request` is a worker's (executable, arguments with the reserved worker
   /// arguments, environment, restrictions), to which this adds fork_server_flag and the server's
-  /// own descriptors. Returns at once; the server's start overlaps the first request. Throws
-  /// std::system_error if it cannot be started.
-  explicit ForkServer(platform::SpawnRequest request);
+  /// own descriptors. `output_fd` becomes the server's stdout and stderr, on which it prints only
+  /// why it cannot serve: the host's stderr, or -1 for /dev/null. Returns at once; the server's
+  /// start overlaps the first request. Throws std::system_error if it cannot be started.
+  ForkServer(platform::SpawnRequest request, int output_fd);
   /// Stops the server (SIGKILL: it holds nothing but the channel) and reaps it. One that was
   /// retired, or has requests unanswered, first gets up to retirement_grace to answer and exit by
   /// itself (this waits), and every worker it reported then is killed and reaped. Waits for

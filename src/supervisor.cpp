@@ -25,6 +25,7 @@ Supervisor::Supervisor(PoolOptions options)
     : options_(std::move(options)),
       host_pid_(platform::current_pid()),
       fork_generation_(platform::watch_forks()),
+      host_stderr_(platform::file_info(2)),
       host_cgroup_(host_memory_cgroup()),
       oom_attribution_(host_cgroup_),
       random_(std::random_device{}()),

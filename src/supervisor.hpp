@@ -193,6 +193,8 @@ class Supervisor {
   /// The fork server in service, started (or replaced, if it went away) here. Throws
   /// std::system_error.
   ForkServer& fork_server(const platform::SpawnRequest& request, Clock::time_point now);
+  /// The new fork server's stdout and stderr: 2, or -1 for /dev/null (see fork_server()).
+  int fork_server_output() const noexcept;
   /// Reads the fork server's answers: each forked worker is watched, each refusal is a failed
   /// start.
   void take_fork_answers(Clock::time_point now);
@@ -274,6 +276,8 @@ class Supervisor {
   const int host_pid_;
   /// platform::fork_generation() in the host: another value means this is a forked copy.
   const std::uint64_t fork_generation_;
+  /// What the host's fd 2 was when the pool was built; nullopt if it was closed.
+  const std::optional<platform::FileInfo> host_stderr_;
 
   // Submission side.
   /// Lent buffers (thread-safe on its own). Shared: a buffer given back after the pool is gone

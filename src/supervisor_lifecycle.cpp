@@ -232,7 +232,7 @@ ForkServer& Supervisor::fork_server(const platform::SpawnRequest& request, Clock
     }
   }
   if (!fork_server_) {
-    auto server = std::make_unique<ForkServer>(request);
+    auto server = std::make_unique<ForkServer>(request, fork_server_output());
     // Edge-triggered: take_fork_answers() reads every answer there is; a server that goes away
     // with nothing unanswered is noticed at the next start, by exited() above.
     poller_.add(server->channel(), fork_answers_key, true);
@@ -240,6 +240,17 @@ ForkServer& Supervisor::fork_server(const platform::SpawnRequest& request, Clock
     log(LogLevel::debug, fmt::format("fork server started (pid {})", fork_server_->pid()));
   }
   return *fork_server_;
+}
+
+// The host's stderr only while fd 2 is the file it was when the pool was built. A host that had
+// none then (a daemon closes 0-2) may since have opened another file that took number 2, a
+// client's socket say, which the server would hold open and write into. A host that pointed fd 2
+// at another file on purpose (dup2 of a new log file) loses only the server's own messages.
+int Supervisor::fork_server_output() const noexcept {
+  if (!host_stderr_) return -1;
+  const std::optional<platform::FileInfo> now = platform::file_info(2);
+  const bool same = now && now->device == host_stderr_->device && now->inode == host_stderr_->inode;
+  return same ? 2 : -1;
 }
 
 void Supervisor::take_fork_answers(Clock::time_point now) {

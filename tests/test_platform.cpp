@@ -9,7 +9,11 @@
 #include <fcntl.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -210,6 +214,135 @@ TEST_CASE(
   // Had the vfork child run exit(), it would have run our atexit handler in our own memory.
   CHECK(atexit_calls.load() == before);
   CHECK(test::zombie_children(::getpid()).empty());
+}
+
+namespace {
+
+// The pid of the last process that ran marker_handler, 0 if none did. A vfork child shares this
+// memory with the test, so a run in the child shows here with the child's pid.
+std::atomic<int> marker_ran_in{0};
+void marker_handler(int) {
+  marker_ran_in.store(static_cast<int>(::getpid()));
+}
+
+constexpr std::uint64_t signal_bit(int signal) {
+  return std::uint64_t{1} << (signal - 1);
+}
+
+// A signal mask field ("SigBlk", "SigCgt", ...) of a /proc status file; nullopt if unreadable.
+std::optional<std::uint64_t> status_mask(const std::string& path, const std::string& field) {
+  std::ifstream file(path);
+  for (std::string line; std::getline(file, line);) {
+    if (!line.starts_with(field + ":")) continue;
+    return std::stoull(line.substr(field.size() + 1), nullptr, 16);
+  }
+  return std::nullopt;
+}
+
+// The state letter of /proc/<pid>/stat ('S': asleep), or 0.
+char process_state(int pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const auto end_of_name = stat.rfind(')');
+  return end_of_name == std::string::npos || end_of_name + 2 >= stat.size() ? 0
+                                                                            : stat[end_of_name + 2];
+}
+
+}  // namespace
+
+TEST_CASE(
+    "between vfork and exec the child runs none of the host's signal handlers, and the launching "
+    "thread takes no signal") {
+#if defined(PROCPOOL_TEST_TSAN)
+  WARN("ThreadSanitizer turns vfork into fork: the launching thread does not wait for the exec");
+  return;
+#endif
+  // SIGURG: its default action is to ignore it, so the exec goes on once the child takes it.
+  struct sigaction marker {};
+  marker.sa_handler = marker_handler;
+  sigemptyset(&marker.sa_mask);
+  marker.sa_flags = SA_RESTART;
+  struct sigaction previous {};
+  REQUIRE(::sigaction(SIGURG, &marker, &previous) == 0);
+  marker_ran_in = 0;
+
+  // Holds the child between vfork and exec: its first restriction writes to cgroup_procs_fd,
+  // here a full pipe, and waits there until the test drains it.
+  platform::Pipe hold = platform::make_pipe();
+  const int write_end = hold.write_end.get();
+  REQUIRE(::fcntl(write_end, F_SETFL, ::fcntl(write_end, F_GETFL) | O_NONBLOCK) == 0);
+  static const char page[4096] = {};
+  while (::write(write_end, page, sizeof page) > 0) {
+  }
+  while (::write(write_end, page, 1) > 0) {
+  }
+  REQUIRE(::fcntl(write_end, F_SETFL, ::fcntl(write_end, F_GETFL) & ~O_NONBLOCK) == 0);
+
+  platform::UniqueFd doorbell = platform::make_eventfd();
+  std::atomic<int> launcher_tid{0};
+  std::optional<platform::SpawnedProcess> launched;
+  std::string launch_error;
+  bool mask_kept = false;
+  std::thread launcher([&] {
+    // The kernel fills only the first 8 bytes of a sigset_t: the rest must be equal too.
+    sigset_t before, after;
+    sigemptyset(&before);
+    sigemptyset(&after);
+    ::pthread_sigmask(SIG_SETMASK, nullptr, &before);
+    launcher_tid = static_cast<int>(::gettid());
+    platform::SpawnRequest request{"/bin/sh", {"-c", "exit 0"}, -1, doorbell.get()};
+    request.cgroup_procs_fd = write_end;
+    try {
+      launched = platform::spawn(request);
+    } catch (const std::exception& e) {
+      launch_error = e.what();
+    }
+    ::pthread_sigmask(SIG_SETMASK, nullptr, &after);
+    mask_kept = std::memcmp(&before, &after, sizeof before) == 0;
+  });
+
+  // The child: the launching thread's only child, asleep in its write.
+  int child = 0;
+  const bool held = test::eventually([&] {
+    const int tid = launcher_tid.load();
+    if (tid == 0) return false;
+    std::ifstream children("/proc/self/task/" + std::to_string(tid) + "/children");
+    return static_cast<bool>(children >> child) && process_state(child) == 'S';
+  });
+  if (held) {
+    const std::string child_status = "/proc/" + std::to_string(child) + "/status";
+    const std::string launcher_status =
+        "/proc/self/task/" + std::to_string(launcher_tid.load()) + "/status";
+    const std::uint64_t host_signals =
+        signal_bit(SIGINT) | signal_bit(SIGTERM) | signal_bit(SIGURG) | signal_bit(SIGUSR1);
+    // While the child runs on the host's memory, the thread that launched it takes no signal...
+    CHECK((status_mask(launcher_status, "SigBlk").value_or(0) & host_signals) == host_signals);
+    // ... and the child has none of the host's handlers (SIGURG's here, Catch2's for SIGINT and
+    // SIGTERM), and takes no signal until just before exec.
+    CHECK((status_mask(child_status, "SigCgt").value_or(~0ull) & host_signals) == 0);
+    CHECK((status_mask(child_status, "SigBlk").value_or(0) & host_signals) == host_signals);
+    // A signal sent to the child now waits (pending) and never runs the host's handler there.
+    CHECK(::kill(child, SIGURG) == 0);
+    CHECK(test::eventually([&] {
+      const std::uint64_t pending = status_mask(child_status, "ShdPnd").value_or(0) |
+                                    status_mask(child_status, "SigPnd").value_or(0);
+      return (pending & signal_bit(SIGURG)) != 0 || marker_ran_in.load() == child;
+    }));
+    CHECK(marker_ran_in.load() != child);
+  }
+  char drained[4096];
+  while (::read(hold.read_end.get(), drained, sizeof drained) > 0) {
+  }
+  launcher.join();
+  ::sigaction(SIGURG, &previous, nullptr);
+  REQUIRE(held);
+  INFO(launch_error);
+  REQUIRE(launched);
+  CHECK(mask_kept);
+  // The child took the signal once its mask was back, with SIGURG's default action (ignore).
+  Child exited{std::move(*launched), {}, {}};
+  CHECK(wait_exit(exited).exit_code == 0);
+  CHECK(marker_ran_in.load() != child);
 }
 
 TEST_CASE("a futex waiter wakes when the word changes, and not before") {

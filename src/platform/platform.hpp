@@ -5,6 +5,11 @@
 // with the call's name in the message; "query" functions that may legitimately find nothing return
 // std::optional. System calls are retried on EINTR here so callers never see it (Poller::wait
 // returns early instead, and its caller loops).
+//
+// Descriptors: every descriptor made here for the host to keep or to pass on (eventfds, epoll,
+// pipes, sockets, memfds, pidfds, /dev/null, statm and cgroup.procs files) is close-on-exec and
+// above 2, even in a host that closed its stdio: there the host's own writes to stderr would land
+// in it.
 #pragma once
 
 #include <atomic>
@@ -177,6 +182,7 @@ inline constexpr int worker_channel_fd = 5;
 
 /// Starts `request.executable` with vfork+exec (never a plain fork of the host), stdin from
 /// /dev/null, and only descriptors 0-3 open, plus 4 and 5 when a segment and a channel are given.
+/// The request's descriptors may sit on any number, 0-5 included.
 /// Throws std::system_error if the program cannot be started (the message names it, and the call
 /// that failed if it was one of the restrictions).
 SpawnedProcess spawn(const SpawnRequest& request);
@@ -256,9 +262,6 @@ bool die_with_parent(int expected_parent) noexcept;
 /// set (the worker then runs unguarded).
 int start_process_group_guard(const char*& failed) noexcept;
 const char* finish_process_group_guard(int starter) noexcept;
-
-/// True if `fd` is an open descriptor of this process.
-bool is_open(int fd) noexcept;
 
 /// Marks a descriptor close-on-exec so the worker's own children do not inherit it.
 void set_cloexec(int fd) noexcept;

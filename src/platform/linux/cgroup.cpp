@@ -332,7 +332,7 @@ void cap_memory(const MemoryCgroup& cgroup, const MemoryCaps& caps) {
 
 UniqueFd open_cgroup_procs(const MemoryCgroup& cgroup) {
   const std::string path = path_of(cgroup, "cgroup.procs");
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  UniqueFd fd(detail::keep_off_stdio(::open(path.c_str(), O_WRONLY | O_CLOEXEC)));
   if (!fd) detail::throw_errno("open " + path);
   return fd;
 }

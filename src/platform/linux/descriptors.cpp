@@ -20,6 +20,7 @@
 
 namespace procpool::platform {
 
+using detail::keep_off_stdio;
 using detail::retry_on_eintr;
 using detail::throw_errno;
 
@@ -40,7 +41,7 @@ void UniqueFd::reset() noexcept {
 }
 
 UniqueFd make_eventfd() {
-  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  int fd = keep_off_stdio(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (fd < 0) throw_errno("eventfd");
   return UniqueFd(fd);
 }
@@ -83,7 +84,7 @@ void futex_wake_all(std::atomic<std::uint32_t>& word, FutexScope scope) noexcept
   ::syscall(SYS_futex, &word, futex_op(FUTEX_WAKE, scope), INT_MAX, nullptr, nullptr, 0);
 }
 
-Poller::Poller() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+Poller::Poller() : epoll_(keep_off_stdio(::epoll_create1(EPOLL_CLOEXEC))) {
   if (!epoll_) throw_errno("epoll_create1");
 }
 
@@ -145,8 +146,9 @@ void set_nonblocking(int fd) {
 Pipe make_pipe() {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");
-  Pipe pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
-  set_nonblocking(fds[0]);
+  Pipe pipe{UniqueFd(keep_off_stdio(fds[0])), UniqueFd(keep_off_stdio(fds[1]))};
+  if (!pipe.read_end || !pipe.write_end) throw_errno("fcntl(pipe, F_DUPFD_CLOEXEC)");
+  set_nonblocking(pipe.read_end.get());
   return pipe;
 }
 
@@ -161,8 +163,9 @@ DescriptorChannel make_descriptor_channel() {
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
     throw_errno("socketpair(AF_UNIX, SOCK_SEQPACKET)");
   }
-  DescriptorChannel channel{UniqueFd(fds[0]), UniqueFd(fds[1])};
-  set_nonblocking(fds[0]);
+  DescriptorChannel channel{UniqueFd(keep_off_stdio(fds[0])), UniqueFd(keep_off_stdio(fds[1]))};
+  if (!channel.host_end || !channel.worker_end) throw_errno("fcntl(socket, F_DUPFD_CLOEXEC)");
+  set_nonblocking(channel.host_end.get());
   return channel;
 }
 
@@ -238,7 +241,7 @@ Received try_receive_value(int socket, std::int32_t& value) noexcept {
 
 UniqueFd reopen_read_only(int fd) {
   std::string path = "/proc/self/fd/" + std::to_string(fd);
-  UniqueFd reopened(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd reopened(keep_off_stdio(::open(path.c_str(), O_RDONLY | O_CLOEXEC)));
   if (!reopened) throw_errno("open(" + path + ", O_RDONLY)");
   return reopened;
 }
@@ -250,10 +253,6 @@ void shutdown_sending(int socket) noexcept {
 bool wait_for_exit(int pidfd, std::chrono::milliseconds timeout) noexcept {
   pollfd exited{pidfd, POLLIN, 0};
   return retry_on_eintr([&] { return ::poll(&exited, 1, static_cast<int>(timeout.count())); }) > 0;
-}
-
-bool is_open(int fd) noexcept {
-  return ::fcntl(fd, F_GETFD) != -1;
 }
 
 void set_cloexec(int fd) noexcept {

@@ -21,10 +21,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <boost/asio/io_context.hpp>
-#include <boost/process/v2/posix/vfork_launcher.hpp>
-#include <boost/process/v2/process.hpp>
-#include <boost/process/v2/stdio.hpp>
+#include <boost/process/v2/default_launcher.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -43,10 +40,10 @@ using detail::throw_errno;
 
 namespace {
 
-// Moves each sources[i] to targets[i] (distinct numbers), open across exec there. Only system
-// calls: it runs in vfork children and in forked workers. A source that sits on another's target
-// is first moved out of the way, above every target and close-on-exec, so that no dup2 overwrites a
-// source still needed. Returns 0, or errno.
+// Moves each sources[i] to targets[i] (distinct targets; one source may go to several), open
+// across exec there. Only system calls: it runs in vfork children and in forked workers. A source
+// that sits on another's target is first moved out of the way, above every target and
+// close-on-exec, so that no dup2 overwrites a source still needed. Returns 0, or errno.
 int place_descriptors(int* sources, const int* targets, int count) noexcept {
   int end_of_targets = 0;
   for (int i = 0; i < count; ++i)
@@ -68,28 +65,35 @@ int place_descriptors(int* sources, const int* targets, int count) noexcept {
   return 0;
 }
 
-// Places the doorbell at fd 3, the segment (if any) at fd 4 and the descriptor channel (if any) at
-// fd 5 in the child, open across exec.
-// (Boost 1.81's own posix::bind_fd returns nothing from on_setup, so it is not used.) The targets
-// are contiguous with 0-2 on purpose: Boost 1.81's close_all() only closes ranges past the last
-// whitelisted descriptor correctly, not gaps between them.
+// Places the child's descriptors, open across exec: /dev/null on 0, the output on 1 and 2, the
+// doorbell on 3, the segment (if any) on 4 and the descriptor channel (if any) on 5. All in one
+// place_descriptors, so that no source is overwritten before it is placed, wherever it sits: a
+// host that closed its stdio may have the output on 0, say, the target of /dev/null.
+// (Boost 1.81's own posix::bind_fd returns nothing from on_setup, and its process_stdio places
+// 0-2 before any other initializer runs, so neither is used.) The targets are contiguous on
+// purpose: Boost 1.81's close_all() only closes ranges past the last whitelisted descriptor
+// correctly, not gaps between them.
 struct InheritedDescriptors {
-  static constexpr int first_target = worker_doorbell_fd;
+  static_assert(worker_doorbell_fd == STDERR_FILENO + 1);
   static_assert(worker_segment_fd == worker_doorbell_fd + 1);
   static_assert(worker_channel_fd == worker_segment_fd + 1);
-  std::array<int, 3> sources;
-  int count;  // 1: the doorbell only; 2: and the segment; 3: and the channel
+  static constexpr std::array<int, 6> targets{STDIN_FILENO,      STDOUT_FILENO,
+                                              STDERR_FILENO,     worker_doorbell_fd,
+                                              worker_segment_fd, worker_channel_fd};
+  std::array<int, 6> sources;
+  int count;  // 4: stdio and the doorbell; 5: and the segment; 6: and the channel
 
-  InheritedDescriptors(int doorbell, int segment, int channel)
-      : sources{doorbell, segment, channel},
-        count(segment < 0   ? 1
-              : channel < 0 ? 2
-                            : 3) {}
+  InheritedDescriptors(int input, int output, int doorbell, int segment, int channel)
+      : sources{input, output, output, doorbell, segment, channel},
+        count(segment < 0   ? 4
+              : channel < 0 ? 5
+                            : 6) {}
 
   bp::error_code on_setup(bp::posix::default_launcher& launcher, const std::filesystem::path&,
                           const char* const*) {
-    for (int i = 0; i < count; ++i)
-      launcher.fd_whitelist.push_back(first_target + i);
+    // 0-2 are on Boost's list already.
+    for (int i = STDERR_FILENO + 1; i < count; ++i)
+      launcher.fd_whitelist.push_back(targets[i]);
     return {};
   }
 
@@ -97,28 +101,11 @@ struct InheritedDescriptors {
   // reads (`sources` is the host's, so it is copied first).
   bp::error_code on_exec_setup(bp::posix::default_launcher&, const std::filesystem::path&,
                                const char* const*) {
-    std::array<int, 3> from = sources;
-    static constexpr std::array<int, 3> targets{worker_doorbell_fd, worker_segment_fd,
-                                                worker_channel_fd};
+    std::array<int, 6> from = sources;
     if (int error = place_descriptors(from.data(), targets.data(), count)) {
       return bp::error_code(error, bp::system_category());
     }
     return {};
-  }
-
-  // If execve fails, Boost 1.81 calls exit() in the vfork child, which would run the host's atexit
-  // handlers and static destructors in the host's own memory. Leave with _exit first. (Boost's
-  // SFINAE probes this member with five arguments and calls it with four: hence the template.)
-  template <class... Args>
-  void on_exec_error(Args&&...) const {
-    ::_exit(127);
-  }
-
-  // In the parent, when the launch failed after the vfork: Boost returns without reaping the child
-  // that could not exec, which would stay a zombie. (Same five/four-argument probe as above.)
-  template <class Launcher, class... Args>
-  void on_error(Launcher& launcher, Args&&...) const {
-    if (launcher.pid > 0) ::waitpid(launcher.pid, nullptr, 0);
   }
 };
 
@@ -206,17 +193,82 @@ struct ChildRestrictions {
   }
 };
 
+// In the vfork child, first: every signal the host handles back to SIG_DFL, so that none of the
+// host's handlers can run on the host's memory once the child unblocks signals. Ignored signals
+// stay ignored, as across the exec that follows (and as glibc's posix_spawn leaves them). glibc's
+// own signals (32 and 33) are left: its sigaction refuses them, and their handlers act only on
+// signals the process sent to one of its own threads, which the child has none of.
+void reset_signal_handlers() noexcept {
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  sigemptyset(&default_action.sa_mask);
+  for (int signal = 1; signal < NSIG; ++signal) {
+    struct sigaction current {};
+    if (::sigaction(signal, nullptr, &current) != 0) continue;
+    if (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN) continue;
+    ::sigaction(signal, &default_action, nullptr);
+  }
+}
+
+// Boost.Process v2's vfork_launcher, less what must not run in a vfork child, plus what glibc's
+// posix_spawn does about signals. Until it execs, the child runs on the host's memory and on the
+// stack of the thread that launched it:
+// - A host handler run there (a SIGTERM or ^C to the process group) would act on the host's state
+//   from a process that is not the host. The launching thread blocks every signal around the
+//   vfork, so the child starts with all blocked; it resets the handlers, and restores the host's
+//   mask just before execve (the worker starts with the mask it always had: the launching
+//   thread's). A signal that came meanwhile is then taken by SIG_DFL, in the child alone.
+// - Boost's launcher calls asio's notify_fork(fork_child) in the child, which copies the
+//   context's services into a std::vector (an allocation in the host's heap, taking its locks):
+//   no execution context here at all.
+// - Boost's calls exit() in the child when execve fails, which would run the host's atexit
+//   handlers and static destructors in the host's memory, and leaves the child unreaped: this one
+//   calls _exit(127), and the parent reaps it.
+// The initializers' on_setup and on_exec_setup run through Boost's own dispatch.
+struct VforkLauncher : bp::posix::default_launcher {
+  // Returns the child's pid, or -1 with `ec` set.
+  template <class... Inits>
+  int launch(const std::filesystem::path& executable, const std::vector<std::string>& arguments,
+             bp::error_code& ec, Inits&... inits) {
+    const char* const* argv = build_argv_(executable, arguments);
+    ec = bp::posix::detail::on_setup(*this, executable, argv, inits...);
+    if (ec) return -1;
+    sigset_t all, host_mask;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &host_mask);
+    pid = ::vfork();
+    if (pid == 0) {
+      reset_signal_handlers();
+      ec = bp::posix::detail::on_exec_setup(*this, executable, argv, inits...);
+      if (!ec) close_all_fds(ec);
+      if (!ec) {
+        ::sigprocmask(SIG_SETMASK, &host_mask, nullptr);
+        ::execve(executable.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(env));
+        ec.assign(errno, bp::system_category());
+      }
+      ::_exit(127);
+    }
+    const int vfork_error = errno;  // the child's, if there was one: it shares this thread's errno
+    ::pthread_sigmask(SIG_SETMASK, &host_mask, nullptr);
+    if (pid < 0) {
+      ec.assign(vfork_error, bp::system_category());
+      return -1;
+    }
+    if (ec) {  // set by the child, which has exited
+      ::waitpid(pid, nullptr, 0);
+      return -1;
+    }
+    return pid;
+  }
+};
+
 }  // namespace
 
 SpawnedProcess spawn(const SpawnRequest& request) {
-  UniqueFd dev_null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  UniqueFd dev_null(detail::keep_off_stdio(::open("/dev/null", O_RDWR | O_CLOEXEC)));
   if (!dev_null) throw_errno("open(/dev/null)");
 
-  // A fresh io_context per spawn: Boost.Process notifies the context's services of the fork in
-  // the vfork child, which shares the host's memory; a context with no live services makes that a
-  // no-op.
-  boost::asio::io_context context;
-  bp::posix::vfork_launcher launcher;
+  VforkLauncher launcher;
   std::vector<const char*> environment;
   if (request.environment) {
     for (const std::string& entry : *request.environment)
@@ -225,15 +277,13 @@ SpawnedProcess spawn(const SpawnRequest& request) {
     launcher.env = environment.data();
   }
   const int output = request.output_fd >= 0 ? request.output_fd : dev_null.get();
+  InheritedDescriptors descriptors(dev_null.get(), output, request.doorbell_fd, request.segment_fd,
+                                   request.channel_fd);
   ChildRestrictions restrictions{request};
+  const std::filesystem::path executable(request.executable);
   bp::error_code ec;
-  // (The executor overload: Boost 1.81's execution-context overload drops `ec` and throws.)
-  auto child =
-      launcher(context.get_executor(), ec, std::filesystem::path(request.executable),
-               request.arguments, bp::process_stdio{dev_null.get(), output, output},
-               InheritedDescriptors(request.doorbell_fd, request.segment_fd, request.channel_fd),
-               restrictions);
-  if (ec) {
+  const int pid = launcher.launch(executable, request.arguments, ec, descriptors, restrictions);
+  if (pid < 0) {
     std::string what = "cannot start worker '" + request.executable + "'";
     if (restrictions.failed_call) {
       what += std::string(": ") + restrictions.failed_call + " failed in the child";
@@ -244,10 +294,6 @@ SpawnedProcess spawn(const SpawnRequest& request) {
     }
     throw std::system_error(ec.value(), std::generic_category(), what);
   }
-  // Let go of Boost's handle (it would kill the child on destruction) and watch the child through
-  // our own pidfd.
-  int pid = child.id();
-  child.detach();
   return watch_child(pid);
 }
 
@@ -255,7 +301,8 @@ SpawnedProcess watch_child(int pid) {
   SpawnedProcess spawned;
   spawned.pid = pid;
   // The child is not reaped yet, so its pid cannot have been reused.
-  spawned.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  spawned.pidfd =
+      UniqueFd(detail::keep_off_stdio(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))));
   if (!spawned.pidfd) {
     int saved = errno;
     ::kill(pid, SIGKILL);

@@ -47,7 +47,7 @@ std::optional<std::uint64_t> parse_statm_resident(const char* text, std::size_t 
 RssReader::RssReader(int pid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/statm", pid);
-  statm_ = UniqueFd(::open(path, O_RDONLY | O_CLOEXEC));
+  statm_ = UniqueFd(detail::keep_off_stdio(::open(path, O_RDONLY | O_CLOEXEC)));
   if (!statm_) detail::throw_errno(std::string("open ") + path + " (to read the worker's memory)");
 }
 
@@ -155,11 +155,13 @@ UniqueFd make_shared_memory(std::uint64_t size, const char* name) {
   // No executable mappings of it are ever wanted, and with vm.memfd_noexec = 2 the kernel refuses
   // a memfd without this seal; kernels before 6.3 do not know the flag (EINVAL) and get none.
   constexpr unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
-  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, name, flags | memfd_noexec_seal)));
-  if (!fd && errno == EINVAL) {
-    fd = UniqueFd(static_cast<int>(::syscall(SYS_memfd_create, name, flags)));
+  int created = static_cast<int>(::syscall(SYS_memfd_create, name, flags | memfd_noexec_seal));
+  if (created < 0 && errno == EINVAL) {
+    created = static_cast<int>(::syscall(SYS_memfd_create, name, flags));
   }
-  if (!fd) detail::throw_errno("memfd_create");
+  if (created < 0) detail::throw_errno("memfd_create");
+  UniqueFd fd(detail::keep_off_stdio(created));
+  if (!fd) detail::throw_errno("fcntl(memfd, F_DUPFD_CLOEXEC)");
   if (::fchmod(fd.get(), 0600) != 0) detail::throw_errno("fchmod(memfd, 0600)");
   if (detail::retry_on_eintr([&] { return ::ftruncate(fd.get(), static_cast<off_t>(size)); }) !=
       0) {
