@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -122,6 +123,15 @@ std::unique_ptr<TestCgroup> TestCgroup::make(std::uint64_t limit_bytes, std::str
     why_not = "cgroup v2: " + parent +
               " does not enable the memory controller for its children (cgroup.subtree_control)";
     return nullptr;
+  }
+  // What a test that died left (its process gone, so its destructor never ran): removed, as the
+  // destructor would have, so that one crash does not leave cgroups behind for good.
+  for (const auto& entry : std::filesystem::directory_iterator(parent)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || name.rfind("procpool-test-", 0) != 0) continue;
+    const int owner = std::atoi(name.c_str() + std::strlen("procpool-test-"));
+    if (owner <= 0 || owner == ::getpid() || ::kill(owner, 0) == 0 || errno != ESRCH) continue;
+    std::unique_ptr<TestCgroup>(new TestCgroup(entry.path().string(), parent, v2)).reset();
   }
   static std::atomic<unsigned> counter{0};
   std::string directory =
