@@ -18,29 +18,12 @@
 #include "test_support.hpp"
 
 using namespace procpool;
+using procpool::test::LogLines;
 using namespace std::chrono_literals;
 using test::bytes;
 using test::text;
 
 namespace {
-
-// Collects what the pool logs, for tests that check a misuse is reported.
-struct LogLines {
-  std::mutex mutex;
-  std::vector<std::string> lines;
-
-  LogSink sink() {
-    return [this](LogLevel, std::string_view line) {
-      std::lock_guard lock(mutex);
-      lines.emplace_back(line);
-    };
-  }
-  bool contains(std::string_view text) {
-    std::lock_guard lock(mutex);
-    return std::any_of(lines.begin(), lines.end(),
-                       [&](const std::string& l) { return l.find(text) != std::string::npos; });
-  }
-};
 
 // A callback's outcome, handed to the test thread.
 struct Delivered {

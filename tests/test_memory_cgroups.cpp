@@ -22,6 +22,7 @@
 #include "test_support.hpp"
 
 using namespace procpool;
+using procpool::test::LogLines;
 using procpool::test::TestCgroup;
 using procpool::test::text;
 
@@ -74,24 +75,6 @@ int dead_pid() {
   ::waitpid(child, nullptr, 0);
   return child;
 }
-
-/// Log lines a pool wrote, kept for the test to read.
-struct LogLines {
-  std::mutex mutex;
-  std::vector<std::string> lines;
-  LogSink sink() {
-    return [this](LogLevel, std::string_view line) {
-      std::lock_guard lock(mutex);
-      lines.emplace_back(line);
-    };
-  }
-  std::size_t count(const std::string& part) {
-    std::lock_guard lock(mutex);
-    return static_cast<std::size_t>(std::count_if(lines.begin(), lines.end(), [&](const auto& l) {
-      return l.find(part) != std::string::npos;
-    }));
-  }
-};
 
 /// A parent cgroup for a test's pools, or a reason to skip.
 std::unique_ptr<TestCgroup> parent_cgroup(std::uint64_t limit, std::string& why_not) {

@@ -21,38 +21,27 @@
 using namespace procpool;
 using detail::WorkerOutput;
 using procpool::test::encode_value;
+using procpool::test::LogLines;
 using procpool::test::text;
 
 namespace {
 
 using Clock = WorkerOutput::Clock;
 
-/// Log lines a pool wrote.
-struct LogLines {
-  std::mutex mutex;
-  std::vector<std::string> lines;
-  LogSink sink() {
-    return [this](LogLevel, std::string_view line) {
-      std::lock_guard lock(mutex);
-      lines.emplace_back(line);
-    };
-  }
-  /// The "y" lines logged, and the lines reported as not logged.
-  std::pair<std::uint64_t, std::uint64_t> flood_lines() {
-    std::lock_guard lock(mutex);
-    std::uint64_t logged = 0, dropped = 0;
-    const std::regex notice(R"(^worker \d+: \((\d+) more line\(s\) of output not logged)");
-    for (const std::string& line : lines) {
-      std::smatch m;
-      if (std::regex_search(line, m, notice)) {
-        dropped += std::stoull(m[1]);
-      } else if (line.size() >= 3 && line.compare(line.size() - 3, 3, ": y") == 0) {
-        ++logged;
-      }
+/// The "y" lines logged, and the lines reported as not logged.
+std::pair<std::uint64_t, std::uint64_t> flood_lines(LogLines& log) {
+  std::uint64_t logged = 0, dropped = 0;
+  const std::regex notice(R"(^worker \d+: \((\d+) more line\(s\) of output not logged)");
+  for (const std::string& line : log.lines()) {
+    std::smatch m;
+    if (std::regex_search(line, m, notice)) {
+      dropped += std::stoull(m[1]);
+    } else if (line.size() >= 3 && line.compare(line.size() - 3, 3, ": y") == 0) {
+      ++logged;
     }
-    return {logged, dropped};
   }
-};
+  return {logged, dropped};
+}
 
 std::vector<std::string> take(WorkerOutput& output, std::string_view bytes, Clock::time_point now) {
   std::vector<std::string> logged;
@@ -113,10 +102,10 @@ TEST_CASE("a worker flooding its output: every line logged or counted, the other
   REQUIRE(flooded.ok());
   // The worker's output is read after its result: wait until all of it has been accounted for.
   REQUIRE(procpool::test::eventually([&] {
-    auto [logged, dropped] = log.flood_lines();
+    auto [logged, dropped] = flood_lines(log);
     return logged + dropped >= lines;
   }));
-  auto [logged, dropped] = log.flood_lines();
+  auto [logged, dropped] = flood_lines(log);
   CHECK(logged + dropped == lines);
   CHECK(dropped > 0);
   CHECK(logged < lines / 10);

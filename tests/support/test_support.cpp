@@ -55,6 +55,25 @@ PoolOptions quiet_options(std::size_t workers) {
   return options;
 }
 
+LogSink LogLines::sink() {
+  return [this](LogLevel, std::string_view line) {
+    std::lock_guard lock(mutex_);
+    lines_.emplace_back(line);
+  };
+}
+
+std::size_t LogLines::count(std::string_view part) {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::size_t>(std::count_if(lines_.begin(), lines_.end(), [&](const auto& l) {
+    return l.find(part) != std::string::npos;
+  }));
+}
+
+std::vector<std::string> LogLines::lines() {
+  std::lock_guard lock(mutex_);
+  return lines_;
+}
+
 std::string test_worker_path() {
   return PROCPOOL_TEST_WORKER;
 }

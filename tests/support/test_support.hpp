@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <procpool/options.hpp>
 #include <procpool/pool.hpp>
 #include <procpool/result.hpp>
@@ -36,6 +37,21 @@ bool settled(Pool& pool, std::size_t workers);
 
 /// Pool options for tests: quiet log, small ring so large payloads really stream.
 PoolOptions quiet_options(std::size_t workers = 2);
+
+/// Collects what a pool logs (PoolOptions::log = lines.sink()), for tests that read it.
+class LogLines {
+ public:
+  LogSink sink();
+  /// Lines containing `part`.
+  std::size_t count(std::string_view part);
+  bool contains(std::string_view part) { return count(part) > 0; }
+  /// The lines so far.
+  std::vector<std::string> lines();
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::string> lines_;
+};
 
 /// The test worker executable (a separate binary calling procpool::worker_main).
 std::string test_worker_path();
