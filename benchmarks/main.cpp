@@ -1168,15 +1168,19 @@ void measure_memory_caps(const Config& cfg) {
   }
   const procpool::MemoryCgroupOptions caps = capped_workers();
   std::vector<double> without, with, added;
+  // Where the time goes: retiring -> spawned (the supervisor's part) and spawned -> ready.
+  std::vector<double> spawn_without, spawn_with, start_without, start_with;
   recycle_latencies_ms(std::min<std::size_t>(cfg.recycles_per_rep, 10), procpool::StartMode::exec,
                        nullptr, nullptr, &caps);  // warm-up
   for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
     // Side by side, alternating, so that both see the same machine.
-    double plain = bench::percentile(
-        recycle_latencies_ms(cfg.recycles_per_rep, procpool::StartMode::exec), 50);
+    double plain =
+        bench::percentile(recycle_latencies_ms(cfg.recycles_per_rep, procpool::StartMode::exec,
+                                               &spawn_without, &start_without),
+                          50);
     double capped =
         bench::percentile(recycle_latencies_ms(cfg.recycles_per_rep, procpool::StartMode::exec,
-                                               nullptr, nullptr, &caps),
+                                               &spawn_with, &start_with, &caps),
                           50);
     without.push_back(plain);
     with.push_back(capped);
@@ -1194,8 +1198,11 @@ void measure_memory_caps(const Config& cfg) {
   set_target(d, TargetKind::abs_max, 0.3, "<= +0.3 ms");
   d.note = fmt::format(
       "median over repetitions of (p50 with - p50 without), {} recycles each, alternating; the "
-      "cgroup is made before the worker starts and removed after it is reaped",
-      cfg.recycles_per_rep);
+      "cgroup is made before the worker starts and removed after it is reaped; medians of all "
+      "recycles without/with: retiring -> spawned {:.3f}/{:.3f} ms, spawned -> ready {:.3f}/{:.3f} "
+      "ms",
+      cfg.recycles_per_rep, bench::median(spawn_without), bench::median(spawn_with),
+      bench::median(start_without), bench::median(start_with));
 
   const std::size_t jobs = cfg.quick ? 3 : 10;
   std::vector<double> sampled, capped;

@@ -558,6 +558,8 @@ void Supervisor::loop() {
         } else if (prepare_spin(!outcomes_.empty())) {
           end_sleep();  // polled instead: no doorbell, no wake-up from submit
           spinning = true;
+        } else {
+          make_cgroup_ahead();
         }
       }
       sleep_until_.reset();
@@ -585,6 +587,10 @@ void Supervisor::loop() {
     last_event_wait_ = Clock::now();
     poller_.wait(wait, ready);
   }
+}
+
+void Supervisor::make_cgroup_ahead() noexcept {
+  if (worker_cgroups_) worker_cgroups_->make_ahead(next_worker_id_);
 }
 
 void Supervisor::on_ready_key(std::uint64_t key, Clock::time_point now) {

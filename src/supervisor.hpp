@@ -115,6 +115,8 @@ class Supervisor {
   void loop();
   std::optional<Clock::duration> step(Clock::time_point now);
   void on_ready_key(std::uint64_t key, Clock::time_point now);
+  /// About to sleep: makes the next worker's memory cgroup now, off the path of its start.
+  void make_cgroup_ahead() noexcept;
   /// Gives queued jobs to idle workers, then ahead to busy ones. True if a worker retired on
   /// being given its last job (its replacement is then due).
   bool dispatch(Clock::time_point now);

@@ -130,12 +130,26 @@ WorkerCgroup WorkerCgroups::make(std::uint64_t worker_id) {
     throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
                             "per-worker memory cgroups are off: " + why_not_);
   }
+  if (ahead_) {
+    if (ahead_id_ == worker_id) return std::move(ahead_);
+    ahead_ = WorkerCgroup();  // named for another worker: removed
+  }
   WorkerCgroup made;
   made.cgroup_ = platform::make_child_cgroup(*pool_, fmt::format("worker-{}", worker_id));
   made.owner_ = this;  // from here on, removed if what follows throws
   platform::cap_memory(made.cgroup_, caps_);
   made.procs = platform::open_cgroup_procs(made.cgroup_);
   return made;
+}
+
+void WorkerCgroups::make_ahead(std::uint64_t worker_id) noexcept {
+  if (!pool_ || (ahead_ && ahead_id_ == worker_id)) return;
+  try {
+    ahead_ = make(worker_id);
+    ahead_id_ = worker_id;
+  } catch (const std::exception&) {
+    // make() tries again when the worker starts, and says why it cannot.
+  }
 }
 
 void WorkerCgroups::remove(platform::MemoryCgroup cgroup) {
@@ -172,6 +186,7 @@ WorkerCgroups::Removals WorkerCgroups::retry_removals(Clock::time_point now) {
 }
 
 std::vector<std::string> WorkerCgroups::finish(std::chrono::milliseconds patience) {
+  ahead_ = WorkerCgroup();
   const Clock::time_point deadline = Clock::now() + patience;
   for (Pending& pending : pending_)
     pending.give_up_at = deadline;

@@ -160,6 +160,46 @@ TEST_CASE("a job crossing its worker's cap ends as memory_limit; its sibling's j
   }
 }
 
+TEST_CASE("the next worker's cgroup is made ahead, capped, and the next worker starts in it") {
+  std::string why_not;
+  auto parent = parent_cgroup(0, why_not);
+  if (!parent) PROCPOOL_SKIP(why_not);
+  PoolOptions options = procpool::test::quiet_options(1);
+  options.worker_cgroups = {true, 256 * MiB, 0, parent->directory(), true};
+  options.recycle.max_jobs = 1;
+  {
+    Pool pool(options);
+    REQUIRE(procpool::test::settled(pool, 1));
+    PoolStats stats = pool.stats();
+    const std::string pool_dir = stats.memory.worker_cgroups;
+    const std::uint64_t first = stats.workers.at(0).id;
+    // While the pool waits for work, the next worker's cgroup is made (off a recycle's path).
+    const std::string next = "worker-" + std::to_string(first + 1);
+    REQUIRE(procpool::test::eventually([&] {
+      std::vector<std::string> dirs = subdirectories(pool_dir);
+      return std::find(dirs.begin(), dirs.end(), next) != dirs.end();
+    }));
+    std::ifstream limit(pool_dir + "/" + next +
+                        (parent->v2() ? "/memory.max" : "/memory.limit_in_bytes"));
+    std::uint64_t cap = 0;
+    limit >> cap;
+    CHECK(cap == 256 * MiB);
+    CHECK(pids_in(pool_dir + "/" + next).empty());
+    // The first job retires the first worker (max_jobs = 1); its replacement starts in that one.
+    REQUIRE(pool.submit("echo", Bytes{}).get().ok());
+    REQUIRE(procpool::test::eventually([&] {
+      PoolStats now = pool.stats();
+      return now.workers.size() == 1 && now.workers[0].id == first + 1 &&
+             now.workers[0].state == WorkerState::idle;
+    }));
+    const int replacement = pool.stats().workers.at(0).pid;
+    std::vector<int> pids = pids_in(pool_dir + "/" + next);
+    CHECK(std::find(pids.begin(), pids.end(), replacement) != pids.end());
+  }
+  // The one made ahead for a worker that never came is removed with the pool too.
+  CHECK(subdirectories(parent->directory()).empty());
+}
+
 TEST_CASE(
     "what a job started in its worker's cgroup dies with the worker, even outside its group") {
   std::string why_not;
