@@ -317,13 +317,14 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   std::string how = describe_exit(*status);
   // A SIGKILL the supervisor did not send: the kernel's counters say whether the OOM killer sent
   // it, and then that is the reason, whatever else was under way.
-  std::optional<CgroupOomReading> own_cgroup;
-  if (w.cgroup) own_cgroup = w.cgroup.release();
   std::optional<OomFinding> oom;
   if (status->signal && platform::is_sigkill(*status->signal) && !w.kill_sent) {
+    std::optional<CgroupOomReading> own_cgroup;
+    if (w.cgroup) own_cgroup = w.cgroup.oom_reading();
     oom = oom_attribution_.explain(own_cgroup);
     how = describe_unsent_kill(*oom);
   }
+  w.cgroup.release();
   const bool oom_killed = oom && oom->verdict == OomFinding::Verdict::oom_killer && w.ready;
   // Planned only if the supervisor asked it to go; a retiring worker that dies during its last job
   // crashed. A worker killed for the hard limit before its first job is the limit's fault, not a

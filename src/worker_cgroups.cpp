@@ -61,16 +61,20 @@ WorkerCgroup::~WorkerCgroup() {
   if (owner_) release();
 }
 
-CgroupOomReading WorkerCgroup::release() {
+CgroupOomReading WorkerCgroup::oom_reading() const {
   CgroupOomReading reading;
   if (!owner_) return reading;
-  procs.reset();
   reading.directory = cgroup_.directory;
   reading.oom_kills = platform::oom_kill_count(cgroup_).value_or(0);
   reading.reached_cap = platform::reached_own_limit(cgroup_);
   reading.cap_bytes = owner_->cap_bytes();
-  std::exchange(owner_, nullptr)->remove(std::move(cgroup_));
   return reading;
+}
+
+void WorkerCgroup::release() noexcept {
+  if (!owner_) return;
+  procs.reset();
+  std::exchange(owner_, nullptr)->remove(std::move(cgroup_));
 }
 
 WorkerCgroups::WorkerCgroups(const MemoryCgroupOptions& options, std::uint64_t cap_bytes,
@@ -152,13 +156,18 @@ void WorkerCgroups::make_ahead(std::uint64_t worker_id) noexcept {
   }
 }
 
-void WorkerCgroups::remove(platform::MemoryCgroup cgroup) {
-  platform::kill_cgroup_processes(cgroup);
+void WorkerCgroups::remove(platform::MemoryCgroup cgroup) noexcept {
+  // Empty, as it usually is once its worker is reaped: then nothing needs reading or killing.
   if (platform::remove_cgroup(cgroup)) return;
+  platform::kill_cgroup_processes(cgroup);
   const Clock::time_point now = Clock::now();
   constexpr auto first_interval = std::chrono::milliseconds(1);
-  pending_.push_back(
-      {std::move(cgroup), now + first_interval, first_interval, now + removal_patience});
+  try {
+    pending_.push_back(
+        {std::move(cgroup), now + first_interval, first_interval, now + removal_patience});
+  } catch (const std::bad_alloc&) {
+    // Left for finish(), which removes every child of the pool's directory.
+  }
 }
 
 WorkerCgroups::Removals WorkerCgroups::retry_removals(Clock::time_point now) {

@@ -32,9 +32,12 @@ class WorkerCgroup {
   /// Its cgroup.procs, open for the new process to move itself in (platform::write_self_into).
   /// Close it once the process is started.
   platform::UniqueFd procs;
-  /// What the cgroup counted (read now), and it is removed: at once, or once whatever still runs
-  /// in it (the worker's guard, a job's children) has gone.
-  CgroupOomReading release();
+  /// What the cgroup's OOM counters say now (two file reads, about 0.1 ms on cgroup v1: only for a
+  /// worker killed by a SIGKILL nobody in the pool sent).
+  CgroupOomReading oom_reading() const;
+  /// Removes the cgroup: at once, or once whatever still runs in it (the worker's guard, a job's
+  /// children) is killed and gone.
+  void release() noexcept;
 
  private:
   friend class WorkerCgroups;
@@ -93,8 +96,9 @@ class WorkerCgroups {
 
  private:
   friend class WorkerCgroup;
-  /// Kills what is left in `cgroup` and removes it, now or later (retry_removals).
-  void remove(platform::MemoryCgroup cgroup);
+  /// Removes `cgroup` now if it is empty; otherwise kills what is left in it and removes it later
+  /// (retry_removals).
+  void remove(platform::MemoryCgroup cgroup) noexcept;
   /// Removes the directories of dead pools (of this pid namespace) in `parent`.
   void sweep(const platform::MemoryCgroup& parent);
 
