@@ -687,7 +687,7 @@ bool Supervisor::dispatch(Clock::time_point now) {
   // ...then busy workers running short jobs get more behind the one they run.
   if (options_.prefetch.max_jobs > 0) {
     for (auto& [id, worker] : workers_) {
-      if (prefetch(*worker, budget.in_use)) {
+      if (prefetch(*worker, budget.in_use, now)) {
         popped = true;
         retired |= retire_if_last_job_given(*worker, now);
       }
@@ -783,11 +783,12 @@ void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_s
   }
 }
 
-bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use) {
+bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock::time_point now) {
   const PrefetchPolicy& policy = options_.prefetch;
   if (!w.job || !w.ready || w.leaving || w.stop_sent || w.untrusted || w.direct_call ||
       !w.job_start_sent || w.sent != w.job->payload.size() || !w.typical_job_time ||
-      *w.typical_job_time >= policy.when_jobs_take_under) {
+      *w.typical_job_time >= policy.when_jobs_take_under ||
+      now - w.job_started_at >= policy.when_jobs_take_under) {
     return false;
   }
   // Never more work ahead than max_work_ahead at the current job time (at least 1 ns, so a worker
@@ -820,6 +821,7 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use) {
       }
       ++job.attempts;
       append_job_start(w.requests, job);  // fits: checked above
+      job.start_number = ++w.job_starts_sent;
       if (!job.payload.empty()) w.requests.append(RecordType::job_data, job.id, job.payload);
       space -= head + body;
       w.prefetched.push_back(std::make_unique<Job>(queue_.pop_front()));
@@ -848,14 +850,39 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
       }
     }
     if (w.job && w.job_deadline && (!w.leaving || !w.stop_sent)) {
-      if (now >= *w.job_deadline) {
-        log(LogLevel::warning,
-            fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the worker",
-                        w.job->name, w.id, w.pid, w.job->timeout.count()));
-        w.job_deadline.reset();
-        stop_worker(w, RecycleReason::job_timeout, now);
-      } else {
+      if (now < *w.job_deadline) {
         consider(w.job_deadline);
+      } else {
+        // Whatever it has not read goes back to the queue first, so that no job sent ahead is
+        // started only to be killed with this one.
+        const std::string name = w.job->name;
+        const auto timeout = w.job->timeout;
+        // If it has read past this job, the job ended after step() read its ring: its result is
+        // read at the next step (prepare_sleep sees it and does not sleep).
+        if (take_back_unstarted(w, now) != TakeBack::worker_moved_on) {
+          log(LogLevel::warning,
+              w.job ? fmt::format(
+                          "job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
+                          "worker",
+                          name, w.id, w.pid, timeout.count())
+                    : fmt::format("worker {} (pid {}) did not start job '{}' within its timeout "
+                                  "of {} ms; the job goes back to the queue and the worker is "
+                                  "stopped",
+                                  w.id, w.pid, name, timeout.count()));
+          w.job_deadline.reset();
+          stop_worker(w, RecycleReason::job_timeout, now);
+        }
+      }
+    }
+    // Jobs sent ahead behind a job that has run longer than short jobs take go back to the queue,
+    // for a free worker (or this one, once its job ends) to run.
+    if (!w.prefetched.empty() && !w.stop_sent) {
+      const Clock::time_point overdue_at =
+          w.job_started_at + options_.prefetch.when_jobs_take_under;
+      if (now < overdue_at) {
+        consider(overdue_at);
+      } else {
+        take_back_unstarted(w, now);  // prepare_sleep sees them queued for an idle worker
       }
     }
     // A busy worker's periodic sample, or an idle one's reading after jobs that left it unread.

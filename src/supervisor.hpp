@@ -127,7 +127,7 @@ class Supervisor {
   void begin_job(WorkerProcess& worker, Clock::time_point now, bool fresh_start);
   /// Sends queued jobs ahead to a busy worker per PrefetchPolicy, those that fit the memory
   /// budget beside `budget_in_use` (which grows by theirs); true if it took any.
-  bool prefetch(WorkerProcess& worker, std::uint64_t& budget_in_use);
+  bool prefetch(WorkerProcess& worker, std::uint64_t& budget_in_use, Clock::time_point now);
   /// What the workers hold against the memory budget, as dispatch sees it.
   struct BudgetView {
     std::uint64_t in_use = 0;
@@ -146,6 +146,23 @@ class Supervisor {
   /// Gives back the jobs a leaving worker had not reached: to the front of the queue, or failed if
   /// the pool is stopping or degraded.
   void return_prefetched(WorkerProcess& worker);
+  /// What take_back_unstarted found.
+  enum class TakeBack {
+    /// The worker has read every job sent to it; its current one is under way.
+    nothing,
+    /// Jobs it had not read went back to the queue.
+    taken,
+    /// It has read past its current job, which has so ended (its result not yet read here).
+    worker_moved_on,
+  };
+  /// Takes back the jobs sent to `worker` that it has not read (job_claims.hpp): those sent ahead
+  /// behind its current job, and that one too if unread. They go back to the head of the queue
+  /// untouched, as return_unstarted does. Nothing while its current request is still streaming
+  /// or a Pool::call thread holds it.
+  TakeBack take_back_unstarted(WorkerProcess& worker, Clock::time_point now);
+  /// Jobs sent to worker `pid` that it never started: back to the head of the queue with their
+  /// attempt counts as they were, or failed if the pool is stopping or degraded.
+  void return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid);
   std::optional<Clock::time_point> check_timers(Clock::time_point now);
   bool prepare_sleep(Clock::time_point now);
   /// Whether to poll (SpinPolicy) instead of sleeping now, given that the last iteration delivered

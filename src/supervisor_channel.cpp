@@ -51,6 +51,7 @@ void Supervisor::send_request(WorkerProcess& w) {
   w.waiting_for_space = true;
   if (!w.job_start_sent) {
     w.job_start_sent = append_job_start(w.requests, job);
+    if (w.job_start_sent) job.start_number = ++w.job_starts_sent;
     // An in-place job's buffers go on the channel before its record is published, so they are
     // there when the worker reads the record: the input read-only, the output writable.
     if (w.job_start_sent && job.in_place) {

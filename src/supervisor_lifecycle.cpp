@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "channel/job_claims.hpp"
 #include "supervisor.hpp"
 #include "worker_args.hpp"
 #include "worker_security.hpp"
@@ -446,6 +447,46 @@ void Supervisor::return_prefetched(WorkerProcess& w) {
   if (w.prefetched.empty()) return;
   std::deque<std::unique_ptr<Job>> jobs;
   jobs.swap(w.prefetched);
+  return_unstarted(std::move(jobs), w.pid);
+}
+
+Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w, Clock::time_point now) {
+  // Not a job whose request is still streaming in (the worker would wait for the rest), nor one a
+  // Pool::call thread handles.
+  if (!w.job || w.untrusted || w.direct_call || !w.job_start_sent ||
+      w.sent != w.job->payload.size()) {
+    return TakeBack::nothing;
+  }
+  const std::uint32_t last_sent = w.job_starts_sent;
+  const std::uint32_t last_read = take_back_jobs(w.segment.header().job_claims, last_sent);
+  if (job_number_after(last_read, last_sent)) {
+    violation(
+        w, fmt::format("it claims to have read job_start {} of the {} sent", last_read, last_sent));
+    return TakeBack::nothing;
+  }
+  // Jobs in hand are in the order sent; those numbered after last_read were never read.
+  std::deque<std::unique_ptr<Job>> jobs;
+  while (!w.prefetched.empty() && job_number_after(w.prefetched.back()->start_number, last_read)) {
+    jobs.push_front(std::move(w.prefetched.back()));
+    w.prefetched.pop_back();
+  }
+  const bool moved_on = job_number_after(last_read, w.job->start_number);
+  if (w.prefetched.empty() && job_number_after(w.job->start_number, last_read)) {
+    // Not even the current job was read: the worker is idle as far as jobs go.
+    jobs.push_front(std::move(w.job));
+    w.job_deadline.reset();
+    w.waiting_for_space = false;
+    w.idle_since = now;
+    if (!w.leaving) w.state = WorkerState::idle;
+  }
+  if (jobs.empty()) return moved_on ? TakeBack::worker_moved_on : TakeBack::nothing;
+  log(LogLevel::debug, fmt::format("took back {} job(s) worker {} (pid {}) had not started",
+                                   jobs.size(), w.id, w.pid));
+  return_unstarted(std::move(jobs), w.pid);
+  return moved_on ? TakeBack::worker_moved_on : TakeBack::taken;
+}
+
+void Supervisor::return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid) {
   bool degraded;
   {
     std::lock_guard lock(queue_mutex_);
@@ -462,17 +503,20 @@ void Supervisor::return_prefetched(WorkerProcess& w) {
   ErrorKind kind = final_stop_ ? ErrorKind::shutting_down : ErrorKind::pool_degraded;
   for (auto& job : jobs) {
     unsigned attempts = job->attempts - 1;
-    complete(*job, job_failure(
-                       kind,
-                       fmt::format("the pool {} before the job started (its worker, pid {}, left)",
-                                   final_stop_ ? "shut down" : "is degraded", w.pid),
-                       attempts));
+    complete(*job,
+             job_failure(kind,
+                         fmt::format("the pool {} before the job started (worker pid {} had it "
+                                     "and did not start it)",
+                                     final_stop_ ? "shut down" : "is degraded", pid),
+                         attempts));
   }
 }
 
 void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time_point now,
                              std::string detail) {
   if (w.stop_sent) return;
+  // Jobs it has not read are not its to finish or to die with: back to the queue, untouched.
+  if (w.ready && !w.untrusted) take_back_unstarted(w, now);
   // The stop's reason decides what the job in hand becomes (a timeout or a shutdown overtakes a
   // retirement under way); a successor is owed only once per worker.
   if (!w.leaving && reason != RecycleReason::shutdown && reason != RecycleReason::scale_down &&

@@ -60,6 +60,9 @@ struct Job {
   std::chrono::milliseconds timeout{0};
   OutcomeSink sink;
   unsigned attempts = 0;
+  /// The number of its job_start record in the request ring of the worker it was last sent to
+  /// (job_claims.hpp).
+  std::uint32_t start_number = 0;
   /// It has waited for the pool memory budget (counted once).
   bool held_for_memory = false;
   /// Set for an in-place job, whose payload is empty: its bytes are in these buffers.
@@ -141,6 +144,8 @@ struct WorkerProcess {
   /// Jobs sent whole into its request ring behind `job`, oldest first (PrefetchPolicy). Non-empty
   /// only while `job` is set and fully sent.
   std::deque<std::unique_ptr<Job>> prefetched;
+  /// job_start records sent into its request ring: the number of the last one (job_claims.hpp).
+  std::uint32_t job_starts_sent = 0;
   /// A Pool::call thread gave it its job and waits for the result on its response ring (it is woken
   /// by a futex, wake_by_futex, not the doorbell); no job is sent ahead to it meanwhile.
   bool direct_call = false;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "adaptive_spin.hpp"
+#include "channel/job_claims.hpp"
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
 #include "channel/segment.hpp"
@@ -151,7 +152,13 @@ class WorkerLoop {
     std::string name(body.name_bytes, '\0');
     requests_.copy_body(start, sizeof body, name.data(), body.name_bytes);
     std::uint64_t job_id = start.header.job_id;
+    std::optional<bool> claimed = claim_job(segment_.header().job_claims, ++job_starts_read_);
+    if (!claimed) fail("the job claims in the segment are out of step with the request ring");
     consume(start);
+    if (!*claimed) {
+      skip_job(job_id, body);
+      return;
+    }
     if (body.flags & job_flag_in_place) {
       run_in_place(job_id, name, body);
       return;
@@ -199,6 +206,26 @@ class WorkerLoop {
     if (owning && result->capacity() > payload_.capacity() &&
         result->capacity() <= max_retained_payload_bytes) {
       payload_ = std::move(*result);
+    }
+  }
+
+  // A job the host took back before this process read it (job_claims.hpp): it is passed over
+  // with its payload, and nothing is sent for it.
+  void skip_job(std::uint64_t job_id, const JobStartBody& body) {
+    if (body.flags & job_flag_in_place) {
+      // Its buffers were sent before its record: taken off the channel and closed.
+      platform::receive_descriptors(platform::worker_channel_fd, 2);
+      return;
+    }
+    std::uint64_t left = body.payload_bytes;
+    while (left > 0) {
+      RecordView data = next_record();
+      if (data.header.type != static_cast<std::uint32_t>(RecordType::job_data) ||
+          data.header.job_id != job_id || data.header.length > left) {
+        fail("malformed job_data record");
+      }
+      left -= data.header.length;
+      consume(data);
     }
   }
 
@@ -379,6 +406,8 @@ class WorkerLoop {
     SharedMapping::Access access = SharedMapping::Access::read_only;
     SharedMapping mapping;
   };
+  /// job_start records read so far: the number of the last one (job_claims.hpp).
+  std::uint32_t job_starts_read_ = 0;
   static constexpr std::size_t max_lent_mappings = 4;
   std::vector<LentMapping> lent_mappings_;
   // The request being received. Kept between jobs so that the next one of a similar size lands in

@@ -201,8 +201,9 @@ TEST_CASE(
     while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe))
       out.append(buffer, n);
     ::pclose(pipe);
-    CHECK(out.find("unreadable --procpool-worker arguments (protocol 5 expected)") !=
-          std::string::npos);
+    // The protocol version it names changes with the wire format (channel/layout.hpp).
+    CHECK(out.find("unreadable --procpool-worker arguments (protocol ") != std::string::npos);
+    CHECK(out.find(" expected)") != std::string::npos);
     CHECK(out.find("exit 3") != std::string::npos);
   }
 }

@@ -184,3 +184,76 @@ TEST_CASE("shutdown fails the jobs a worker was sent ahead with shutting_down") 
   }
   CHECK(pool.stats().tracked_jobs == 0);
 }
+
+TEST_CASE("jobs sent ahead behind a job that turns out long go to a free worker") {
+  PoolOptions options = prefetching(8);
+  options.workers = 2;
+  // A job running over 300 ms is long: what waits behind it is taken back.
+  options.prefetch.when_jobs_take_under = std::chrono::milliseconds(300);
+  Pool pool(options);
+  // Both workers learn that their jobs are short (20 ms).
+  for (auto& warm : pool.submit_batch("sleep_ms", {test::encode_value<std::uint32_t>(20),
+                                                   test::encode_value<std::uint32_t>(20)})) {
+    REQUIRE(warm.get().ok());
+  }
+  // The first idle worker (the lower id) gets `long_job`, the other `short_job`; the jobs then
+  // sent ahead go to the lower id first, behind the job that turns out long.
+  test::Gate long_gate, short_gate;
+  JobFuture long_job = pool.submit("wait_fifo", long_gate.payload());
+  REQUIRE(test::eventually([&] { return holds(pool, 1, 0); }));
+  JobFuture short_job = pool.submit("wait_fifo", short_gate.payload());
+  REQUIRE(test::eventually([&] { return holds(pool, 2, 0); }));
+  std::vector<JobFuture> behind = pool.submit_batch("pid", std::vector<Bytes>(5));
+  REQUIRE(test::eventually([&] { return holds(pool, 7, 0); }));
+
+  short_gate.release();
+  REQUIRE(short_job.get().ok());
+  // With the long job still running, every job behind it runs on the other worker.
+  int long_pid = 0;
+  for (const WorkerStats& worker : pool.stats().workers) {
+    if (worker.current_job) long_pid = worker.pid;
+  }
+  REQUIRE(long_pid != 0);
+  for (auto& future : behind) {
+    INFO("a job sent ahead still waits behind the long one");
+    REQUIRE(future.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    JobResult result = future.get();
+    REQUIRE(result.ok());
+    CHECK(std::stoi(text(result.value())) != long_pid);
+  }
+  CHECK(long_job.wait_for(std::chrono::seconds(0)) == std::future_status::timeout);
+  long_gate.release();
+  CHECK(long_job.get().ok());
+  PoolStats stats = pool.stats();
+  CHECK(stats.retries == 0);
+  CHECK(stats.failed == 0);
+  CHECK(stats.succeeded == 9);
+}
+
+TEST_CASE("a job sent ahead behind one that times out runs untouched, not killed with it") {
+  PoolOptions options = prefetching(8);
+  options.kill_grace = std::chrono::milliseconds(1000);
+  Pool pool(options);
+  const int first_pid = warm_up(pool);
+  // It times out at 200 ms, sleeps through the SIGTERM and ends at 500 ms; the SIGKILL comes at
+  // 1,200 ms, while the job behind it (800 ms) would still run if the worker had started it: it
+  // must go back to the queue, untouched, when its worker is stopped.
+  SubmitOptions timed;
+  timed.timeout = std::chrono::milliseconds(200);
+  JobFuture timed_out =
+      pool.submit("sleep_ms_ignoring_term", test::encode_value<std::uint32_t>(500), timed);
+  JobFuture behind = pool.submit("sleep_ms", test::encode_value<std::uint32_t>(800));
+  JobFuture pid_behind = pool.submit("pid", Bytes{});
+  // Its result came before its worker exited: delivered (docs/error-model.md, timeout).
+  JobResult first = timed_out.get();
+  CHECK(first.ok());
+  JobResult second = behind.get();
+  INFO((second.ok() ? std::string() : second.error().message));
+  REQUIRE(second.ok());
+  JobResult third = pid_behind.get();
+  REQUIRE(third.ok());
+  CHECK(std::stoi(text(third.value())) != first_pid);
+  CHECK(pool.stats().retries == 0);
+  // The stopped worker leaves once the SIGKILL comes.
+  CHECK(test::eventually([&] { return pool.stats().recycles(RecycleReason::job_timeout) == 1; }));
+}

@@ -1,11 +1,14 @@
 // The shared-memory ring: framing, wrap-around, and rejection of everything a peer could corrupt.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "catch.hpp"
+#include "channel/job_claims.hpp"
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
 
@@ -198,4 +201,69 @@ TEST_CASE("only known record types are accepted from each side") {
   CHECK_FALSE(is_response_record(static_cast<std::uint32_t>(RecordType::job_data)));
   CHECK_FALSE(is_response_record(0));
   CHECK_FALSE(is_response_record(0xdeadbeef));
+}
+
+TEST_CASE("a job sent ahead is either run by the worker or taken back by the host, never both") {
+  std::atomic<std::uint64_t> claims{0};
+  // Jobs 1..3 sent; the worker reads 1 and runs it.
+  CHECK(claim_job(claims, 1) == true);
+  // The host takes back what the worker has not read: 2 and 3.
+  CHECK(take_back_jobs(claims, 3) == 1);
+  CHECK(claim_job(claims, 2) == false);
+  CHECK(claim_job(claims, 3) == false);
+  // Sent after the take-back: run.
+  CHECK(claim_job(claims, 4) == true);
+  // Nothing left to take back once the worker has read all that was sent.
+  CHECK(take_back_jobs(claims, 4) == 4);
+  CHECK(claim_job(claims, 5) == true);
+}
+
+TEST_CASE("a worker refuses a claims word that skips or repeats a job number") {
+  std::atomic<std::uint64_t> claims{0};
+  CHECK_FALSE(claim_job(claims, 2).has_value());  // 1 was never read
+  CHECK(claim_job(claims, 1) == true);
+  CHECK_FALSE(claim_job(claims, 1).has_value());  // read twice
+}
+
+TEST_CASE("job numbers wrap around 2^32 without a job taken back by mistake") {
+  const std::uint32_t start = 0xfffffff0u;
+  std::atomic<std::uint64_t> claims{(std::uint64_t{start} << 32) | start};
+  for (std::uint32_t n = start + 1; n != 40; ++n)
+    REQUIRE(claim_job(claims, n) == true);
+  CHECK(take_back_jobs(claims, 41) == 39);
+  CHECK(claim_job(claims, 40) == false);
+  CHECK(claim_job(claims, 41) == false);
+  CHECK(claim_job(claims, 42) == true);
+  CHECK(job_number_after(3, 0xfffffffeu));
+  CHECK_FALSE(job_number_after(0xfffffffeu, 3));
+}
+
+TEST_CASE("racing a worker reading jobs, the host's take-back splits them exactly") {
+  // A worker thread reads jobs 1..N as fast as it can while the host takes back everything it has
+  // not read at some moment; every job must be counted once, as run or as taken back.
+  constexpr std::uint32_t jobs = 200'000;
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<std::uint64_t> claims{0};
+    std::atomic<bool> go{false};
+    std::vector<std::uint8_t> ran(jobs + 1, 0);
+    std::thread worker([&] {
+      while (!go.load(std::memory_order_acquire)) {
+      }
+      for (std::uint32_t n = 1; n <= jobs; ++n) {
+        if (claim_job(claims, n) == true) ran[n] = 1;
+      }
+    });
+    go.store(true, std::memory_order_release);
+    // Take back at a different point of the worker's run each round.
+    const std::uint32_t after = static_cast<std::uint32_t>(round) * 9'000;
+    while (static_cast<std::uint32_t>(claims.load(std::memory_order_acquire)) < after) {
+    }
+    const std::uint32_t consumed = take_back_jobs(claims, jobs);
+    worker.join();
+    REQUIRE(consumed <= jobs);
+    for (std::uint32_t n = 1; n <= jobs; ++n) {
+      INFO("job " << n << ", worker had read " << consumed << " at the take-back");
+      REQUIRE(ran[n] == (n <= consumed ? 1 : 0));
+    }
+  }
 }

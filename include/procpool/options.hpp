@@ -109,9 +109,11 @@ struct RecyclePolicy {
 /// Sending jobs to a worker before it has finished the one it runs, so that short jobs run back to
 /// back instead of each waiting for a round trip through the supervisor.
 ///
-/// A prefetched job sits in the worker's request ring: it cannot be cancelled any more, and if the
-/// worker dies before reaching it, it goes back to the front of the queue without counting as an
-/// attempt. Its timeout counts from the moment the worker reaches it (the job ahead finished).
+/// A prefetched job sits in the worker's request ring: it cannot be cancelled any more. If the job
+/// ahead of it runs for `when_jobs_take_under` or longer, or its worker is stopped (a timeout, a
+/// memory kill, shutdown) or dies before reaching it, it goes back to the front of the queue, for
+/// any worker, without counting as an attempt. Its timeout counts from the moment the worker
+/// reaches it (the job ahead finished).
 /// Prefetching adapts to the jobs: a worker gets jobs ahead only while its recent jobs were short
 /// (`when_jobs_take_under`), and only as many as it should finish within `max_work_ahead`, so a
 /// job never waits long behind others in one worker while another worker could run it. A worker

@@ -23,7 +23,8 @@ inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
 /// 3: SegmentHeader::host_cpu and worker_cpu.
 /// 4: RingControl::consumer_waiting is a set of wake_by_* bits.
 /// 5: a fork server request may carry a fifth descriptor, the worker's cgroup.procs.
-inline constexpr std::uint32_t protocol_version = 5;
+/// 6: SegmentHeader::job_claims (job_claims.hpp).
+inline constexpr std::uint32_t protocol_version = 6;
 
 /// How a waiting consumer wants to be woken (RingControl::consumer_waiting bits). The worker's
 /// request ring uses only wake_by_default (a futex wake on write_seq). On a response ring,
@@ -78,6 +79,9 @@ struct SegmentHeader {
   /// own CPU: the peer needs that CPU to answer, and a yield does not reliably hand it over.
   std::atomic<std::int32_t> host_cpu{-1};
   std::atomic<std::int32_t> worker_cpu{-1};
+  /// Which job_start records the worker may still run: both sides, compare-and-swap only
+  /// (job_claims.hpp).
+  std::atomic<std::uint64_t> job_claims{0};
   /// Host to worker: jobs.
   RingControl requests;
   /// Worker to host: hello and results.

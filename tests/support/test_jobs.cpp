@@ -223,6 +223,13 @@ JobRegistry make_test_registry() {
     ::signal(SIGTERM, SIG_IGN);
     hang();
   });
+  // Sleeps through a SIGTERM, then returns: a job that outlives its timeout and ends on its own.
+  jobs.add("sleep_ms_ignoring_term", [](JobContext&, std::span<const std::byte> in) {
+    ::signal(SIGTERM, SIG_IGN);
+    std::this_thread::sleep_for(std::chrono::milliseconds(value_of<std::uint32_t>(in)));
+    ::signal(SIGTERM, SIG_DFL);
+    return Bytes(in.begin(), in.end());
+  });
   jobs.add("sleep_ms", [](JobContext&, std::span<const std::byte> in) {
     std::this_thread::sleep_for(std::chrono::milliseconds(value_of<std::uint32_t>(in)));
     return Bytes(in.begin(), in.end());
