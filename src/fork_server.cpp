@@ -106,6 +106,15 @@ std::optional<platform::SpawnedProcess> ForkServer::take_answer() {
             "only the calling thread, with any lock the others hold; start that thread after "
             "run_worker_if_requested(), or use StartMode::exec");
   }
+  if (answer == fork_refused_thread_state) {
+    throw std::system_error(
+        ENOTSUP, std::generic_category(),
+        "the fork server (pid " + std::to_string(pid_) +
+            ") does not fork: it cannot learn where glibc keeps its thread id "
+            "(prctl(PR_GET_TID_ADDRESS) needs a kernel built with CONFIG_CHECKPOINT_RESTORE), "
+            "and a worker forked without it would lock every mutex under the server's thread "
+            "id and leave robust mutexes locked when it dies; use StartMode::exec");
+  }
   if (answer <= 0) {
     throw std::system_error(answer < 0 ? -answer : EPROTO, std::generic_category(),
                             "fork in the fork server (pid " + std::to_string(pid_) + ")");
@@ -157,16 +166,24 @@ int run_fork_server(const WorkerArgs& args, const JobRegistry& registry) {
   // there for good. Such a server answers every request with a refusal the host explains. Where
   // the count is unknown (no /proc), it forks, as it did before it counted.
   std::optional<std::size_t> threads = platform::thread_count();
-  const bool may_fork = !threads || *threads == 1;
+  std::int32_t refusal = 0;
+  if (threads && *threads != 1) {
+    refusal = fork_refused_threads;
+  } else if (const char* why = platform::prepare_fork_sibling()) {
+    // Its workers would run with this process's thread id in glibc's state: a server that cannot
+    // fork as fork() does refuses, and the host says what to do.
+    std::fprintf(stderr, "procpool fork server: %s\n", why);
+    refusal = fork_refused_thread_state;
+  }
   for (;;) {
     std::vector<platform::UniqueFd> received = platform::receive_descriptors(requests, 5);
     if (received.empty()) return 0;  // the pool closed the channel: it is done with this server
-    if (received.size() < 4 || !may_fork) {
-      if (!platform::send_value(requests, may_fork ? -EPROTO : fork_refused_threads)) return 0;
+    if (received.size() < 4 || refusal != 0) {
+      if (!platform::send_value(requests, refusal != 0 ? refusal : -EPROTO)) return 0;
       continue;
     }
     std::fflush(nullptr);  // nothing buffered here is written again by the child
-    int pid = platform::fork_sibling();
+    int pid = platform::fork_sibling(nullptr);
     if (pid == 0) {
       // Into its memory cgroup before anything else, so that all it allocates is charged there.
       const bool placed = received.size() < 5 || platform::write_self_into(received[4].get());

@@ -6,8 +6,9 @@
 // four descriptors (output, doorbell, segment, channel), and a fifth, the cgroup.procs of the
 // worker's memory cgroup, when it has one; the server forks, the child moves itself into that
 // cgroup first, places the four where a spawned worker finds them, and the server answers with one
-// 32-bit value: the child's pid, or minus the errno of a failed fork, or fork_refused_threads. The
-// worker is a child of the host (CLONE_PARENT), not of the server.
+// 32-bit value: the child's pid, or minus the errno of a failed fork, or fork_refused_threads or
+// fork_refused_thread_state. The worker is a child of the host (CLONE_PARENT), not of the server,
+// and starts with glibc's per-thread state as fork() leaves it (platform::fork_sibling()).
 #pragma once
 
 #include <cerrno>
@@ -21,6 +22,9 @@ namespace procpool::detail {
 
 /// The server's answer when it will not fork because its process runs more than one thread.
 inline constexpr std::int32_t fork_refused_threads = -EDEADLK;
+/// The server's answer when it will not fork because it cannot leave glibc's thread state in the
+/// child as fork() would (platform::prepare_fork_sibling() failed).
+inline constexpr std::int32_t fork_refused_thread_state = -ENOTSUP;
 
 /// Host side of one fork server. Used by the supervisor thread only. Requests are asynchronous:
 /// request_worker() sends one and returns; the answers come on channel(), in the order of the

@@ -268,12 +268,26 @@ void set_cloexec(int fd) noexcept;
 
 // ---- The fork server (StartMode::fork_server) ------------------------------------------------
 
-/// Fork-server side: forks this process, which must be single-threaded, into a sibling: the
-/// child's parent is this process's parent (CLONE_PARENT), so the host that started the fork server
-/// is the worker's parent, gets its SIGCHLD, reaps it and reads its exit status as with a spawned
-/// worker. Like glibc's _Fork, no pthread_atfork handlers run. Returns the child's pid in the
-/// parent, 0 in the child, -1 with errno set.
-int fork_sibling() noexcept;
+/// Fork-server side, once, while the process runs one thread: learns what fork_sibling() needs
+/// to leave glibc's per-thread state in the child as fork() would: where glibc caches the thread's
+/// id (the address glibc gave set_tid_address, read back with prctl(PR_GET_TID_ADDRESS), and
+/// checked to hold gettid()), and the head of the thread's robust-mutex list (get_robust_list).
+/// Returns nullptr, or why it cannot (a kernel built without CONFIG_CHECKPOINT_RESTORE has no
+/// PR_GET_TID_ADDRESS): then fork_sibling() must not be called, as its children would record the
+/// server's thread id as the owner of every mutex they lock.
+const char* prepare_fork_sibling() noexcept;
+
+/// Fork-server side: forks this process, which must be single-threaded and have called
+/// prepare_fork_sibling() successfully, into a sibling: the child's parent is this process's parent
+/// (CLONE_PARENT), so the host that started the fork server is the worker's parent, gets its
+/// SIGCHLD, reaps it and reads its exit status as with a spawned worker. The child starts as from
+/// glibc's _Fork: glibc's cached thread id is the child's own (CLONE_CHILD_SETTID, and
+/// CLONE_CHILD_CLEARTID as fork() asks), its robust-mutex list is registered with the kernel again
+/// (a clone drops it), signals are blocked across the clone, and no pthread_atfork handler runs.
+/// `report_pid`, if not null, is where the kernel writes the child's pid in this process's memory
+/// before either process goes on (CLONE_PARENT_SETTID). Returns the child's pid in the parent, 0
+/// in the child, -1 with errno set.
+int fork_sibling(std::int32_t* report_pid) noexcept;
 
 /// In a worker just forked by the fork server: puts `output` on descriptors 1 and 2 and the
 /// doorbell, segment and channel on worker_doorbell_fd, worker_segment_fd and worker_channel_fd,

@@ -1,10 +1,34 @@
 // A dedicated worker executable (PoolOptions::worker_command) with the test jobs.
-#include <procpool/worker.hpp>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdarg>
+#include <cstdint>
 #include <cstdlib>
+#include <procpool/worker.hpp>
 #include <string_view>
 
 #include "test_jobs.hpp"
+
+// With PROCPOOL_TEST_NO_TID_ADDRESS set, prctl(PR_GET_TID_ADDRESS) fails as on a kernel built
+// without CONFIG_CHECKPOINT_RESTORE: a fork server that cannot learn where glibc keeps its thread
+// id. Every other prctl goes to the kernel.
+extern "C" __attribute__((visibility("default"))) int prctl(int option, ...) noexcept {
+  std::va_list arguments;
+  va_start(arguments, option);
+  unsigned long values[4];
+  for (unsigned long& value : values)
+    value = va_arg(arguments, unsigned long);
+  va_end(arguments);
+  if (option == PR_GET_TID_ADDRESS && std::getenv("PROCPOOL_TEST_NO_TID_ADDRESS") != nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  return static_cast<int>(::syscall(SYS_prctl, option, values[0], values[1], values[2], values[3]));
+}
 
 int main(int argc, char** argv) {
   // "--crash-at-start" (given in PoolOptions::worker_command): a broken worker build that dies

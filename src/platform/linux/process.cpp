@@ -1,6 +1,7 @@
 // Processes on Linux: spawning through Boost.Process (vfork + exec), pidfds, reaping, signals.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -414,11 +415,77 @@ bool die_with_parent(int expected_parent) noexcept {
   return static_cast<int>(::getppid()) == expected_parent;
 }
 
-int fork_sibling() noexcept {
-  // The raw system call: glibc has no fork that takes flags. With CLONE_PARENT the child's exit
-  // signal is this process's own (SIGCHLD, as it was spawned); the signal given here is ignored.
-  return static_cast<int>(
-      ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+namespace {
+
+// What fork_sibling() restores in the child, learned once by prepare_fork_sibling() in the
+// single-threaded fork server.
+int* glibc_tid_address = nullptr;
+robust_list_head* robust_list = nullptr;
+std::size_t robust_list_length = 0;
+
+// The raw clone system call without a new stack (a fork), its arguments in the architecture's
+// order: glibc's clone() wrapper needs a function and a stack, and clone3 may be filtered out by a
+// container's seccomp profile.
+long clone_as_fork(unsigned long flags, std::int32_t* parent_tid, int* child_tid) noexcept {
+#if defined(__x86_64__)
+  return ::syscall(SYS_clone, flags, nullptr, parent_tid, child_tid, nullptr);
+#elif defined(__aarch64__) || defined(__arm__) || defined(__i386__)
+  // CONFIG_CLONE_BACKWARDS: the TLS argument comes before the child's tid.
+  return ::syscall(SYS_clone, flags, nullptr, parent_tid, nullptr, child_tid);
+#else
+#error "procpool's fork server: add this architecture's order of the clone system call's arguments"
+#endif
+}
+
+}  // namespace
+
+const char* prepare_fork_sibling() noexcept {
+  int* tid_address = nullptr;
+  if (::prctl(PR_GET_TID_ADDRESS, &tid_address, 0, 0, 0) != 0 || tid_address == nullptr) {
+    return "prctl(PR_GET_TID_ADDRESS) failed (the kernel needs CONFIG_CHECKPOINT_RESTORE)";
+  }
+  // glibc gave the kernel the address of its own copy of the thread id; anything else there (a
+  // runtime that moved it) and the child would get its id written somewhere glibc never reads.
+  if (*tid_address != static_cast<int>(::gettid())) {
+    return "the thread-id address the kernel holds is not glibc's (it holds no thread id)";
+  }
+  void* head = nullptr;
+  std::size_t length = 0;
+  if (::syscall(SYS_get_robust_list, 0, &head, &length) != 0) {
+    head = nullptr;  // no robust futexes in this kernel: none in the child either, as with fork()
+    length = 0;
+  }
+  glibc_tid_address = tid_address;
+  robust_list = static_cast<robust_list_head*>(head);
+  robust_list_length = length;
+  return nullptr;
+}
+
+int fork_sibling(std::int32_t* report_pid) noexcept {
+  if (glibc_tid_address == nullptr) {
+    errno = EINVAL;  // prepare_fork_sibling() has not succeeded
+    return -1;
+  }
+  // As glibc's _Fork: no signal handler may run in the child before its thread state is whole.
+  sigset_t all, before;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &before);
+  // The kernel writes the child's tid into glibc's copy in the child (glibc's arch_fork does the
+  // same) and clears it when the child exits. With CLONE_PARENT the child's exit signal is this
+  // process's own (SIGCHLD, as it was spawned); the signal given here is ignored.
+  unsigned long flags = CLONE_PARENT | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD;
+  if (report_pid != nullptr) flags |= CLONE_PARENT_SETTID;
+  const long pid = clone_as_fork(flags, report_pid, glibc_tid_address);
+  const int error = errno;
+  if (pid == 0 && robust_list != nullptr) {
+    // The kernel forgets a thread's robust list in a clone; glibc's _Fork registers it again. This
+    // process holds no robust mutex as it forks (it is single-threaded and between requests), so
+    // the list the child inherits is empty, as _Fork makes it.
+    ::syscall(SYS_set_robust_list, robust_list, robust_list_length);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  errno = error;
+  return static_cast<int>(pid);
 }
 
 bool place_forked_worker_descriptors(int output, int doorbell, int segment, int channel) noexcept {
