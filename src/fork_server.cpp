@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -17,9 +18,12 @@ namespace procpool::detail {
 
 ForkServer::ForkServer(platform::SpawnRequest request, int output_fd) {
   platform::DescriptorChannel channel = platform::make_descriptor_channel();
+  platform::UniqueFd slots =
+      platform::make_shared_memory(pid_slots * sizeof(std::int32_t), "procpool-fork-server-pids");
+  pid_slots_ = SharedMapping::map(slots.get(), 0, SharedMapping::Access::read_write);
   request.arguments.emplace_back(fork_server_flag);
   request.doorbell_fd = channel.worker_end.get();  // the server's requests arrive on fd 3
-  request.segment_fd = -1;
+  request.segment_fd = slots.get();                // and its pid slots on fd 4
   request.channel_fd = -1;
   // The server stays in the host's memory cgroup: each worker it forks moves into its own.
   request.cgroup_procs_fd = -1;
@@ -33,31 +37,45 @@ ForkServer::ForkServer(platform::SpawnRequest request, int output_fd) {
 
 namespace {
 
-/// Kills and reaps every worker whose pid is in the server's answers still in `channel`: workers
-/// forked for requests that were given up on, which nobody else knows of. Call only once the
-/// server has exited, so that no answer is still to come.
-void kill_reported_workers(int channel) noexcept {
-  for (;;) {
-    std::int32_t pid = 0;
-    if (platform::try_receive_value(channel, pid) != platform::Received::value) return;
-    if (pid <= 0) continue;
-    try {
-      platform::SpawnedProcess orphan = platform::watch_child(pid);
-      platform::kill_process(orphan.pidfd.get());
-      platform::reap_blocking(orphan.pid);
-    } catch (const std::exception&) {
-      // pidfd_open failed: watch_child killed and reaped it before throwing.
-    }
+/// Kills and reaps `pid`, a worker forked for a request that was given up on, which nobody else
+/// knows of.
+void kill_unclaimed_worker(int pid) noexcept {
+  try {
+    platform::SpawnedProcess orphan = platform::watch_child(pid);
+    platform::kill_process(orphan.pidfd.get());
+    platform::reap_blocking(orphan.pid);
+  } catch (const std::exception&) {
+    // pidfd_open failed: watch_child killed and reaped it before throwing.
   }
 }
 
 }  // namespace
 
+std::atomic_ref<std::int32_t> ForkServer::pid_slot(std::uint64_t request) const noexcept {
+  auto* slots = reinterpret_cast<std::int32_t*>(pid_slots_.data());
+  return std::atomic_ref<std::int32_t>(slots[request % pid_slots]);
+}
+
+void ForkServer::kill_unclaimed_workers() noexcept {
+  while (answered_ < requested_ && !channel_closed_) {
+    std::int32_t pid = 0;
+    if (platform::try_receive_value(channel_.get(), pid) != platform::Received::value) break;
+    pid_slot(answered_++).store(0, std::memory_order_relaxed);
+    if (pid > 0) kill_unclaimed_worker(pid);
+  }
+  // Requests the server never answered: a slot it forked for holds the pid (the kernel wrote it
+  // in the clone); the others still hold the 0 this side wrote when the slot was last answered.
+  for (; answered_ < requested_; ++answered_) {
+    const std::int32_t pid = pid_slot(answered_).exchange(0, std::memory_order_relaxed);
+    if (pid > 0) kill_unclaimed_worker(pid);
+  }
+}
+
 ForkServer::~ForkServer() {
-  // A server killed between a fork and its answer would leave a worker nobody knows of: one with
-  // requests unanswered, or retired, is told that no request follows, answers what it was sent and
-  // exits; only one that hangs is killed.
-  const bool answers_to_collect = !accepting_ || unanswered_ > 0;
+  // A server killed between a fork and its answer would leave a worker only its pid slot names:
+  // one with requests unanswered, or retired, is told that no request follows, answers what it
+  // was sent and exits; only one that hangs is killed.
+  const bool answers_to_collect = !accepting_ || unanswered() > 0;
   if (!reaped_) {
     if (answers_to_collect) {
       platform::shutdown_sending(channel_.get());
@@ -66,37 +84,43 @@ ForkServer::~ForkServer() {
     platform::kill_process(pidfd_.get());
     platform::reap_blocking(pid_);
   }
-  if (answers_to_collect) kill_reported_workers(channel_.get());
+  kill_unclaimed_workers();
 }
 
 void ForkServer::request_worker(const platform::SpawnRequest& request) {
   const int descriptors[] = {request.output_fd, request.doorbell_fd, request.segment_fd,
                              request.channel_fd, request.cgroup_procs_fd};
   const std::size_t count = request.cgroup_procs_fd >= 0 ? 5 : 4;
+  if (accepting_ && unanswered() >= pid_slots) {
+    throw std::system_error(EAGAIN, std::generic_category(),
+                            "the fork server (pid " + std::to_string(pid_) + ") has " +
+                                std::to_string(pid_slots) + " starts unanswered already");
+  }
   if (!accepting_ || !platform::send_descriptors(channel_.get(), descriptors, count)) {
     accepting_ = false;
     throw std::system_error(EPIPE, std::generic_category(),
                             "the fork server (pid " + std::to_string(pid_) + ") takes no requests");
   }
-  ++unanswered_;
+  ++requested_;
 }
 
 std::optional<platform::SpawnedProcess> ForkServer::take_answer() {
-  if (unanswered_ == 0) return std::nullopt;
+  if (unanswered() == 0 || channel_closed_) return std::nullopt;
   std::int32_t answer = 0;
   switch (platform::try_receive_value(channel_.get(), answer)) {
     case platform::Received::nothing_yet:
       return std::nullopt;
     case platform::Received::closed:
+      // What it forked for the requests left is killed once it is reaped (finish_retirement).
       accepting_ = false;
-      unanswered_ = 0;
+      channel_closed_ = true;
       throw std::system_error(
           EPIPE, std::generic_category(),
           "the fork server (pid " + std::to_string(pid_) + ") went away before it answered");
     case platform::Received::value:
       break;
   }
-  --unanswered_;
+  pid_slot(answered_++).store(0, std::memory_order_relaxed);
   if (answer == fork_refused_threads) {
     throw std::system_error(
         EDEADLK, std::generic_category(),
@@ -138,8 +162,7 @@ bool ForkServer::finish_retirement(bool force) noexcept {
     platform::reap_blocking(pid_);
     reaped_ = true;
   }
-  kill_reported_workers(channel_.get());
-  unanswered_ = 0;
+  kill_unclaimed_workers();
   return true;
 }
 
@@ -161,6 +184,26 @@ int run_fork_server(const WorkerArgs& args, const JobRegistry& registry) {
   }
   const int requests = platform::worker_doorbell_fd;
   platform::set_cloexec(requests);
+  // The host's pid slots (ForkServer): the kernel writes each worker's pid there as it forks it.
+  // Not in the workers (MADV_DONTFORK). None from a host that sends none, or if they cannot be
+  // kept from the workers, whose jobs could otherwise write pids the host would kill.
+  // (Held by pointer: a forked worker drops it without unmapping, as it has no such mapping and
+  // the address may be another's by the time it returns.)
+  std::unique_ptr<SharedMapping> pid_slots;
+  std::size_t slot_count = 0;
+  if (platform::file_info(platform::worker_segment_fd)) {
+    platform::UniqueFd slots_fd(platform::worker_segment_fd);
+    try {
+      pid_slots = std::make_unique<SharedMapping>(
+          SharedMapping::map(slots_fd.get(), 0, SharedMapping::Access::read_write));
+      if (platform::keep_from_forks(pid_slots->data(), pid_slots->size())) {
+        slot_count = pid_slots->size() / sizeof(std::int32_t);
+      }
+    } catch (const std::exception&) {
+      // Nothing mapped: the workers' pids come only in the answers, as from an older server.
+    }
+  }
+  std::uint64_t request = 0;
   // A fork copies only the calling thread: a thread started before main() got here (a static
   // initialiser's) would be missing from every worker, and any lock it held would stay taken
   // there for good. Such a server answers every request with a refusal the host explains. Where
@@ -178,13 +221,18 @@ int run_fork_server(const WorkerArgs& args, const JobRegistry& registry) {
   for (;;) {
     std::vector<platform::UniqueFd> received = platform::receive_descriptors(requests, 5);
     if (received.empty()) return 0;  // the pool closed the channel: it is done with this server
+    std::int32_t* pid_slot =
+        slot_count == 0 ? nullptr
+                        : reinterpret_cast<std::int32_t*>(pid_slots->data()) + request % slot_count;
+    ++request;
     if (received.size() < 4 || refusal != 0) {
       if (!platform::send_value(requests, refusal != 0 ? refusal : -EPROTO)) return 0;
       continue;
     }
     std::fflush(nullptr);  // nothing buffered here is written again by the child
-    int pid = platform::fork_sibling(nullptr);
+    int pid = platform::fork_sibling(pid_slot);
     if (pid == 0) {
+      static_cast<void>(pid_slots.release());  // not mapped here (MADV_DONTFORK)
       // Into its memory cgroup before anything else, so that all it allocates is charged there.
       const bool placed = received.size() < 5 || platform::write_self_into(received[4].get());
       const int error = errno;

@@ -426,3 +426,40 @@ TEST_CASE("a priority-inheritance mutex contended in a fork-server worker is han
   Pool pool(fork_server_options(1));
   CHECK(run_job(pool, "pi_mutex_handoff") == "unlock=0 waiter=0");
 }
+
+TEST_CASE("a fork server killed between a fork and its answer leaves no worker behind") {
+  // The worker program's first fork server is SIGKILLed right after its first fork, before it
+  // sends the pid (PROCPOOL_TEST_DIE_BEFORE_ANSWER, tests/helpers/test_worker.cpp). The worker it
+  // forked is the host's child (CLONE_PARENT) that no answer names: the host learns its pid all
+  // the same, kills and reaps it, and the next server serves. (It once ran on, unknown to the
+  // pool, or lay a zombie nobody reaped.)
+  const std::string claim = (std::filesystem::temp_directory_path() /
+                             ("procpool-test-die-before-answer-" + std::to_string(::getpid())))
+                                .string();
+  { std::ofstream(claim).put('x'); }
+  Warnings warnings;
+  PoolOptions options = fork_server_options(1);
+  options.worker_command = {PROCPOOL_TEST_WORKER};
+  options.security.environment.set = {{"PROCPOOL_TEST_DIE_BEFORE_ANSWER", claim}};
+  options.restart_backoff_initial = 0ms;
+  options.log = warnings.sink();
+  {
+    Pool pool(options);
+    REQUIRE(run_job(pool, "echo").empty());
+    REQUIRE(test::settled(pool, 1));
+    CHECK_FALSE(std::filesystem::exists(claim));  // the first server died as asked
+    CHECK(pool.stats().start_failures == 1);
+    CHECK(warnings.any_contains("went away before it answered"));
+    std::vector<int> servers = test::fork_servers(::getpid());
+    REQUIRE(servers.size() == 1);
+    std::vector<int> expected{servers[0], pool.stats().workers[0].pid};
+    std::vector<int> children = test::child_pids(::getpid());
+    std::sort(expected.begin(), expected.end());
+    std::sort(children.begin(), children.end());
+    // The server that died was reaped, and so was the worker it forked, before the next started.
+    CHECK(children == expected);
+    CHECK(test::zombie_children(::getpid()).empty());
+  }
+  std::filesystem::remove(claim);
+  CHECK(test::child_pids(::getpid()).empty());
+}

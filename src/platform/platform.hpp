@@ -401,6 +401,11 @@ std::uint64_t hard_limit(Resource resource) noexcept;
 void* map_anonymous(std::size_t bytes);
 void unmap_anonymous(void* address, std::size_t bytes) noexcept;
 
+/// Leaves the pages of [address, address + bytes) (a whole mapping, page-aligned) out of every
+/// process forked from this one from now on (MADV_DONTFORK): the child has no such mapping. False
+/// if refused.
+bool keep_from_forks(void* address, std::size_t bytes) noexcept;
+
 /// The mmap flag that faults every page of a mapping in at once (MAP_POPULATE), for mapping APIs
 /// that take raw flags.
 int map_populate_option() noexcept;

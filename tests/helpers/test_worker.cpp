@@ -1,6 +1,7 @@
 // A dedicated worker executable (PoolOptions::worker_command) with the test jobs.
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -12,6 +13,20 @@
 #include <string_view>
 
 #include "test_jobs.hpp"
+
+// With PROCPOOL_TEST_DIE_BEFORE_ANSWER naming a file, the fork server that removes that file first
+// is SIGKILLed as it is about to answer a request, right after its fork: the worker it forked is
+// then known to nobody but the kernel. This program sends nothing else of 4 bytes on descriptor 3
+// (the fork server's request channel). It replaces libc's send() for this program alone, so that
+// no test hook costs the library anything.
+extern "C" __attribute__((visibility("default"))) ssize_t send(int fd, const void* buffer,
+                                                               std::size_t size, int flags) {
+  if (fd == 3 && size == sizeof(std::int32_t)) {
+    const char* claim = std::getenv("PROCPOOL_TEST_DIE_BEFORE_ANSWER");
+    if (claim != nullptr && ::unlink(claim) == 0) ::kill(::getpid(), SIGKILL);
+  }
+  return ::syscall(SYS_sendto, fd, buffer, size, flags, nullptr, 0);
+}
 
 // With PROCPOOL_TEST_NO_TID_ADDRESS set, prctl(PR_GET_TID_ADDRESS) fails as on a kernel built
 // without CONFIG_CHECKPOINT_RESTORE: a fork server that cannot learn where glibc keeps its thread
