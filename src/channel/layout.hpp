@@ -78,6 +78,14 @@ struct SegmentHeader {
   /// own CPU: the peer needs that CPU to answer, and a yield does not reliably hand it over.
   std::atomic<std::int32_t> host_cpu{-1};
   std::atomic<std::int32_t> worker_cpu{-1};
+  /// Worker to host, before its first job: the pids of its guard's short-lived parent and of its
+  /// guard (platform::start_process_group_guard), 0 if none. Orphans from the start, they are the
+  /// host's children in a host that adopts orphans (a child subreaper), which reaps them after the
+  /// worker (platform::reap_worker). Untrusted like all the worker writes: the host reaps only a
+  /// child of its own in the worker's process group. (Within the padding before `requests`: the
+  /// rings stay where they were, and a worker or host without these fields reads or writes 0.)
+  std::atomic<std::int32_t> guard_starter_pid{0};
+  std::atomic<std::int32_t> guard_pid{0};
   /// Host to worker: jobs.
   RingControl requests;
   /// Worker to host: hello and results.

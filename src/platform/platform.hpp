@@ -256,11 +256,26 @@ bool die_with_parent(int expected_parent) noexcept;
 ///
 /// Two steps: start_process_group_guard() opens this process's pidfd for the guard, starts the
 /// guard's parent (which starts the guard and exits) without waiting for it, and returns its pid,
-/// or -1 with errno set and `failed` naming the call;
+/// or -1 with errno set and `failed` naming the call. The parent's pid is stored in
+/// `report_starter` and the guard's in `report_guard` (either may be null; shared memory, so that
+/// the host learns them: both are orphans, the host's children if it is a child subreaper);
 /// finish_process_group_guard() reaps that parent, which confirms the guard runs, and must be
 /// called before any job runs. It returns nullptr on success, otherwise the failed call with errno
 /// set (the worker then runs unguarded).
-int start_process_group_guard(const char*& failed) noexcept;
+int start_process_group_guard(const char*& failed, std::atomic<std::int32_t>* report_starter,
+                              std::atomic<std::int32_t>* report_guard) noexcept;
+
+/// Host side, for a worker that has exited (its pidfd is readable) and is not reaped yet: reaps it
+/// as try_reap() does. In a host that adopts orphans (a child subreaper, or pid 1) the worker's
+/// guard and the guard's parent, orphans from the start, are this process's children too and
+/// nobody else reaps them: the worker's process group is killed first (its id is still the
+/// unreaped worker's, so nothing outside it is hit; the guard would kill it anyway), then each of
+/// `guard_pids` that is a child of this process in that group is reaped, waiting up to `timeout`
+/// for each to exit. Other entries (0, the worker's own pid, anything else) are skipped: they come
+/// from memory the worker could write. Processes a job started that end up this process's children
+/// are not looked for.
+std::optional<ExitStatus> reap_worker(int pid, int pidfd, const std::int32_t (&guard_pids)[2],
+                                      std::chrono::milliseconds timeout) noexcept;
 const char* finish_process_group_guard(int starter) noexcept;
 
 /// Marks a descriptor close-on-exec so the worker's own children do not inherit it.

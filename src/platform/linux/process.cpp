@@ -24,7 +24,9 @@
 #include <atomic>
 #include <boost/process/v2/default_launcher.hpp>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <new>
@@ -522,6 +524,7 @@ constexpr std::size_t guard_mapping_bytes = 64 * 1024;
 struct GuardLaunch {
   int watched;  // the worker's pidfd
   char* guard_stack_top;
+  std::atomic<std::int32_t>* report_guard;  // where the guard's pid goes (shared memory), or null
 };
 
 // Starts fn(arg) in a new process (exit signal SIGCHLD) that runs beside this one. Sharing this
@@ -562,12 +565,16 @@ int run_guard_parent(void* arg) noexcept {
   pid_t guard =
       start_process(run_guard, reinterpret_cast<void*>(static_cast<std::intptr_t>(launch->watched)),
                     launch->guard_stack_top);
+  if (guard > 0 && launch->report_guard != nullptr) {
+    launch->report_guard->store(guard, std::memory_order_relaxed);
+  }
   ::_exit(guard < 0 ? 1 : 0);
 }
 
 }  // namespace
 
-int start_process_group_guard(const char*& failed) noexcept {
+int start_process_group_guard(const char*& failed, std::atomic<std::int32_t>* report_starter,
+                              std::atomic<std::int32_t>* report_guard) noexcept {
   if (!leave_process_group()) {
     failed = "setpgid";
     return -1;
@@ -587,7 +594,7 @@ int start_process_group_guard(const char*& failed) noexcept {
     return -1;
   }
   char* base = static_cast<char*>(mapping);
-  auto* launch = new (base) GuardLaunch{watched, base + guard_mapping_bytes};
+  auto* launch = new (base) GuardLaunch{watched, base + guard_mapping_bytes, report_guard};
   // Two processes: the guard must not be this worker's child, or a job that waits for "all my
   // children" (wait() until ECHILD) would wait for the guard forever.
   const pid_t parent = start_process(run_guard_parent, launch, base + guard_mapping_bytes / 2);
@@ -598,7 +605,54 @@ int start_process_group_guard(const char*& failed) noexcept {
     failed = share_memory_with_guard ? "clone" : "fork";
     return -1;
   }
+  if (report_starter != nullptr) report_starter->store(parent, std::memory_order_relaxed);
   return parent;
+}
+
+namespace {
+
+// Whether `pid` is a child of this process in process group `group`, from /proc/<pid>/stat
+// ("pid (comm) state ppid pgrp ...", comm possibly holding spaces and parentheses).
+bool is_child_in_group(int pid, int group) noexcept {
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char text[1024];
+  const ssize_t length = retry_on_eintr([&] { return ::read(fd, text, sizeof text - 1); });
+  ::close(fd);
+  if (length <= 0) return false;
+  text[length] = '\0';
+  const char* end_of_comm = std::strrchr(text, ')');
+  if (end_of_comm == nullptr) return false;
+  char state = 0;
+  int parent = 0;
+  int process_group = 0;
+  if (std::sscanf(end_of_comm + 1, " %c %d %d", &state, &parent, &process_group) != 3) return false;
+  return parent == static_cast<int>(::getpid()) && process_group == group;
+}
+
+}  // namespace
+
+std::optional<ExitStatus> reap_worker(int pid, int pidfd, const std::int32_t (&guard_pids)[2],
+                                      std::chrono::milliseconds timeout) noexcept {
+  int subreaper = 0;
+  const bool adopts_orphans =
+      (::prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0) == 0 && subreaper != 0) ||
+      ::getpid() == 1;
+  // Only once it has exited: until it is reaped, no other group can take its id.
+  if (adopts_orphans && wait_for_exit(pidfd, std::chrono::milliseconds(0))) ::kill(-pid, SIGKILL);
+  std::optional<ExitStatus> status = try_reap(pid);
+  if (!status || !adopts_orphans) return status;
+  for (const std::int32_t member : guard_pids) {
+    if (member <= 0 || member == pid || !is_child_in_group(member, pid)) continue;
+    // A child not yet reaped: its pid cannot have been reused.
+    UniqueFd member_fd(static_cast<int>(::syscall(SYS_pidfd_open, member, 0)));
+    if (!member_fd) continue;
+    wait_for_exit(member_fd.get(), timeout);
+    try_reap(member);
+  }
+  return status;
 }
 
 const char* finish_process_group_guard(int starter) noexcept {
