@@ -308,7 +308,12 @@ void Supervisor::finish_fork_server_retirements(Clock::time_point now, bool dead
 }
 
 void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
-  std::optional<platform::ExitStatus> status = platform::try_reap(w.pid);
+  // With the guard and its parent, where they are the host's (a child subreaper host).
+  const SegmentHeader& header = w.segment.header();
+  const std::int32_t guard_pids[2] = {header.guard_starter_pid.load(std::memory_order_relaxed),
+                                      header.guard_pid.load(std::memory_order_relaxed)};
+  std::optional<platform::ExitStatus> status =
+      platform::reap_worker(w.pid, w.pidfd.get(), guard_pids, std::chrono::seconds(1));
   if (!status) return;
   // Room for the outcomes of every job it holds, before any leaves it: an allocation failing
   // later cannot drop one.

@@ -438,12 +438,6 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry, WorkerOrigin
   // Whatever a job starts dies with this worker (docs/gotchas.md). Not when the host is pid 1: the
   // guard would end as the host's child, a zombie nobody reaps. Started here, confirmed after the
   // hello and before the first job (WorkerLoop::run).
-  int guard_starter = -1;
-  if (args.host_pid != 1) {
-    const char* failed = nullptr;
-    guard_starter = platform::start_process_group_guard(failed);
-    if (guard_starter < 0) report_unguarded(failed);
-  }
   // Our own children (a job may spawn some) must not inherit the doorbell or the channel.
   platform::set_cloexec(platform::worker_doorbell_fd);
   platform::set_cloexec(platform::worker_channel_fd);
@@ -453,6 +447,15 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry, WorkerOrigin
   } catch (const std::exception& e) {
     std::fprintf(stderr, "procpool worker: %s\n", e.what());
     return 3;
+  }
+  // After the attach: the guard's pid and its parent's go into the segment's header, for a host
+  // that is a child subreaper, whose children they become, to reap.
+  int guard_starter = -1;
+  if (args.host_pid != 1) {
+    const char* failed = nullptr;
+    guard_starter = platform::start_process_group_guard(failed, &segment.header().guard_starter_pid,
+                                                        &segment.header().guard_pid);
+    if (guard_starter < 0) report_unguarded(failed);
   }
   if (std::uint64_t limit = segment.header().address_space_limit) {
     if (!platform::limit_address_space(limit)) {

@@ -2,10 +2,18 @@
 // children of the host, each starts with the server's memory (never an earlier worker's), the
 // WorkerSecurity settings hold in them, a fork server that dies is replaced, and nothing is left
 // behind when the pool goes.
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <procpool/procpool.hpp>
 #include <set>
@@ -271,6 +279,25 @@ TEST_CASE("a fork server whose process runs a second thread refuses to fork, and
   CHECK(pool.stats().workers_started == 0);
 }
 
+TEST_CASE("a fork server that cannot learn glibc's thread id refuses to fork, and says why") {
+  // prctl(PR_GET_TID_ADDRESS) fails in the worker program (PROCPOOL_TEST_NO_TID_ADDRESS,
+  // tests/helpers/test_worker.cpp), as on a kernel without CONFIG_CHECKPOINT_RESTORE: the server
+  // would fork workers that lock mutexes under its own thread id, so it forks none.
+  Warnings warnings;
+  PoolOptions options = fork_server_options(1);
+  options.worker_command = {PROCPOOL_TEST_WORKER};
+  options.security.environment.set = {{"PROCPOOL_TEST_NO_TID_ADDRESS", "1"}};
+  options.log = warnings.sink();
+  {
+    Pool pool(options);
+    REQUIRE(test::eventually([&] { return pool.stats().start_failures >= 1; }));
+    CHECK(warnings.any_contains("does not fork: it cannot learn where glibc keeps its thread id"));
+    CHECK(warnings.any_contains("use StartMode::exec"));
+    CHECK(pool.stats().workers_started == 0);
+  }
+  CHECK(test::child_pids(::getpid()).empty());
+}
+
 TEST_CASE("a fork-server pool leaves no process, zombie or segment behind") {
   {
     PoolOptions options = fork_server_options(2);
@@ -308,4 +335,131 @@ TEST_CASE("a fork server too slow to answer within start_timeout is replaced, le
   }
   CHECK(test::child_pids(::getpid()).empty());
   CHECK(test::shm_entries_for(::getpid()).empty());
+}
+
+// A fork-server worker starts as fork() would leave it: glibc's cached thread id is its own (the
+// owner a mutex records, a robust mutex's owner the kernel checks at exit, a PI mutex's owner the
+// kernel hands over from), and its robust-mutex list is registered with the kernel. (A raw clone
+// once left the server's thread id in every worker and no robust list: robust mutexes a worker
+// died holding stayed locked for good, and a PI mutex could not be unlocked.)
+
+TEST_CASE("a fork-server worker's thread id, as glibc records it, is its own") {
+  PoolOptions options = fork_server_options(1);
+  options.recycle.max_jobs = 1;
+  Pool pool(options);
+  for (int worker = 0; worker < 3; ++worker) {
+    std::string ids = run_job(pool, "glibc_tid");
+    INFO("mutex owner, gettid(): " << ids);
+    const auto space = ids.find(' ');
+    REQUIRE(space != std::string::npos);
+    CHECK(ids.substr(0, space) == ids.substr(space + 1));
+  }
+}
+
+namespace {
+
+/// A process-shared robust mutex in a file of /dev/shm that workers can map (the path is the
+/// payload); removed with the object.
+class SharedRobustMutex {
+ public:
+  SharedRobustMutex()
+      : path_("/dev/shm/robust-mutex-test-" + std::to_string(::getpid())),
+        fd_(::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) {
+    REQUIRE(fd_ >= 0);
+    REQUIRE(::ftruncate(fd_, sizeof(pthread_mutex_t)) == 0);
+    void* mapping =
+        ::mmap(nullptr, sizeof(pthread_mutex_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    REQUIRE(mapping != MAP_FAILED);
+    mutex_ = static_cast<pthread_mutex_t*>(mapping);
+    pthread_mutexattr_t attributes;
+    pthread_mutexattr_init(&attributes);
+    pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
+    REQUIRE(pthread_mutex_init(mutex_, &attributes) == 0);
+    pthread_mutexattr_destroy(&attributes);
+  }
+  ~SharedRobustMutex() {
+    if (mutex_ != nullptr) ::munmap(mutex_, sizeof(pthread_mutex_t));
+    ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  SharedRobustMutex(const SharedRobustMutex&) = delete;
+  SharedRobustMutex& operator=(const SharedRobustMutex&) = delete;
+
+  Bytes payload() const { return test::bytes(path_); }
+  /// pthread_mutex_timedlock with `timeout`: 0, EOWNERDEAD, ETIMEDOUT...; a mutex taken is made
+  /// consistent and released.
+  int lock_within(std::chrono::seconds timeout) {
+    timespec deadline{};
+    ::clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout.count();
+    const int result = pthread_mutex_timedlock(mutex_, &deadline);
+    if (result == EOWNERDEAD) pthread_mutex_consistent(mutex_);
+    if (result == 0 || result == EOWNERDEAD) pthread_mutex_unlock(mutex_);
+    return result;
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+  pthread_mutex_t* mutex_ = nullptr;
+};
+
+}  // namespace
+
+TEST_CASE("a robust mutex a fork-server worker dies holding is handed on as EOWNERDEAD") {
+  SharedRobustMutex shared;
+  Pool pool(fork_server_options(1));
+  for (int worker = 0; worker < 2; ++worker) {
+    JobResult r = pool.submit("lock_robust_and_exit", shared.payload()).get();
+    REQUIRE_FALSE(r.ok());
+    INFO(r.error().message);
+    REQUIRE(r.error().exit_code == 7);  // it exited holding the mutex
+    // The worker has exited (its outcome says so): the kernel has walked its robust list.
+    const int result = shared.lock_within(5s);
+    INFO("pthread_mutex_timedlock: " << result << " (" << std::strerror(result) << ")");
+    REQUIRE(result == EOWNERDEAD);  // else the mutex stays locked for good
+  }
+}
+
+TEST_CASE("a priority-inheritance mutex contended in a fork-server worker is handed over") {
+  Pool pool(fork_server_options(1));
+  CHECK(run_job(pool, "pi_mutex_handoff") == "unlock=0 waiter=0");
+}
+
+TEST_CASE("a fork server killed between a fork and its answer leaves no worker behind") {
+  // The worker program's first fork server is SIGKILLed right after its first fork, before it
+  // sends the pid (PROCPOOL_TEST_DIE_BEFORE_ANSWER, tests/helpers/test_worker.cpp). The worker it
+  // forked is the host's child (CLONE_PARENT) that no answer names: the host learns its pid all
+  // the same, kills and reaps it, and the next server serves. (It once ran on, unknown to the
+  // pool, or lay a zombie nobody reaped.)
+  const std::string claim = (std::filesystem::temp_directory_path() /
+                             ("procpool-test-die-before-answer-" + std::to_string(::getpid())))
+                                .string();
+  { std::ofstream(claim).put('x'); }
+  Warnings warnings;
+  PoolOptions options = fork_server_options(1);
+  options.worker_command = {PROCPOOL_TEST_WORKER};
+  options.security.environment.set = {{"PROCPOOL_TEST_DIE_BEFORE_ANSWER", claim}};
+  options.restart_backoff_initial = 0ms;
+  options.log = warnings.sink();
+  {
+    Pool pool(options);
+    REQUIRE(run_job(pool, "echo").empty());
+    REQUIRE(test::settled(pool, 1));
+    CHECK_FALSE(std::filesystem::exists(claim));  // the first server died as asked
+    CHECK(pool.stats().start_failures == 1);
+    CHECK(warnings.any_contains("went away before it answered"));
+    std::vector<int> servers = test::fork_servers(::getpid());
+    REQUIRE(servers.size() == 1);
+    std::vector<int> expected{servers[0], pool.stats().workers[0].pid};
+    std::vector<int> children = test::child_pids(::getpid());
+    std::sort(expected.begin(), expected.end());
+    std::sort(children.begin(), children.end());
+    // The server that died was reaped, and so was the worker it forked, before the next started.
+    CHECK(children == expected);
+    CHECK(test::zombie_children(::getpid()).empty());
+  }
+  std::filesystem::remove(claim);
+  CHECK(test::child_pids(::getpid()).empty());
 }

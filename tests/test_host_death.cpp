@@ -1,5 +1,6 @@
 // No worker outlives its host: SIGKILL a host mid-job and its workers die, and so do the processes
-// its workers started, leaving nothing in /dev/shm.
+// its workers started, leaving nothing in /dev/shm. And a host that inherits its workers' orphans
+// (a child subreaper) is left no zombie of procpool's making.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -62,6 +63,13 @@ class Host {
       workers.push_back(pid);
     REQUIRE(workers.size() == 2);
     return workers;
+  }
+
+  // Waits for the host to exit by itself and returns its exit code (-1 if a signal ended it).
+  int exit_code() {
+    int status = 0;
+    REQUIRE(::waitpid(pid_, &status, 0) == pid_);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
   void kill_and_reap() {
@@ -139,4 +147,15 @@ TEST_CASE("a SIGKILLed host mid-load takes its workers and their children with i
     CHECK_FALSE(procpool::test::process_alive(pid));
   }
   CHECK(procpool::test::shm_entries_for(host.pid()).empty());
+}
+
+TEST_CASE("a host that is a child subreaper is left no zombie guard by recycled workers") {
+  // Each worker's guard (the process that kills the worker's group once the worker has died) is an
+  // orphan from the start, so a subreaper host is its parent, and the one to reap it when it
+  // exits. (Each recycled worker once left its guard there as a zombie for good.)
+  Host host("subreaper");
+  const std::string line = host.read_line();
+  INFO("the host printed: " << line);
+  CHECK(line == "zombies:");
+  CHECK(host.exit_code() == 0);
 }

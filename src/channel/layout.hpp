@@ -82,6 +82,13 @@ struct SegmentHeader {
   /// Which job_start records the worker may still run: both sides, compare-and-swap only
   /// (job_claims.hpp).
   std::atomic<std::uint64_t> job_claims{0};
+  /// Worker to host, before its first job: the pids of its guard's short-lived parent and of its
+  /// guard (platform::start_process_group_guard), 0 if none. Orphans from the start, they are the
+  /// host's children in a host that adopts orphans (a child subreaper), which reaps them after the
+  /// worker (platform::reap_worker). Untrusted like all the worker writes: the host reaps only a
+  /// child of its own in the worker's process group.
+  std::atomic<std::int32_t> guard_starter_pid{0};
+  std::atomic<std::int32_t> guard_pid{0};
   /// Host to worker: jobs.
   RingControl requests;
   /// Worker to host: hello and results.

@@ -256,11 +256,26 @@ bool die_with_parent(int expected_parent) noexcept;
 ///
 /// Two steps: start_process_group_guard() opens this process's pidfd for the guard, starts the
 /// guard's parent (which starts the guard and exits) without waiting for it, and returns its pid,
-/// or -1 with errno set and `failed` naming the call;
+/// or -1 with errno set and `failed` naming the call. The parent's pid is stored in
+/// `report_starter` and the guard's in `report_guard` (either may be null; shared memory, so that
+/// the host learns them: both are orphans, the host's children if it is a child subreaper);
 /// finish_process_group_guard() reaps that parent, which confirms the guard runs, and must be
 /// called before any job runs. It returns nullptr on success, otherwise the failed call with errno
 /// set (the worker then runs unguarded).
-int start_process_group_guard(const char*& failed) noexcept;
+int start_process_group_guard(const char*& failed, std::atomic<std::int32_t>* report_starter,
+                              std::atomic<std::int32_t>* report_guard) noexcept;
+
+/// Host side, for a worker that has exited (its pidfd is readable) and is not reaped yet: reaps it
+/// as try_reap() does. In a host that adopts orphans (a child subreaper, or pid 1) the worker's
+/// guard and the guard's parent, orphans from the start, are this process's children too and
+/// nobody else reaps them: the worker's process group is killed first (its id is still the
+/// unreaped worker's, so nothing outside it is hit; the guard would kill it anyway), then each of
+/// `guard_pids` that is a child of this process in that group is reaped, waiting up to `timeout`
+/// for each to exit. Other entries (0, the worker's own pid, anything else) are skipped: they come
+/// from memory the worker could write. Processes a job started that end up this process's children
+/// are not looked for.
+std::optional<ExitStatus> reap_worker(int pid, int pidfd, const std::int32_t (&guard_pids)[2],
+                                      std::chrono::milliseconds timeout) noexcept;
 const char* finish_process_group_guard(int starter) noexcept;
 
 /// Marks a descriptor close-on-exec so the worker's own children do not inherit it.
@@ -268,12 +283,26 @@ void set_cloexec(int fd) noexcept;
 
 // ---- The fork server (StartMode::fork_server) ------------------------------------------------
 
-/// Fork-server side: forks this process, which must be single-threaded, into a sibling: the
-/// child's parent is this process's parent (CLONE_PARENT), so the host that started the fork server
-/// is the worker's parent, gets its SIGCHLD, reaps it and reads its exit status as with a spawned
-/// worker. Like glibc's _Fork, no pthread_atfork handlers run. Returns the child's pid in the
-/// parent, 0 in the child, -1 with errno set.
-int fork_sibling() noexcept;
+/// Fork-server side, once, while the process runs one thread: learns what fork_sibling() needs
+/// to leave glibc's per-thread state in the child as fork() would: where glibc caches the thread's
+/// id (the address glibc gave set_tid_address, read back with prctl(PR_GET_TID_ADDRESS), and
+/// checked to hold gettid()), and the head of the thread's robust-mutex list (get_robust_list).
+/// Returns nullptr, or why it cannot (a kernel built without CONFIG_CHECKPOINT_RESTORE has no
+/// PR_GET_TID_ADDRESS): then fork_sibling() must not be called, as its children would record the
+/// server's thread id as the owner of every mutex they lock.
+const char* prepare_fork_sibling() noexcept;
+
+/// Fork-server side: forks this process, which must be single-threaded and have called
+/// prepare_fork_sibling() successfully, into a sibling: the child's parent is this process's parent
+/// (CLONE_PARENT), so the host that started the fork server is the worker's parent, gets its
+/// SIGCHLD, reaps it and reads its exit status as with a spawned worker. The child starts as from
+/// glibc's _Fork: glibc's cached thread id is the child's own (CLONE_CHILD_SETTID, and
+/// CLONE_CHILD_CLEARTID as fork() asks), its robust-mutex list is registered with the kernel again
+/// (a clone drops it), signals are blocked across the clone, and no pthread_atfork handler runs.
+/// `report_pid`, if not null, is where the kernel writes the child's pid in this process's memory
+/// before either process goes on (CLONE_PARENT_SETTID). Returns the child's pid in the parent, 0
+/// in the child, -1 with errno set.
+int fork_sibling(std::int32_t* report_pid) noexcept;
 
 /// In a worker just forked by the fork server: puts `output` on descriptors 1 and 2 and the
 /// doorbell, segment and channel on worker_doorbell_fd, worker_segment_fd and worker_channel_fd,
@@ -386,6 +415,11 @@ std::uint64_t hard_limit(Resource resource) noexcept;
 /// std::bad_alloc.
 void* map_anonymous(std::size_t bytes);
 void unmap_anonymous(void* address, std::size_t bytes) noexcept;
+
+/// Leaves the pages of [address, address + bytes) (a whole mapping, page-aligned) out of every
+/// process forked from this one from now on (MADV_DONTFORK): the child has no such mapping. False
+/// if refused.
+bool keep_from_forks(void* address, std::size_t bytes) noexcept;
 
 /// The mmap flag that faults every page of a mapping in at once (MAP_POPULATE), for mapping APIs
 /// that take raw flags.

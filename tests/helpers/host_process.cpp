@@ -3,7 +3,13 @@
 // argument "grandchildren", each worker first starts a child of its own, the host queues more
 // jobs, and a second line lists the grandchildren's pids. With "fork_server", the pool's workers
 // are forked by a fork server (StartMode::fork_server).
+//
+// With "subreaper", it is a child subreaper instead (PR_SET_CHILD_SUBREAPER, as a service manager
+// is): it recycles workers a few times, waits until what it is left with is its two workers and
+// their two guards (orphans of the workers, so its children), prints "zombies:" and the pids of
+// its zombie children, and exits 0 if there were none.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,11 +22,58 @@
 #include "test_jobs.hpp"
 #include "test_support.hpp"
 
+namespace {
+
+int run_subreaper_host() {
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    std::perror("procpool_test_host: prctl(PR_SET_CHILD_SUBREAPER)");
+    return 2;
+  }
+  procpool::PoolOptions options = procpool::test::quiet_options(2);
+  options.recycle.max_jobs = 1;
+  procpool::Pool pool(options);
+  std::set<int> retired;
+  for (int i = 0; i < 6; ++i) {
+    procpool::JobResult r = pool.submit("pid", procpool::Bytes{}).get();
+    if (!r.ok()) {
+      std::fprintf(stderr, "procpool_test_host: job failed: %s\n", r.error().message.c_str());
+      return 2;
+    }
+    retired.insert(std::stoi(procpool::test::text(r.value())));
+  }
+  if (!procpool::test::settled(pool, 2)) return 2;
+  const int self = static_cast<int>(::getpid());
+  // Every retired worker reaped, and its guard gone from the living (it kills its worker's group,
+  // itself included, once its worker has died): 2 workers and 2 guards left alive.
+  const bool quiet = procpool::test::eventually([&] {
+    std::size_t alive = 0;
+    for (int child : procpool::test::child_pids(self)) {
+      if (retired.count(child) != 0) return false;
+      if (procpool::test::process_alive(child)) ++alive;
+    }
+    return alive == 4;
+  });
+  if (!quiet) {
+    std::fprintf(stderr, "procpool_test_host: never down to 2 workers and 2 guards\n");
+    return 2;
+  }
+  const std::vector<int> zombies = procpool::test::zombie_children(self);
+  std::printf("zombies:");
+  for (int pid : zombies)
+    std::printf(" %d", pid);
+  std::printf("\n");
+  std::fflush(stdout);
+  return zombies.empty() ? 0 : 1;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   procpool::JobRegistry jobs = procpool::test::make_test_registry();
   if (auto rc = procpool::run_worker_if_requested(argc, argv, jobs)) return *rc;
 
   const std::string_view mode = argc > 1 ? argv[1] : "";
+  if (mode == "subreaper") return run_subreaper_host();
   procpool::PoolOptions options = procpool::test::quiet_options(2);
   if (mode == "fork_server") options.start_mode = procpool::StartMode::fork_server;
   procpool::Pool pool(options);

@@ -1,5 +1,9 @@
 #include "test_jobs.hpp"
 
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -7,6 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -164,6 +171,59 @@ void grab_mebibytes(std::uint32_t mib) {
     std::memset(blocks.back().get(), 1, bytes);
     left -= bytes;
   }
+}
+
+// Runs on the worker's main thread (where jobs run): in a fork-server worker, the thread the fork
+// copied, whose glibc state (its cached thread id, its robust-mutex list) the fork must leave as
+// fork() would.
+std::string main_thread_note() {
+  return ::gettid() == ::getpid() ? "" : " (not on the main thread)";
+}
+
+// The pthread_mutex_t in the shared file at `path` (a test's /dev/shm file), mapped shared.
+pthread_mutex_t* map_shared_mutex(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  void* mapping =
+      ::mmap(nullptr, sizeof(pthread_mutex_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (mapping == MAP_FAILED) throw std::runtime_error("mmap " + path + ": " + std::strerror(errno));
+  return static_cast<pthread_mutex_t*>(mapping);
+}
+
+// Locks a priority-inheritance mutex on this (the main) thread, has a second thread block on it in
+// the kernel (the futex word gets FUTEX_WAITERS), unlocks, and reports both calls' results:
+// "unlock=0 waiter=0" when the kernel handed the mutex over. The waiter gives up after 5 s.
+std::string pi_mutex_handoff() {
+  pthread_mutexattr_t attributes;
+  pthread_mutexattr_init(&attributes);
+  pthread_mutexattr_setprotocol(&attributes, PTHREAD_PRIO_INHERIT);
+  pthread_mutex_t mutex;
+  pthread_mutex_init(&mutex, &attributes);
+  pthread_mutexattr_destroy(&attributes);
+  const int locked = pthread_mutex_lock(&mutex);
+  if (locked != 0) return "lock=" + std::to_string(locked);
+  std::atomic<int> waiter_result{-1};
+  std::thread waiter([&] {
+    timespec deadline{};
+    ::clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    const int result = pthread_mutex_timedlock(&mutex, &deadline);
+    if (result == 0) pthread_mutex_unlock(&mutex);
+    waiter_result.store(result);
+  });
+  auto* word = reinterpret_cast<std::atomic<unsigned>*>(&mutex.__data.__lock);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((word->load() & FUTEX_WAITERS) == 0 && waiter_result.load() == -1 &&
+         std::chrono::steady_clock::now() < give_up) {
+    ::sched_yield();
+  }
+  const bool contended = (word->load() & FUTEX_WAITERS) != 0;
+  const int unlocked = pthread_mutex_unlock(&mutex);
+  waiter.join();
+  pthread_mutex_destroy(&mutex);
+  return std::string(contended ? "" : "uncontended ") + "unlock=" + std::to_string(unlocked) +
+         " waiter=" + std::to_string(waiter_result.load()) + main_thread_note();
 }
 
 // With PROCPOOL_TEST_THREAD_BEFORE_MAIN set, a process of a test binary starts a thread before
@@ -483,6 +543,27 @@ JobRegistry make_test_registry() {
       block[offset] = 1;
     return text_bytes("allocated");
   });
+  // glibc's idea of this thread's id (the owner it records in a mutex it locks) and the kernel's:
+  // "<owner> <gettid>".
+  jobs.add("glibc_tid", [](JobContext&, std::span<const std::byte>) {
+    pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mutex);
+    const int owner = mutex.__data.__owner;
+    pthread_mutex_unlock(&mutex);
+    return text_bytes(std::to_string(owner) + " " + std::to_string(::gettid()) +
+                      main_thread_note());
+  });
+  // Locks the process-shared robust mutex in the file named by the payload and exits (code 7)
+  // holding it: the kernel must mark it for the next locker (EOWNERDEAD).
+  jobs.add("lock_robust_and_exit", [](JobContext&, std::span<const std::byte> in) -> Bytes {
+    pthread_mutex_t* mutex = map_shared_mutex(as_text(in));
+    if (int error = pthread_mutex_lock(mutex)) {
+      throw std::runtime_error("pthread_mutex_lock: " + std::string(std::strerror(error)));
+    }
+    ::_exit(7);
+  });
+  jobs.add("pi_mutex_handoff",
+           [](JobContext&, std::span<const std::byte>) { return text_bytes(pi_mutex_handoff()); });
   return jobs;
 }
 

@@ -1,6 +1,7 @@
 // Processes on Linux: spawning through Boost.Process (vfork + exec), pidfds, reaping, signals.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -23,7 +24,9 @@
 #include <atomic>
 #include <boost/process/v2/default_launcher.hpp>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <new>
@@ -414,11 +417,77 @@ bool die_with_parent(int expected_parent) noexcept {
   return static_cast<int>(::getppid()) == expected_parent;
 }
 
-int fork_sibling() noexcept {
-  // The raw system call: glibc has no fork that takes flags. With CLONE_PARENT the child's exit
-  // signal is this process's own (SIGCHLD, as it was spawned); the signal given here is ignored.
-  return static_cast<int>(
-      ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+namespace {
+
+// What fork_sibling() restores in the child, learned once by prepare_fork_sibling() in the
+// single-threaded fork server.
+int* glibc_tid_address = nullptr;
+robust_list_head* robust_list = nullptr;
+std::size_t robust_list_length = 0;
+
+// The raw clone system call without a new stack (a fork), its arguments in the architecture's
+// order: glibc's clone() wrapper needs a function and a stack, and clone3 may be filtered out by a
+// container's seccomp profile.
+long clone_as_fork(unsigned long flags, std::int32_t* parent_tid, int* child_tid) noexcept {
+#if defined(__x86_64__)
+  return ::syscall(SYS_clone, flags, nullptr, parent_tid, child_tid, nullptr);
+#elif defined(__aarch64__) || defined(__arm__) || defined(__i386__)
+  // CONFIG_CLONE_BACKWARDS: the TLS argument comes before the child's tid.
+  return ::syscall(SYS_clone, flags, nullptr, parent_tid, nullptr, child_tid);
+#else
+#error "procpool's fork server: add this architecture's order of the clone system call's arguments"
+#endif
+}
+
+}  // namespace
+
+const char* prepare_fork_sibling() noexcept {
+  int* tid_address = nullptr;
+  if (::prctl(PR_GET_TID_ADDRESS, &tid_address, 0, 0, 0) != 0 || tid_address == nullptr) {
+    return "prctl(PR_GET_TID_ADDRESS) failed (the kernel needs CONFIG_CHECKPOINT_RESTORE)";
+  }
+  // glibc gave the kernel the address of its own copy of the thread id; anything else there (a
+  // runtime that moved it) and the child would get its id written somewhere glibc never reads.
+  if (*tid_address != static_cast<int>(::gettid())) {
+    return "the thread-id address the kernel holds is not glibc's (it holds no thread id)";
+  }
+  void* head = nullptr;
+  std::size_t length = 0;
+  if (::syscall(SYS_get_robust_list, 0, &head, &length) != 0) {
+    head = nullptr;  // no robust futexes in this kernel: none in the child either, as with fork()
+    length = 0;
+  }
+  glibc_tid_address = tid_address;
+  robust_list = static_cast<robust_list_head*>(head);
+  robust_list_length = length;
+  return nullptr;
+}
+
+int fork_sibling(std::int32_t* report_pid) noexcept {
+  if (glibc_tid_address == nullptr) {
+    errno = EINVAL;  // prepare_fork_sibling() has not succeeded
+    return -1;
+  }
+  // As glibc's _Fork: no signal handler may run in the child before its thread state is whole.
+  sigset_t all, before;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &before);
+  // The kernel writes the child's tid into glibc's copy in the child (glibc's arch_fork does the
+  // same) and clears it when the child exits. With CLONE_PARENT the child's exit signal is this
+  // process's own (SIGCHLD, as it was spawned); the signal given here is ignored.
+  unsigned long flags = CLONE_PARENT | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD;
+  if (report_pid != nullptr) flags |= CLONE_PARENT_SETTID;
+  const long pid = clone_as_fork(flags, report_pid, glibc_tid_address);
+  const int error = errno;
+  if (pid == 0 && robust_list != nullptr) {
+    // The kernel forgets a thread's robust list in a clone; glibc's _Fork registers it again. This
+    // process holds no robust mutex as it forks (it is single-threaded and between requests), so
+    // the list the child inherits is empty, as _Fork makes it.
+    ::syscall(SYS_set_robust_list, robust_list, robust_list_length);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  errno = error;
+  return static_cast<int>(pid);
 }
 
 bool place_forked_worker_descriptors(int output, int doorbell, int segment, int channel) noexcept {
@@ -455,6 +524,7 @@ constexpr std::size_t guard_mapping_bytes = 64 * 1024;
 struct GuardLaunch {
   int watched;  // the worker's pidfd
   char* guard_stack_top;
+  std::atomic<std::int32_t>* report_guard;  // where the guard's pid goes (shared memory), or null
 };
 
 // Starts fn(arg) in a new process (exit signal SIGCHLD) that runs beside this one. Sharing this
@@ -495,12 +565,16 @@ int run_guard_parent(void* arg) noexcept {
   pid_t guard =
       start_process(run_guard, reinterpret_cast<void*>(static_cast<std::intptr_t>(launch->watched)),
                     launch->guard_stack_top);
+  if (guard > 0 && launch->report_guard != nullptr) {
+    launch->report_guard->store(guard, std::memory_order_relaxed);
+  }
   ::_exit(guard < 0 ? 1 : 0);
 }
 
 }  // namespace
 
-int start_process_group_guard(const char*& failed) noexcept {
+int start_process_group_guard(const char*& failed, std::atomic<std::int32_t>* report_starter,
+                              std::atomic<std::int32_t>* report_guard) noexcept {
   if (!leave_process_group()) {
     failed = "setpgid";
     return -1;
@@ -520,7 +594,7 @@ int start_process_group_guard(const char*& failed) noexcept {
     return -1;
   }
   char* base = static_cast<char*>(mapping);
-  auto* launch = new (base) GuardLaunch{watched, base + guard_mapping_bytes};
+  auto* launch = new (base) GuardLaunch{watched, base + guard_mapping_bytes, report_guard};
   // Two processes: the guard must not be this worker's child, or a job that waits for "all my
   // children" (wait() until ECHILD) would wait for the guard forever.
   const pid_t parent = start_process(run_guard_parent, launch, base + guard_mapping_bytes / 2);
@@ -531,7 +605,54 @@ int start_process_group_guard(const char*& failed) noexcept {
     failed = share_memory_with_guard ? "clone" : "fork";
     return -1;
   }
+  if (report_starter != nullptr) report_starter->store(parent, std::memory_order_relaxed);
   return parent;
+}
+
+namespace {
+
+// Whether `pid` is a child of this process in process group `group`, from /proc/<pid>/stat
+// ("pid (comm) state ppid pgrp ...", comm possibly holding spaces and parentheses).
+bool is_child_in_group(int pid, int group) noexcept {
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char text[1024];
+  const ssize_t length = retry_on_eintr([&] { return ::read(fd, text, sizeof text - 1); });
+  ::close(fd);
+  if (length <= 0) return false;
+  text[length] = '\0';
+  const char* end_of_comm = std::strrchr(text, ')');
+  if (end_of_comm == nullptr) return false;
+  char state = 0;
+  int parent = 0;
+  int process_group = 0;
+  if (std::sscanf(end_of_comm + 1, " %c %d %d", &state, &parent, &process_group) != 3) return false;
+  return parent == static_cast<int>(::getpid()) && process_group == group;
+}
+
+}  // namespace
+
+std::optional<ExitStatus> reap_worker(int pid, int pidfd, const std::int32_t (&guard_pids)[2],
+                                      std::chrono::milliseconds timeout) noexcept {
+  int subreaper = 0;
+  const bool adopts_orphans =
+      (::prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0) == 0 && subreaper != 0) ||
+      ::getpid() == 1;
+  // Only once it has exited: until it is reaped, no other group can take its id.
+  if (adopts_orphans && wait_for_exit(pidfd, std::chrono::milliseconds(0))) ::kill(-pid, SIGKILL);
+  std::optional<ExitStatus> status = try_reap(pid);
+  if (!status || !adopts_orphans) return status;
+  for (const std::int32_t member : guard_pids) {
+    if (member <= 0 || member == pid || !is_child_in_group(member, pid)) continue;
+    // A child not yet reaped: its pid cannot have been reused.
+    UniqueFd member_fd(static_cast<int>(::syscall(SYS_pidfd_open, member, 0)));
+    if (!member_fd) continue;
+    wait_for_exit(member_fd.get(), timeout);
+    try_reap(member);
+  }
+  return status;
 }
 
 const char* finish_process_group_guard(int starter) noexcept {

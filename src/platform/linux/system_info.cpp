@@ -140,6 +140,10 @@ void unmap_anonymous(void* address, std::size_t bytes) noexcept {
   ::munmap(address, bytes);
 }
 
+bool keep_from_forks(void* address, std::size_t bytes) noexcept {
+  return ::madvise(address, bytes, MADV_DONTFORK) == 0;
+}
+
 int map_populate_option() noexcept {
   return MAP_POPULATE;
 }
