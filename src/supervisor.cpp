@@ -1104,6 +1104,9 @@ void Supervisor::emergency_stop() noexcept {
     for (auto& [id, worker] : workers_) {
       platform::kill_process(worker->pidfd.get());
       platform::reap_blocking(worker->pid);
+      // A Pool::call thread asleep on this worker's result wakes now, as on_exit would wake it,
+      // before the segment holding the word it sleeps on is unmapped.
+      if (worker->direct_call) platform::futex_wake_all(worker->responses.interrupt_wait());
       if (worker->job) worker->prefetched.push_front(std::move(worker->job));
       for (auto& job : worker->prefetched) {
         unsigned attempts = job->attempts;
