@@ -121,23 +121,24 @@ std::optional<platform::SpawnedProcess> ForkServer::take_answer() {
       break;
   }
   pid_slot(answered_++).store(0, std::memory_order_relaxed);
+  auto refusal = [this](int code, const char* why) {
+    return std::system_error(
+        code, std::generic_category(),
+        "the fork server (pid " + std::to_string(pid_) + ") does not fork: " + why);
+  };
   if (answer == fork_refused_threads) {
-    throw std::system_error(
-        EDEADLK, std::generic_category(),
-        "the fork server (pid " + std::to_string(pid_) +
-            ") does not fork: its process runs more than one thread, started before main() "
-            "called run_worker_if_requested() (by a static initialiser, say), and a fork copies "
-            "only the calling thread, with any lock the others hold; start that thread after "
-            "run_worker_if_requested(), or use StartMode::exec");
+    throw refusal(EDEADLK,
+                  "its process runs more than one thread, started before main() called "
+                  "run_worker_if_requested() (by a static initialiser, say), and a fork copies "
+                  "only the calling thread, with any lock the others hold; start that thread "
+                  "after run_worker_if_requested(), or use StartMode::exec");
   }
   if (answer == fork_refused_thread_state) {
-    throw std::system_error(
-        ENOTSUP, std::generic_category(),
-        "the fork server (pid " + std::to_string(pid_) +
-            ") does not fork: it cannot learn where glibc keeps its thread id "
-            "(prctl(PR_GET_TID_ADDRESS) needs a kernel built with CONFIG_CHECKPOINT_RESTORE), "
-            "and a worker forked without it would lock every mutex under the server's thread "
-            "id and leave robust mutexes locked when it dies; use StartMode::exec");
+    throw refusal(ENOTSUP,
+                  "it cannot learn where glibc keeps its thread id (prctl(PR_GET_TID_ADDRESS) "
+                  "needs a kernel built with CONFIG_CHECKPOINT_RESTORE), and a worker forked "
+                  "without it would lock every mutex under the server's thread id and leave "
+                  "robust mutexes locked when it dies; use StartMode::exec");
   }
   if (answer <= 0) {
     throw std::system_error(answer < 0 ? -answer : EPROTO, std::generic_category(),
