@@ -881,8 +881,10 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
           w.job_started_at + options_.prefetch.when_jobs_take_under;
       if (now < overdue_at) {
         consider(overdue_at);
-      } else {
-        take_back_unstarted(w, now);  // prepare_sleep sees them queued for an idle worker
+      } else if (take_back_unstarted(w, now) == TakeBack::taken) {
+        // prepare_sleep sees them queued for an idle worker. A retiring worker left with no job
+        // (it had not read even its current one) goes now: no result will release it.
+        release_retired(w, now);
       }
     }
     // A busy worker's periodic sample, or an idle one's reading after jobs that left it unread.

@@ -259,3 +259,24 @@ TEST_CASE("a job sent ahead behind one that times out runs untouched, not killed
   // The stopped worker leaves once the SIGKILL comes.
   CHECK(test::eventually([&] { return pool.stats().recycles(RecycleReason::job_timeout) == 1; }));
 }
+
+TEST_CASE("a retiring worker whose unread jobs are all taken back still leaves") {
+  // Jobs of a few microseconds with a 50 us threshold: the job the supervisor thinks a worker runs
+  // has often not been read yet when it is "late", so all it holds is taken back. A worker that
+  // was retiring (max_jobs counts jobs given) must then be stopped, or it waits for ever.
+  PoolOptions options = test::quiet_options(4);
+  options.prefetch.max_jobs = 8;
+  options.prefetch.when_jobs_take_under = std::chrono::microseconds(50);
+  options.prefetch.max_work_ahead = std::chrono::hours(1);
+  options.recycle.max_jobs = 20;
+  Pool pool(options);
+  std::vector<JobFuture> futures;
+  for (int round = 0; round < 40; ++round) {
+    for (auto& future : pool.submit_batch("echo", numbered(500)))
+      futures.push_back(std::move(future));
+  }
+  for (auto& future : futures)
+    REQUIRE(future.get().ok());
+  INFO("workers: " << pool.stats().workers.size());
+  CHECK(test::settled(pool, 4));
+}
