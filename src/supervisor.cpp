@@ -875,12 +875,17 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
       }
     }
     // Jobs sent ahead behind a job that has run longer than short jobs take go back to the queue,
-    // for a free worker (or this one, once its job ends) to run.
+    // for a free worker (or this one, once its job ends) to run. Only if the worker is still on
+    // that job: one that has moved on, or not yet reached it, is late only in this thread's view
+    // (results not yet read, a worker waiting for a CPU), and is looked at again later.
     if (!w.prefetched.empty() && !w.stop_sent) {
       const Clock::time_point overdue_at =
-          w.job_started_at + options_.prefetch.when_jobs_take_under;
+          std::max(w.job_started_at, w.late_check_at) + options_.prefetch.when_jobs_take_under;
       if (now < overdue_at) {
         consider(overdue_at);
+      } else if (!worker_runs(w, *w.job)) {
+        w.late_check_at = now;
+        consider(now + options_.prefetch.when_jobs_take_under);
       } else if (take_back_unstarted(w, now) == TakeBack::taken) {
         // prepare_sleep sees them queued for an idle worker. A retiring worker left with no job
         // (it had not read even its current one) goes now: no result will release it.

@@ -160,6 +160,9 @@ class Supervisor {
   /// untouched, as return_unstarted does. Nothing while its current request is still streaming
   /// or a Pool::call thread holds it.
   TakeBack take_back_unstarted(WorkerProcess& worker, Clock::time_point now);
+  /// Whether `job` is the last job `worker` has read (job_claims.hpp): it runs it, or has just
+  /// finished it. A hint for scheduling only; what is taken back is decided by take_back_unstarted.
+  static bool worker_runs(WorkerProcess& worker, const Job& job);
   /// Jobs sent to worker `pid` that it never started: back to the head of the queue with their
   /// attempt counts as they were, or failed if the pool is stopping or degraded.
   void return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid);

@@ -491,6 +491,11 @@ Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w, Clock::ti
   return moved_on ? TakeBack::worker_moved_on : TakeBack::taken;
 }
 
+bool Supervisor::worker_runs(WorkerProcess& w, const Job& job) {
+  const std::uint64_t claims = w.segment.header().job_claims.load(std::memory_order_acquire);
+  return static_cast<std::uint32_t>(claims) == job.start_number;
+}
+
 void Supervisor::return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid) {
   bool degraded;
   {

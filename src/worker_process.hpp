@@ -144,6 +144,9 @@ struct WorkerProcess {
   /// Jobs sent whole into its request ring behind `job`, oldest first (PrefetchPolicy). Non-empty
   /// only while `job` is set and fully sent.
   std::deque<std::unique_ptr<Job>> prefetched;
+  /// When its current job last looked late but the worker was not on it (jobs sent ahead are
+  /// taken back only from a worker still on a late job).
+  Clock::time_point late_check_at;
   /// job_start records sent into its request ring: the number of the last one (job_claims.hpp).
   std::uint32_t job_starts_sent = 0;
   /// A Pool::call thread gave it its job and waits for the result on its response ring (it is woken

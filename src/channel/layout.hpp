@@ -79,9 +79,6 @@ struct SegmentHeader {
   /// own CPU: the peer needs that CPU to answer, and a yield does not reliably hand it over.
   std::atomic<std::int32_t> host_cpu{-1};
   std::atomic<std::int32_t> worker_cpu{-1};
-  /// Which job_start records the worker may still run: both sides, compare-and-swap only
-  /// (job_claims.hpp).
-  std::atomic<std::uint64_t> job_claims{0};
   /// Worker to host, before its first job: the pids of its guard's short-lived parent and of its
   /// guard (platform::start_process_group_guard), 0 if none. Orphans from the start, they are the
   /// host's children in a host that adopts orphans (a child subreaper), which reaps them after the
@@ -89,6 +86,10 @@ struct SegmentHeader {
   /// child of its own in the worker's process group.
   std::atomic<std::int32_t> guard_starter_pid{0};
   std::atomic<std::int32_t> guard_pid{0};
+  /// Which job_start records the worker may still run: both sides, compare-and-swap only
+  /// (job_claims.hpp). The worker changes it for every job: a line of its own, so that it does
+  /// not take the fields above from the host's cache each time.
+  alignas(64) std::atomic<std::uint64_t> job_claims{0};
   /// Host to worker: jobs.
   RingControl requests;
   /// Worker to host: hello and results.
