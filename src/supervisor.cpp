@@ -787,8 +787,11 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock:
   const PrefetchPolicy& policy = options_.prefetch;
   if (!w.job || !w.ready || w.leaving || w.stop_sent || w.untrusted || w.direct_call ||
       !w.job_start_sent || w.sent != w.job->payload.size() || !w.typical_job_time ||
-      *w.typical_job_time >= policy.when_jobs_take_under ||
-      now - w.job_started_at >= policy.when_jobs_take_under) {
+      *w.typical_job_time >= policy.when_jobs_take_under) {
+    return false;
+  }
+  // Nothing more behind a job that turned out long (what was there is being taken back).
+  if (now - w.job_started_at >= policy.when_jobs_take_under && worker_runs(w, *w.job)) {
     return false;
   }
   // Never more work ahead than max_work_ahead at the current job time (at least 1 ns, so a worker
