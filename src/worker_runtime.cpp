@@ -64,10 +64,12 @@ constexpr std::size_t max_retained_payload_bytes = std::size_t{64} << 20;
 class WorkerLoop {
  public:
   /// `guard_starter`: what start_process_group_guard() returned (-1: no guard to confirm).
-  WorkerLoop(Segment& segment, const JobRegistry& registry, int guard_starter)
+  /// `host_pid`: the host, this process's parent.
+  WorkerLoop(Segment& segment, const JobRegistry& registry, int guard_starter, int host_pid)
       : segment_(segment),
         registry_(registry),
         guard_starter_(guard_starter),
+        host_pid_(host_pid),
         requests_(&segment.header().requests, segment.request_data(), segment.ring_bytes()),
         responses_(&segment.header().responses, segment.response_data(), segment.ring_bytes()),
         max_body_(max_record_body(segment.ring_bytes())),
@@ -125,8 +127,21 @@ class WorkerLoop {
         continue;
       }
       std::uint32_t seen = requests_.begin_wait();
-      if (!requests_.has_data()) platform::futex_wait(requests_.wait_word(), seen);
+      if (!requests_.has_data()) wait_unless_host_gone(requests_.wait_word(), seen);
       requests_.end_wait();
+    }
+  }
+
+  // Sleeps while `word` holds `seen`, waking every host_check_period to see that the host is still
+  // this process's parent, and exits if it is not. The parent-death signal does not do it alone:
+  // the kernel clears it when a job changes this process's credentials (setuid, setgid, capset: a
+  // native SDK dropping privileges), and this process would then wait for ever on a dead host.
+  void wait_unless_host_gone(const std::atomic<std::uint32_t>& word, std::uint32_t seen) {
+    while (word.load(std::memory_order_acquire) == seen) {
+      platform::futex_wait(word, seen, host_check_period);
+      if (word.load(std::memory_order_acquire) == seen && !platform::parent_is(host_pid_)) {
+        std::_Exit(3);  // nobody is left to tell
+      }
     }
   }
 
@@ -360,7 +375,7 @@ class WorkerLoop {
       std::uint32_t seen = responses_.begin_wait();
       auto space = responses_.free_bytes();
       if (!space) fail("corrupt response ring");
-      if (*space < needed) platform::futex_wait(responses_.wait_word(), seen);
+      if (*space < needed) wait_unless_host_gone(responses_.wait_word(), seen);
       responses_.end_wait();
     }
   }
@@ -391,6 +406,10 @@ class WorkerLoop {
   Segment& segment_;
   const JobRegistry& registry_;
   int guard_starter_;
+  const int host_pid_;
+  // How often a waiting worker checks its host is there: once a second costs an idle worker
+  // nothing measurable, and bounds how long it outlives a host whose death it was not told of.
+  static constexpr std::chrono::seconds host_check_period{1};
   RingReader requests_;
   RingWriter responses_;
   std::uint64_t max_body_;
@@ -471,7 +490,7 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry, WorkerOrigin
     std::fprintf(stderr, "procpool worker: cannot set PR_SET_DUMPABLE to %d\n", dumpable ? 1 : 0);
     return 3;
   }
-  return WorkerLoop(segment, registry, guard_starter).run();
+  return WorkerLoop(segment, registry, guard_starter, args.host_pid).run();
 }
 
 }  // namespace detail

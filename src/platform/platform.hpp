@@ -243,6 +243,13 @@ bool leave_process_group() noexcept;
 /// parent is still `expected_parent` (it may have died before the request). False if it is not.
 bool die_with_parent(int expected_parent) noexcept;
 
+/// Worker side: whether this process's parent is still `expected_parent` (getppid()). Once that
+/// parent has died this process has another (a subreaper, or init), which cannot have the dead
+/// parent's pid, so the answer stays false. A second way to notice the parent's death, for when the
+/// parent-death signal is gone: the kernel clears it when the process changes its credentials. One
+/// system call; never fails.
+bool parent_is(int expected_parent) noexcept;
+
 /// Worker side: makes this process the leader of a process group of its own (so everything a job
 /// starts is in it) and starts a guard: a tiny process in that group, not this one's child, that
 /// SIGKILLs the whole group once this process has died, whatever killed it (a crash, a timeout, or
