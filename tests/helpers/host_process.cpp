@@ -7,7 +7,8 @@
 // clears its parent-death signal, and is left idle; a second line, "pdeathsig <a> <b>", gives the
 // workers' parent-death signals after the change. With "clear_pdeathsig_streaming" (or
 // "fork_server+clear_pdeathsig_streaming"), each worker then runs a job whose result, larger than
-// the ring, comes once the host is gone.
+// the ring, comes once the host is gone; with "clear_pdeathsig_running" (or
+// "fork_server+clear_pdeathsig_running"), a job that never returns.
 //
 // With "subreaper", it is a child subreaper instead (PR_SET_CHILD_SUBREAPER, as a service manager
 // is): it recycles workers a few times, waits until what it is left with is its two workers and
@@ -81,9 +82,9 @@ bool both_idle(procpool::Pool& pool) {
          stats.workers[1].state == procpool::WorkerState::idle;
 }
 
-// Has each of the two workers run "change_gid" (to nobody's gid, 65534), then, if `streaming`,
-// "result_after_host_death"; prints the two lines and waits to be killed.
-int clear_pdeathsig_and_wait(procpool::Pool& pool, bool streaming) {
+// Has each of the two workers run "change_gid" (to nobody's gid, 65534), then `next_job` (none if
+// empty) until the host is killed; prints the two lines and waits to be killed.
+int clear_pdeathsig_and_wait(procpool::Pool& pool, const std::string& next_job) {
   std::map<int, std::string> signal_by_worker;
   for (int round = 0; signal_by_worker.size() < 2; ++round) {
     if (round == 100 || !procpool::test::eventually([&] { return both_idle(pool); })) {
@@ -108,9 +109,9 @@ int clear_pdeathsig_and_wait(procpool::Pool& pool, bool streaming) {
   }
   if (!procpool::test::eventually([&] { return both_idle(pool); })) return 1;
   std::vector<procpool::JobFuture> running;
-  if (streaming) {
+  if (!next_job.empty()) {
     for (int i = 0; i < 2; ++i)
-      running.push_back(pool.submit("result_after_host_death", procpool::Bytes{}));
+      running.push_back(pool.submit(next_job, procpool::Bytes{}));
     if (!procpool::test::eventually([&] { return pool.stats().in_flight == 2; })) return 1;
   }
   std::printf("%d", static_cast<int>(::getpid()));
@@ -163,7 +164,10 @@ int main(int argc, char** argv) {
     }
   }
   if (mode.find("clear_pdeathsig") != std::string_view::npos) {
-    return clear_pdeathsig_and_wait(pool, mode.ends_with("_streaming"));
+    const std::string next_job = mode.ends_with("_streaming") ? "result_after_host_death"
+                                 : mode.ends_with("_running") ? "hang"
+                                                              : "";
+    return clear_pdeathsig_and_wait(pool, next_job);
   }
   std::vector<procpool::JobFuture> running;
   for (int i = 0; i < 2; ++i)
