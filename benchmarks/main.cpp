@@ -1513,9 +1513,9 @@ void usage() {
       "  --reps N     repetitions per figure (default 5, 3 with --quick)\n"
       "  --no-python  skip the Python baselines\n"
       "  --only STEP,...  run only the steps whose name contains one of the STEPs\n"
-      "               (baselines, python, rtt, blocking, pipelined, syscalls, payload,\n"
-      "               recycle, memory_caps, max_jobs1, leaks, idle, spin); for profiling one\n"
-      "               measurement\n");
+      "               (baselines, python, rtt, blocking, pipelined, syscalls, payload (its\n"
+      "               last row alone: zero_copy), recycle, memory_caps, max_jobs1, leaks, idle,\n"
+      "               spin); for profiling one measurement\n");
 }
 
 }  // namespace
@@ -1633,8 +1633,9 @@ int main(int argc, char** argv) {
       measure_payload(cfg, std::size_t{1} << 20, "echo", "procpool.payload_16MiB_copying_echo");
       measure_payload(cfg, std::size_t{32} << 20, "owning_echo",
                       "procpool.payload_16MiB_ring32MiB");
-      zero_copy_row(cfg);
     }
+    // Part of `payload`, and alone with --only zero_copy.
+    if (step("payload_zero_copy")) zero_copy_row(cfg);
     if (step("recycle")) {
       for (procpool::StartMode mode :
            {procpool::StartMode::exec, procpool::StartMode::fork_server}) {

@@ -54,6 +54,13 @@ void report_unguarded(const char* failed_call) {
                std::strerror(errno));
 }
 
+void report_host_unwatched() {
+  std::fprintf(stderr,
+               "procpool worker: cannot open a pidfd of the host (pidfd_open: %s); checking it "
+               "once a second instead\n",
+               std::strerror(errno));
+}
+
 // Runs in the worker process. The host is trusted here (it created the segment); what is checked is
 // checked to fail loudly rather than to defend.
 // The largest request buffer a worker keeps for the next job. Bigger ones are freed after their
@@ -64,10 +71,17 @@ constexpr std::size_t max_retained_payload_bytes = std::size_t{64} << 20;
 class WorkerLoop {
  public:
   /// `guard_starter`: what start_process_group_guard() returned (-1: no guard to confirm).
-  WorkerLoop(Segment& segment, const JobRegistry& registry, int guard_starter)
+  /// `host_pid`: the host, this process's parent. `guard_watches_host`: the guard was given a
+  /// pidfd of the host (it kills this process's group once the host has died).
+  WorkerLoop(Segment& segment, const JobRegistry& registry, int guard_starter, int host_pid,
+             bool guard_watches_host)
       : segment_(segment),
         registry_(registry),
         guard_starter_(guard_starter),
+        host_pid_(host_pid),
+        // When the host is pid 1 (a container's init), the kernel SIGKILLs every process in its pid
+        // namespace, this one included, once it dies (pid_namespaces(7)): nothing to check.
+        check_host_by_timer_(!guard_watches_host && host_pid != 1),
         requests_(&segment.header().requests, segment.request_data(), segment.ring_bytes()),
         responses_(&segment.header().responses, segment.response_data(), segment.ring_bytes()),
         max_body_(max_record_body(segment.ring_bytes())),
@@ -83,6 +97,7 @@ class WorkerLoop {
     if (guard_starter_ >= 0) {
       if (const char* failed = platform::finish_process_group_guard(guard_starter_)) {
         report_unguarded(failed);
+        check_host_by_timer_ = host_pid_ != 1;
       }
     }
     for (;;) {
@@ -125,8 +140,27 @@ class WorkerLoop {
         continue;
       }
       std::uint32_t seen = requests_.begin_wait();
-      if (!requests_.has_data()) platform::futex_wait(requests_.wait_word(), seen);
+      if (!requests_.has_data()) wait_on_host(requests_.wait_word(), seen);
       requests_.end_wait();
+    }
+  }
+
+  // Sleeps while `word` holds `seen` (the host's next request, or ring space). The parent-death
+  // signal does not alone end this process when the host dies: the kernel clears it when a job
+  // changes this process's credentials (setuid, setgid, capset: a native SDK dropping
+  // privileges). The guard, which watches the host, does; without one (it could not be started),
+  // the wait wakes every host_check_period to see that the host is still this process's parent,
+  // and exits if it is not.
+  void wait_on_host(const std::atomic<std::uint32_t>& word, std::uint32_t seen) {
+    if (!check_host_by_timer_) {
+      platform::futex_wait(word, seen);
+      return;
+    }
+    while (word.load(std::memory_order_acquire) == seen) {
+      platform::futex_wait(word, seen, host_check_period);
+      if (word.load(std::memory_order_acquire) == seen && !platform::parent_is(host_pid_)) {
+        std::_Exit(3);  // nobody is left to tell
+      }
     }
   }
 
@@ -360,7 +394,7 @@ class WorkerLoop {
       std::uint32_t seen = responses_.begin_wait();
       auto space = responses_.free_bytes();
       if (!space) fail("corrupt response ring");
-      if (*space < needed) platform::futex_wait(responses_.wait_word(), seen);
+      if (*space < needed) wait_on_host(responses_.wait_word(), seen);
       responses_.end_wait();
     }
   }
@@ -391,6 +425,13 @@ class WorkerLoop {
   Segment& segment_;
   const JobRegistry& registry_;
   int guard_starter_;
+  const int host_pid_;
+  // Whether waits on the host wake every host_check_period to check it is alive: only where no
+  // guard watches it. A period bounds how long such a worker outlives a host whose death it was
+  // not told of, and costs an idle worker one wake-up (120-160 us of CPU each on the test VM,
+  // docs/benchmarks.md).
+  bool check_host_by_timer_;
+  static constexpr std::chrono::seconds host_check_period{1};
   RingReader requests_;
   RingWriter responses_;
   std::uint64_t max_body_;
@@ -435,9 +476,6 @@ bool accept_worker_args(const WorkerArgs& args) {
 
 int run_worker(const WorkerArgs& args, const JobRegistry& registry, WorkerOrigin origin) {
   if (!accept_worker_args(args)) return 3;
-  // Whatever a job starts dies with this worker (docs/gotchas.md). Not when the host is pid 1: the
-  // guard would end as the host's child, a zombie nobody reaps. Started here, confirmed after the
-  // hello and before the first job (WorkerLoop::run).
   // Our own children (a job may spawn some) must not inherit the doorbell or the channel.
   platform::set_cloexec(platform::worker_doorbell_fd);
   platform::set_cloexec(platform::worker_channel_fd);
@@ -448,15 +486,27 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry, WorkerOrigin
     std::fprintf(stderr, "procpool worker: %s\n", e.what());
     return 3;
   }
-  // After the attach: the guard's pid and its parent's go into the segment's header, for a host
-  // that is a child subreaper, whose children they become, to reap.
+  // Whatever a job starts dies with this worker, and this worker with its host, whatever a job
+  // does to its credentials: the guard (docs/gotchas.md). Not when the host is pid 1: the guard
+  // would end as the host's child, a zombie nobody reaps. Started after the attach (its pid and
+  // its parent's go into the segment's header, for a host that is a child subreaper, whose
+  // children they become, to reap), confirmed after the hello and before the first job
+  // (WorkerLoop::run).
   int guard_starter = -1;
+  bool guard_watches_host = false;
   if (args.host_pid != 1) {
+    platform::UniqueFd host = platform::open_parent_pidfd(args.host_pid);
+    if (!host && errno == ESRCH) {
+      std::fprintf(stderr, "procpool worker: the host (pid %d) is gone; exiting\n", args.host_pid);
+      return 3;
+    }
+    if (!host) report_host_unwatched();
     const char* failed = nullptr;
-    guard_starter = platform::start_process_group_guard(failed, &segment.header().guard_starter_pid,
-                                                        &segment.header().guard_pid);
+    guard_starter = platform::start_process_group_guard(
+        failed, host.get(), &segment.header().guard_starter_pid, &segment.header().guard_pid);
     if (guard_starter < 0) report_unguarded(failed);
-  }
+    guard_watches_host = guard_starter >= 0 && host;
+  }  // the host's pidfd is closed here: the guard has its own, and no job may inherit it
   if (std::uint64_t limit = segment.header().address_space_limit) {
     if (!platform::limit_address_space(limit)) {
       std::fprintf(stderr, "procpool worker: cannot set RLIMIT_AS to %llu bytes\n",
@@ -471,7 +521,7 @@ int run_worker(const WorkerArgs& args, const JobRegistry& registry, WorkerOrigin
     std::fprintf(stderr, "procpool worker: cannot set PR_SET_DUMPABLE to %d\n", dumpable ? 1 : 0);
     return 3;
   }
-  return WorkerLoop(segment, registry, guard_starter).run();
+  return WorkerLoop(segment, registry, guard_starter, args.host_pid, guard_watches_host).run();
 }
 
 }  // namespace detail

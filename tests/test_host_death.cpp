@@ -159,3 +159,72 @@ TEST_CASE("a host that is a child subreaper is left no zombie guard by recycled 
   CHECK(line == "zombies:");
   CHECK(host.exit_code() == 0);
 }
+
+namespace {
+
+// Starts the helper host in `mode` (one of its clear_pdeathsig modes), which prints its lines once
+// each of its two workers has changed its gid, SIGKILLs it, and checks that both workers are gone
+// within `deadline`.
+void check_workers_die_with_host(const std::string& mode, std::chrono::milliseconds deadline) {
+  INFO(mode);
+  Host host(mode);
+  std::vector<int> workers = host.read_workers();
+  // What makes the test mean something: the kernel did clear the signal.
+  REQUIRE(host.read_line() == "pdeathsig 0 0");
+  for (int pid : workers)
+    REQUIRE(procpool::test::process_alive(pid));
+
+  host.kill_and_reap();
+  CHECK(all_gone(workers, deadline));
+  for (int pid : workers) {
+    INFO("worker " << pid);
+    const bool outlived_host = procpool::test::process_alive(pid);
+    CHECK_FALSE(outlived_host);
+    if (outlived_host) ::kill(pid, SIGKILL);  // not left behind by a failed test
+  }
+  CHECK(procpool::test::shm_entries_for(host.pid()).empty());
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a worker whose job cleared its parent-death signal (a credential change) still dies with its "
+    "host") {
+  if (::geteuid() != 0) PROCPOOL_SKIP("needs root: the job changes its gid");
+  std::string mode;
+  SECTION("spawned workers") {
+    SECTION("idle, waiting for a job") {
+      mode = "clear_pdeathsig";
+    }
+    SECTION("streaming a result") {
+      mode = "clear_pdeathsig_streaming";
+    }
+  }
+  SECTION("workers forked by the fork server") {
+    SECTION("idle, waiting for a job") {
+      mode = "fork_server+clear_pdeathsig";
+    }
+    SECTION("streaming a result") {
+      mode = "fork_server+clear_pdeathsig_streaming";
+    }
+  }
+  // Each worker has changed its gid and is idle, waiting for a job, or runs a job whose result,
+  // larger than the ring, comes once the host is gone (streaming).
+  check_workers_die_with_host(mode, std::chrono::seconds(5));
+}
+
+TEST_CASE(
+    "a worker whose job cleared its parent-death signal dies with its host while the job still "
+    "runs") {
+  if (::geteuid() != 0) PROCPOOL_SKIP("needs root: the job changes its gid");
+  std::string mode;
+  SECTION("spawned workers") {
+    mode = "clear_pdeathsig_running";
+  }
+  SECTION("workers forked by the fork server") {
+    mode = "fork_server+clear_pdeathsig_running";
+  }
+  // Each worker runs a job that never returns: nothing in the worker waits on the host, so only
+  // something outside it can notice the host's death.
+  check_workers_die_with_host(mode, std::chrono::seconds(5));
+}

@@ -243,11 +243,29 @@ bool leave_process_group() noexcept;
 /// parent is still `expected_parent` (it may have died before the request). False if it is not.
 bool die_with_parent(int expected_parent) noexcept;
 
+/// Worker side: whether this process's parent is still `expected_parent` (getppid()). Once that
+/// parent has died this process has another (a subreaper, or init), which cannot have the dead
+/// parent's pid, so the answer stays false. A second way to notice the parent's death, for when the
+/// parent-death signal is gone: the kernel clears it when the process changes its credentials. One
+/// system call; never fails.
+bool parent_is(int expected_parent) noexcept;
+
+/// Worker side: a pidfd (close-on-exec) of this process's parent, which must be `expected_parent`:
+/// opened with pidfd_open, then checked to be the parent still (getppid()), so that a pid reused
+/// after the parent's death cannot be watched by mistake. An empty UniqueFd with errno set if it
+/// cannot be opened; ESRCH if the parent is gone or is no longer `expected_parent`.
+UniqueFd open_parent_pidfd(int expected_parent) noexcept;
+
 /// Worker side: makes this process the leader of a process group of its own (so everything a job
 /// starts is in it) and starts a guard: a tiny process in that group, not this one's child, that
 /// SIGKILLs the whole group once this process has died, whatever killed it (a crash, a timeout, or
-/// the parent-death signal after the host was SIGKILLed). Without it a job's own children would
-/// outlive their worker. Children that leave the group (setsid, setpgid) are not covered.
+/// the parent-death signal after the host was SIGKILLed), or once the host has died, if
+/// `host_pidfd` is a pidfd of the host (open_parent_pidfd; -1: the guard watches this process
+/// only). Watching the host covers what the parent-death signal cannot: the kernel clears that
+/// signal when a job changes this process's credentials, and then a worker, and a job it still
+/// runs, would outlive a SIGKILLed host. The guard sleeps in poll() on the two pidfds: no CPU
+/// while nothing happens. Without it a job's own children would outlive their worker. Children
+/// that leave the group (setsid, setpgid) are not covered.
 ///
 /// The guard and its short-lived parent share this process's memory (CLONE_VM: no page tables
 /// copied, so starting both costs about as much as starting two threads) except in sanitizer
@@ -255,14 +273,16 @@ bool die_with_parent(int expected_parent) noexcept;
 /// processes sharing its memory, so its guard; procpool needs 5.3 for pidfds.)
 ///
 /// Two steps: start_process_group_guard() opens this process's pidfd for the guard, starts the
-/// guard's parent (which starts the guard and exits) without waiting for it, and returns its pid,
-/// or -1 with errno set and `failed` naming the call. The parent's pid is stored in
+/// guard's parent (which starts the guard with its own copies of both pidfds, and exits) without
+/// waiting for it, and returns its pid, or -1 with errno set and `failed` naming the call. The
+/// caller may close `host_pidfd` once it returns. The parent's pid is stored in
 /// `report_starter` and the guard's in `report_guard` (either may be null; shared memory, so that
 /// the host learns them: both are orphans, the host's children if it is a child subreaper);
 /// finish_process_group_guard() reaps that parent, which confirms the guard runs, and must be
 /// called before any job runs. It returns nullptr on success, otherwise the failed call with errno
 /// set (the worker then runs unguarded).
-int start_process_group_guard(const char*& failed, std::atomic<std::int32_t>* report_starter,
+int start_process_group_guard(const char*& failed, int host_pidfd,
+                              std::atomic<std::int32_t>* report_starter,
                               std::atomic<std::int32_t>* report_guard) noexcept;
 
 /// Host side, for a worker that has exited (its pidfd is readable) and is not reaped yet: reaps it

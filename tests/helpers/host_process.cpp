@@ -2,7 +2,13 @@
 // "<host pid> <worker pid>..." and waits to be killed. test_host_death SIGKILLs it. With the
 // argument "grandchildren", each worker first starts a child of its own, the host queues more
 // jobs, and a second line lists the grandchildren's pids. With "fork_server", the pool's workers
-// are forked by a fork server (StartMode::fork_server).
+// are forked by a fork server (StartMode::fork_server). With "clear_pdeathsig" (or
+// "fork_server+clear_pdeathsig"), each worker instead runs a job that changes its gid, which
+// clears its parent-death signal, and is left idle; a second line, "pdeathsig <a> <b>", gives the
+// workers' parent-death signals after the change. With "clear_pdeathsig_streaming" (or
+// "fork_server+clear_pdeathsig_streaming"), each worker then runs a job whose result, larger than
+// the ring, comes once the host is gone; with "clear_pdeathsig_running" (or
+// "fork_server+clear_pdeathsig_running"), a job that never returns.
 //
 // With "subreaper", it is a child subreaper instead (PR_SET_CHILD_SUBREAPER, as a service manager
 // is): it recycles workers a few times, waits until what it is left with is its two workers and
@@ -13,9 +19,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <procpool/procpool.hpp>
 #include <set>
 #include <sstream>
+#include <string>
 #include <string_view>
 #include <thread>
 
@@ -66,6 +74,58 @@ int run_subreaper_host() {
   return zombies.empty() ? 0 : 1;
 }
 
+// Both workers ready, before jobs meant one for each: or every job could go to the one that
+// started sooner.
+bool both_idle(procpool::Pool& pool) {
+  auto stats = pool.stats();
+  return stats.workers.size() == 2 && stats.workers[0].state == procpool::WorkerState::idle &&
+         stats.workers[1].state == procpool::WorkerState::idle;
+}
+
+// Has each of the two workers run "change_gid" (to nobody's gid, 65534), then `next_job` (none if
+// empty) until the host is killed; prints the two lines and waits to be killed.
+int clear_pdeathsig_and_wait(procpool::Pool& pool, const std::string& next_job) {
+  std::map<int, std::string> signal_by_worker;
+  for (int round = 0; signal_by_worker.size() < 2; ++round) {
+    if (round == 100 || !procpool::test::eventually([&] { return both_idle(pool); })) {
+      std::fprintf(stderr, "procpool_test_host: could not run change_gid on both workers\n");
+      return 1;
+    }
+    auto a = pool.submit("change_gid", procpool::test::encode_value(std::uint32_t{65534}));
+    auto b = pool.submit("change_gid", procpool::test::encode_value(std::uint32_t{65534}));
+    for (auto* future : {&a, &b}) {
+      procpool::JobResult r = future->get();
+      if (!r.ok()) {
+        std::fprintf(stderr, "procpool_test_host: change_gid failed: %s\n",
+                     r.error().message.c_str());
+        return 1;
+      }
+      std::istringstream fields(procpool::test::text(r.value()));
+      int worker = 0;
+      std::string signal;
+      fields >> worker >> signal;
+      signal_by_worker[worker] = signal;
+    }
+  }
+  if (!procpool::test::eventually([&] { return both_idle(pool); })) return 1;
+  std::vector<procpool::JobFuture> running;
+  if (!next_job.empty()) {
+    for (int i = 0; i < 2; ++i)
+      running.push_back(pool.submit(next_job, procpool::Bytes{}));
+    if (!procpool::test::eventually([&] { return pool.stats().in_flight == 2; })) return 1;
+  }
+  std::printf("%d", static_cast<int>(::getpid()));
+  for (const auto& [worker, signal] : signal_by_worker)
+    std::printf(" %d", worker);
+  std::printf("\npdeathsig");
+  for (const auto& [worker, signal] : signal_by_worker)
+    std::printf(" %s", signal.c_str());
+  std::printf("\n");
+  std::fflush(stdout);
+  for (;;)
+    ::pause();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,21 +135,15 @@ int main(int argc, char** argv) {
   const std::string_view mode = argc > 1 ? argv[1] : "";
   if (mode == "subreaper") return run_subreaper_host();
   procpool::PoolOptions options = procpool::test::quiet_options(2);
-  if (mode == "fork_server") options.start_mode = procpool::StartMode::fork_server;
+  if (mode.starts_with("fork_server")) options.start_mode = procpool::StartMode::fork_server;
   procpool::Pool pool(options);
   // "grandchildren": first give each worker a child of its own (a native library's helper
   // process), and print their pids on a second line.
   const bool grandchildren = mode == "grandchildren";
   std::set<int> workers_with_grandchild;
   std::vector<int> all_grandchildren;
-  // Both workers ready first, or every job could go to the one that started sooner.
-  auto both_idle = [&] {
-    auto stats = pool.stats();
-    return stats.workers.size() == 2 && stats.workers[0].state == procpool::WorkerState::idle &&
-           stats.workers[1].state == procpool::WorkerState::idle;
-  };
   for (int round = 0; grandchildren && workers_with_grandchild.size() < 2; ++round) {
-    if (round == 100 || !procpool::test::eventually(both_idle)) {
+    if (round == 100 || !procpool::test::eventually([&] { return both_idle(pool); })) {
       std::fprintf(stderr, "procpool_test_host: could not give both workers a grandchild\n");
       return 1;
     }
@@ -108,6 +162,12 @@ int main(int argc, char** argv) {
       workers_with_grandchild.insert(worker);
       all_grandchildren.push_back(grandchild);
     }
+  }
+  if (mode.find("clear_pdeathsig") != std::string_view::npos) {
+    const std::string next_job = mode.ends_with("_streaming") ? "result_after_host_death"
+                                 : mode.ends_with("_running") ? "hang"
+                                                              : "";
+    return clear_pdeathsig_and_wait(pool, next_job);
   }
   std::vector<procpool::JobFuture> running;
   for (int i = 0; i < 2; ++i)

@@ -443,6 +443,29 @@ JobRegistry make_test_registry() {
                       " no_new_privs=" + std::to_string(::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)) +
                       " dumpable=" + std::to_string(::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)));
   });
+  // Changes the worker's group ids to the payload's gid, as a native SDK dropping privileges
+  // would (as root), and returns "<pid> <parent-death signal after the change>": the kernel clears
+  // that signal on a change of the effective gid.
+  jobs.add("change_gid", [](JobContext&, std::span<const std::byte> in) {
+    const auto gid = static_cast<gid_t>(value_of<std::uint32_t>(in));
+    if (::setresgid(gid, gid, gid) != 0) {
+      throw std::runtime_error(std::string("setresgid: ") + std::strerror(errno));
+    }
+    int signal = -1;
+    ::prctl(PR_GET_PDEATHSIG, &signal);
+    return text_bytes(std::to_string(::getpid()) + " " + std::to_string(signal));
+  });
+  // Waits (up to a minute) until this worker's parent is gone, then returns a MiB: a result that
+  // fills the response ring with nobody left to read it.
+  jobs.add("result_after_host_death", [](JobContext&, std::span<const std::byte>) {
+    const pid_t host = ::getppid();
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    while (::getppid() == host) {
+      if (std::chrono::steady_clock::now() > give_up) throw std::runtime_error("the host lives on");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return Bytes(std::size_t{1} << 20, std::byte{0x42});
+  });
   jobs.add("stderr_then_exit", [](JobContext&, std::span<const std::byte>) -> Bytes {
     std::fprintf(stderr, "first line\nlast words before exit\n");
     std::fflush(stderr);

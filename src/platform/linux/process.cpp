@@ -417,6 +417,18 @@ bool die_with_parent(int expected_parent) noexcept {
   return static_cast<int>(::getppid()) == expected_parent;
 }
 
+UniqueFd open_parent_pidfd(int expected_parent) noexcept {
+  UniqueFd parent(static_cast<int>(::syscall(SYS_pidfd_open, expected_parent, 0)));
+  if (!parent) return parent;
+  // Checked after the open: had the parent died before it, its pid could be another process's by
+  // now, but this process would have been re-parented first, so getppid() would differ.
+  if (static_cast<int>(::getppid()) != expected_parent) {
+    errno = ESRCH;
+    return UniqueFd();
+  }
+  return parent;
+}
+
 namespace {
 
 // What fork_sibling() restores in the child, learned once by prepare_fork_sibling() in the
@@ -523,9 +535,14 @@ constexpr bool share_memory_with_guard = true;
 constexpr std::size_t guard_mapping_bytes = 64 * 1024;
 struct GuardLaunch {
   int watched;  // the worker's pidfd
+  int host;     // the host's pidfd, or -1
   char* guard_stack_top;
   std::atomic<std::int32_t>* report_guard;  // where the guard's pid goes (shared memory), or null
 };
+
+// Where the guard finds the pidfds it watches: the worker's, then the host's if it has one.
+constexpr int guard_worker_fd = 0;
+constexpr int guard_host_fd = 1;
 
 // Starts fn(arg) in a new process (exit signal SIGCHLD) that runs beside this one. Sharing this
 // process's memory (CLONE_VM) on the stack below `stack_top` when it can: no page tables are
@@ -538,23 +555,29 @@ pid_t start_process(int (*fn)(void*), void* arg, char* stack_top) noexcept {
   return child;
 }
 
-// The guard. It may share the worker's memory (and so the worker's errno, which it never reads):
-// only system calls from here on. With every signal blocked, poll fails only for want of memory,
-// and then it is tried again.
+// The guard: it waits, using no CPU, until the worker or the host has exited, then kills the
+// worker's group. It may share the worker's memory (and so the worker's errno, which it never
+// reads): only system calls from here on, and nothing read from that memory, which a job may
+// write: what it watches is on fixed descriptors, and how many by value. With every signal
+// blocked, poll fails only for want of memory, and then it is tried again.
 int run_guard(void* arg) noexcept {
-  int watched = static_cast<int>(reinterpret_cast<std::intptr_t>(arg));
+  const auto watched = static_cast<nfds_t>(reinterpret_cast<std::intptr_t>(arg));
   // Hold nothing of the worker's: its output pipe would keep the host from seeing end-of-file,
   // and signals aimed at the group (a job's kill(0, SIGTERM)) are not for it.
   sigset_t all;
   ::sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
-  if (watched > 0) ::close_range(0, static_cast<unsigned>(watched) - 1, 0);
-  ::close_range(static_cast<unsigned>(watched) + 1, ~0u, 0);
-  pollfd exited{watched, POLLIN, 0};
-  while (::poll(&exited, 1, -1) < 0) {
+  ::close_range(static_cast<unsigned>(watched), ~0u, 0);
+  pollfd exited[2] = {{guard_worker_fd, POLLIN, 0}, {guard_host_fd, POLLIN, 0}};
+  while (::poll(exited, watched, -1) < 0) {
   }
   ::kill(0, SIGKILL);  // the worker's group, the guard included
   ::_exit(0);
+}
+
+// Puts `from` on descriptor `to` in this process's own descriptor table. False if it cannot.
+bool move_descriptor(int from, int to) noexcept {
+  return from == to || ::dup2(from, to) == to;
 }
 
 // The guard's parent, which exits at once so that the guard is not the worker's child. It runs
@@ -562,9 +585,15 @@ int run_guard(void* arg) noexcept {
 // guard, it makes only system calls.
 int run_guard_parent(void* arg) noexcept {
   const auto* launch = static_cast<const GuardLaunch*>(arg);
-  pid_t guard =
-      start_process(run_guard, reinterpret_cast<void*>(static_cast<std::intptr_t>(launch->watched)),
-                    launch->guard_stack_top);
+  // Above the descriptors they go to first, so that neither lands on the other's old number.
+  const int worker = ::fcntl(launch->watched, F_DUPFD, guard_host_fd + 1);
+  const int host = launch->host < 0 ? -1 : ::fcntl(launch->host, F_DUPFD, guard_host_fd + 1);
+  if (worker < 0 || (launch->host >= 0 && host < 0) || !move_descriptor(worker, guard_worker_fd) ||
+      (host >= 0 && !move_descriptor(host, guard_host_fd))) {
+    ::_exit(2);  // finish_process_group_guard() names the call
+  }
+  const std::intptr_t watched = host >= 0 ? 2 : 1;
+  pid_t guard = start_process(run_guard, reinterpret_cast<void*>(watched), launch->guard_stack_top);
   if (guard > 0 && launch->report_guard != nullptr) {
     launch->report_guard->store(guard, std::memory_order_relaxed);
   }
@@ -573,7 +602,8 @@ int run_guard_parent(void* arg) noexcept {
 
 }  // namespace
 
-int start_process_group_guard(const char*& failed, std::atomic<std::int32_t>* report_starter,
+int start_process_group_guard(const char*& failed, int host_pidfd,
+                              std::atomic<std::int32_t>* report_starter,
                               std::atomic<std::int32_t>* report_guard) noexcept {
   if (!leave_process_group()) {
     failed = "setpgid";
@@ -594,7 +624,8 @@ int start_process_group_guard(const char*& failed, std::atomic<std::int32_t>* re
     return -1;
   }
   char* base = static_cast<char*>(mapping);
-  auto* launch = new (base) GuardLaunch{watched, base + guard_mapping_bytes, report_guard};
+  auto* launch =
+      new (base) GuardLaunch{watched, host_pidfd, base + guard_mapping_bytes, report_guard};
   // Two processes: the guard must not be this worker's child, or a job that waits for "all my
   // children" (wait() until ECHILD) would wait for the guard forever.
   const pid_t parent = start_process(run_guard_parent, launch, base + guard_mapping_bytes / 2);
@@ -658,6 +689,10 @@ std::optional<ExitStatus> reap_worker(int pid, int pidfd, const std::int32_t (&g
 const char* finish_process_group_guard(int starter) noexcept {
   int status = 0;
   if (retry_on_eintr([&] { return ::waitpid(starter, &status, 0); }) != starter) return "waitpid";
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+    errno = EMFILE;
+    return "dup2 (in the guard's parent)";
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     errno = ECHILD;
     return share_memory_with_guard ? "clone (in the guard's parent)"

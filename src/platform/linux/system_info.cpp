@@ -92,6 +92,10 @@ bool set_dumpable(bool dumpable) noexcept {
   return ::prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0, 0, 0, 0) == 0;
 }
 
+bool parent_is(int expected_parent) noexcept {
+  return static_cast<int>(::getppid()) == expected_parent;
+}
+
 std::uint32_t effective_uid() noexcept {
   return static_cast<std::uint32_t>(::geteuid());
 }
