@@ -856,22 +856,15 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
       if (now < *w.job_deadline) {
         consider(w.job_deadline);
       } else {
-        // Whatever it has not read goes back to the queue first, so that no job sent ahead is
-        // started only to be killed with this one.
-        const std::string name = w.job->name;
-        const auto timeout = w.job->timeout;
-        // If it has read past this job, the job ended after step() read its ring: its result is
-        // read at the next step (prepare_sleep sees it and does not sleep).
-        if (take_back_unstarted(w, now) != TakeBack::worker_moved_on) {
+        // What it has not read behind this job goes back to the queue first, so that no job sent
+        // ahead is started only to be killed with this one. If it has read past this job, the job
+        // ended after step() read its ring: its result is read at the next step (prepare_sleep
+        // sees it and does not sleep).
+        if (take_back_unstarted(w) != TakeBack::worker_moved_on) {
           log(LogLevel::warning,
-              w.job ? fmt::format(
-                          "job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
+              fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
                           "worker",
-                          name, w.id, w.pid, timeout.count())
-                    : fmt::format("worker {} (pid {}) did not start job '{}' within its timeout "
-                                  "of {} ms; the job goes back to the queue and the worker is "
-                                  "stopped",
-                                  w.id, w.pid, name, timeout.count()));
+                          w.job->name, w.id, w.pid, w.job->timeout.count()));
           w.job_deadline.reset();
           stop_worker(w, RecycleReason::job_timeout, now);
         }
@@ -889,10 +882,8 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
       } else if (!worker_runs(w, *w.job)) {
         w.late_check_at = now;
         consider(now + options_.prefetch.when_jobs_take_under);
-      } else if (take_back_unstarted(w, now) == TakeBack::taken) {
-        // prepare_sleep sees them queued for an idle worker. A retiring worker left with no job
-        // (it had not read even its current one) goes now: no result will release it.
-        release_retired(w, now);
+      } else {
+        take_back_unstarted(w);  // prepare_sleep sees them queued for an idle worker
       }
     }
     // A busy worker's periodic sample, or an idle one's reading after jobs that left it unread.

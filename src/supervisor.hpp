@@ -155,11 +155,11 @@ class Supervisor {
     /// It has read past its current job, which has so ended (its result not yet read here).
     worker_moved_on,
   };
-  /// Takes back the jobs sent to `worker` that it has not read (job_claims.hpp): those sent ahead
-  /// behind its current job, and that one too if unread. They go back to the head of the queue
-  /// untouched, as return_unstarted does. Nothing while its current request is still streaming
-  /// or a Pool::call thread holds it.
-  TakeBack take_back_unstarted(WorkerProcess& worker, Clock::time_point now);
+  /// Takes back the jobs sent ahead to `worker` that it has not read (job_claims.hpp), once it
+  /// has read its current job (never that one: its outcome is its own). They go back to the head
+  /// of the queue untouched, as return_unstarted does. Nothing while its current request is still
+  /// streaming or a Pool::call thread holds it.
+  TakeBack take_back_unstarted(WorkerProcess& worker);
   /// Whether `job` is the last job `worker` has read (job_claims.hpp): it runs it, or has just
   /// finished it. A hint for scheduling only; what is taken back is decided by take_back_unstarted.
   static bool worker_runs(WorkerProcess& worker, const Job& job);

@@ -241,6 +241,9 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
 }
 
 void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
+  // A stopped worker that was stopped before it read this job finishes only this one: what it has
+  // not read behind it goes back to the queue.
+  if (w.stop_sent && !w.prefetched.empty()) take_back_unstarted(w);
   reserve_outcomes(1);  // before the job leaves its worker: its outcome has a place to go
   std::unique_ptr<Job> job = std::move(w.job);
   Bytes bytes = std::move(w.received);

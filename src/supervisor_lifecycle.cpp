@@ -455,34 +455,33 @@ void Supervisor::return_prefetched(WorkerProcess& w) {
   return_unstarted(std::move(jobs), w.pid);
 }
 
-Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w, Clock::time_point now) {
-  // Not a job whose request is still streaming in (the worker would wait for the rest), nor one a
-  // Pool::call thread handles.
+Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w) {
+  // Not for a job whose request is still streaming in, nor jobs a Pool::call thread handles.
   if (!w.job || w.untrusted || w.direct_call || !w.job_start_sent ||
       w.sent != w.job->payload.size()) {
     return TakeBack::nothing;
   }
+  std::atomic<std::uint64_t>& claims = w.segment.header().job_claims;
   const std::uint32_t last_sent = w.job_starts_sent;
-  const std::uint32_t last_read = take_back_jobs(w.segment.header().job_claims, last_sent);
+  // The jobs sent ahead, never the current one: its outcome is its own (a timeout counts from
+  // dispatch, a stop's reason is its outcome), read or not.
+  const std::uint32_t last_read =
+      w.prefetched.empty() ? static_cast<std::uint32_t>(claims.load(std::memory_order_acquire))
+                           : take_back_jobs(claims, w.prefetched.front()->start_number, last_sent);
   if (job_number_after(last_read, last_sent)) {
     violation(
         w, fmt::format("it claims to have read job_start {} of the {} sent", last_read, last_sent));
     return TakeBack::nothing;
   }
-  // Jobs in hand are in the order sent; those numbered after last_read were never read.
-  std::deque<std::unique_ptr<Job>> jobs;
-  while (!w.prefetched.empty() && job_number_after(w.prefetched.back()->start_number, last_read)) {
-    jobs.push_front(std::move(w.prefetched.back()));
-    w.prefetched.pop_back();
-  }
   const bool moved_on = job_number_after(last_read, w.job->start_number);
-  if (w.prefetched.empty() && job_number_after(w.job->start_number, last_read)) {
-    // Not even the current job was read: the worker is idle as far as jobs go.
-    jobs.push_front(std::move(w.job));
-    w.job_deadline.reset();
-    w.waiting_for_space = false;
-    w.idle_since = now;
-    if (!w.leaving) w.state = WorkerState::idle;
+  std::deque<std::unique_ptr<Job>> jobs;
+  // Those numbered after last_read, if the take-back happened (it had read the current job).
+  if (!job_number_after(w.job->start_number, last_read)) {
+    while (!w.prefetched.empty() &&
+           job_number_after(w.prefetched.back()->start_number, last_read)) {
+      jobs.push_front(std::move(w.prefetched.back()));
+      w.prefetched.pop_back();
+    }
   }
   if (jobs.empty()) return moved_on ? TakeBack::worker_moved_on : TakeBack::nothing;
   log(LogLevel::debug, fmt::format("took back {} job(s) worker {} (pid {}) had not started",
@@ -526,7 +525,7 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
                              std::string detail) {
   if (w.stop_sent) return;
   // Jobs it has not read are not its to finish or to die with: back to the queue, untouched.
-  if (w.ready && !w.untrusted) take_back_unstarted(w, now);
+  if (w.ready && !w.untrusted) take_back_unstarted(w);
   // The stop's reason decides what the job in hand becomes (a timeout or a shutdown overtakes a
   // retirement under way); a successor is owed only once per worker.
   if (!w.leaving && reason != RecycleReason::shutdown && reason != RecycleReason::scale_down &&

@@ -340,6 +340,23 @@ TEST_CASE("fault: a worker SIGSTOPped from outside mid-job times out and is SIGK
   leftovers.check_nothing_left();
 }
 
+TEST_CASE("fault: a job its SIGSTOPped worker never read times out with it; it is not run again") {
+  // The timeout counts from dispatch, read or not: the job is not taken back to run elsewhere.
+  Leftovers leftovers;
+  SubmitOptions timeout;
+  timeout.timeout = 100ms;
+  JobError error = run_fatal_row(
+      one_worker(),
+      [&](Pool& p) {
+        REQUIRE(::kill(worker_pid(p), SIGSTOP) == 0);
+        std::uint32_t ms = 60'000;
+        return p.submit("sleep_ms", test::encode_value(ms), timeout);
+      },
+      ErrorKind::timeout, RecycleReason::job_timeout);
+  CHECK(error.signal == SIGKILL);
+  leftovers.check_nothing_left();
+}
+
 TEST_CASE(
     "fault: a worker that crashes at every start trips the storm breaker; submit fails fast") {
   Leftovers leftovers;

@@ -208,14 +208,24 @@ TEST_CASE("a job sent ahead is either run by the worker or taken back by the hos
   // Jobs 1..3 sent; the worker reads 1 and runs it.
   CHECK(claim_job(claims, 1) == true);
   // The host takes back what the worker has not read: 2 and 3.
-  CHECK(take_back_jobs(claims, 3) == 1);
+  CHECK(take_back_jobs(claims, 2, 3) == 1);
   CHECK(claim_job(claims, 2) == false);
   CHECK(claim_job(claims, 3) == false);
   // Sent after the take-back: run.
   CHECK(claim_job(claims, 4) == true);
   // Nothing left to take back once the worker has read all that was sent.
-  CHECK(take_back_jobs(claims, 4) == 4);
+  CHECK(take_back_jobs(claims, 5, 4) == 4);
   CHECK(claim_job(claims, 5) == true);
+}
+
+TEST_CASE("nothing is taken back while the worker has not read the jobs before them") {
+  std::atomic<std::uint64_t> claims{0};
+  // Jobs 1..3 sent, the worker has read none: taking back 2..3 would skip 1's successors while
+  // the host still waits for 1, so nothing changes.
+  CHECK(take_back_jobs(claims, 2, 3) == 0);
+  CHECK(claim_job(claims, 1) == true);
+  CHECK(claim_job(claims, 2) == true);
+  CHECK(claim_job(claims, 3) == true);
 }
 
 TEST_CASE("a worker refuses a claims word that skips or repeats a job number") {
@@ -230,7 +240,7 @@ TEST_CASE("job numbers wrap around 2^32 without a job taken back by mistake") {
   std::atomic<std::uint64_t> claims{(std::uint64_t{start} << 32) | start};
   for (std::uint32_t n = start + 1; n != 40; ++n)
     REQUIRE(claim_job(claims, n) == true);
-  CHECK(take_back_jobs(claims, 41) == 39);
+  CHECK(take_back_jobs(claims, 40, 41) == 39);
   CHECK(claim_job(claims, 40) == false);
   CHECK(claim_job(claims, 41) == false);
   CHECK(claim_job(claims, 42) == true);
@@ -258,7 +268,7 @@ TEST_CASE("racing a worker reading jobs, the host's take-back splits them exactl
     const std::uint32_t after = static_cast<std::uint32_t>(round) * 9'000;
     while (static_cast<std::uint32_t>(claims.load(std::memory_order_acquire)) < after) {
     }
-    const std::uint32_t consumed = take_back_jobs(claims, jobs);
+    const std::uint32_t consumed = take_back_jobs(claims, 1, jobs);
     worker.join();
     REQUIRE(consumed <= jobs);
     for (std::uint32_t n = 1; n <= jobs; ++n) {

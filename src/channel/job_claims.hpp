@@ -42,14 +42,16 @@ inline std::optional<bool> claim_job(std::atomic<std::uint64_t>& claims, std::ui
   }
 }
 
-/// Host side: takes back every job the worker has not read, up to `last_sent`, the number of the
-/// last job_start sent. Returns the number of the last one the worker had read: the jobs after it
-/// are the host's again. The half the worker writes is not trusted: the caller checks it.
-inline std::uint32_t take_back_jobs(std::atomic<std::uint64_t>& claims,
+/// Host side: takes back every job numbered `first` to `last_sent` (the last job_start sent) that
+/// the worker has not read, provided it has read every job before `first`; otherwise nothing.
+/// Returns the number of the last job the worker had read: if that is first - 1 or later, the jobs
+/// after it are the host's again. The half the worker writes is not trusted: the caller checks it.
+inline std::uint32_t take_back_jobs(std::atomic<std::uint64_t>& claims, std::uint32_t first,
                                     std::uint32_t last_sent) noexcept {
   std::uint64_t seen = claims.load(std::memory_order_acquire);
   for (;;) {
     const auto consumed = static_cast<std::uint32_t>(seen);
+    if (job_number_after(first, consumed + 1)) return consumed;  // a job before `first` unread
     const std::uint64_t next = (std::uint64_t{last_sent} << 32) | consumed;
     if (claims.compare_exchange_weak(seen, next, std::memory_order_acq_rel,
                                      std::memory_order_acquire)) {
