@@ -261,9 +261,9 @@ TEST_CASE("a job sent ahead behind one that times out runs untouched, not killed
 }
 
 TEST_CASE("a retiring worker whose unread jobs are all taken back still leaves") {
-  // Jobs of a few microseconds with a 50 us threshold: the job the supervisor thinks a worker runs
-  // has often not been read yet when it is "late", so all it holds is taken back. A worker that
-  // was retiring (max_jobs counts jobs given) must then be stopped, or it waits for ever.
+  // Jobs of a few microseconds with a 50 us threshold: jobs sent ahead are taken back all the
+  // time, from workers retiring for max_jobs (which counts jobs given). Every one of them must
+  // still leave and be replaced: once, a retiring worker left with nothing waited for ever.
   PoolOptions options = test::quiet_options(4);
   options.prefetch.max_jobs = 8;
   options.prefetch.when_jobs_take_under = std::chrono::microseconds(50);
