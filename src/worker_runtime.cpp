@@ -263,7 +263,8 @@ class WorkerLoop {
     }
   }
 
-  // An in-place job: the handler works on the lent buffers themselves, mapped here for the job.
+  // An in-place job: the handler works on the lent buffers themselves, mapped here and accessible
+  // only while it runs.
   void run_in_place(std::uint64_t job_id, const std::string& name, const JobStartBody& body) {
     // Sent just before the record, so already waiting on the channel.
     std::vector<platform::UniqueFd> buffers =
@@ -290,17 +291,15 @@ class WorkerLoop {
       deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(body.timeout_ms);
     }
     JobContext context(name, job_id, body.attempt, jobs_done_, deadline);
-    const std::byte* input = nullptr;
-    std::byte* output = nullptr;
-    try {
-      input = map_lent(buffers[0].get(), *input_file, SharedMapping::Access::read_only);
-      output = map_lent(buffers[1].get(), *output_file, SharedMapping::Access::read_write);
-    } catch (const std::exception& e) {
-      reply(job_id, ResultStatus::handler_error, e.what());
-      return;
-    }
-    buffers.clear();  // the mappings stay; a job's children must not inherit the descriptors
     std::optional<std::size_t> written = call_handler(job_id, [&] {
+      // From the handler's return (or throw) on, before the outcome says the caller owns the
+      // buffers again, nothing in this process can read or write them.
+      LentBuffersClosedOnExit closed_on_exit{*this};
+      const std::byte* input =
+          open_lent(buffers[0].get(), *input_file, SharedMapping::Access::read_only);
+      std::byte* output =
+          open_lent(buffers[1].get(), *output_file, SharedMapping::Access::read_write);
+      buffers.clear();  // the mappings stay; a job's children must not inherit the descriptors
       return (*handler)(context, std::span<const std::byte>(input, body.payload_bytes),
                         std::span<std::byte>(output, body.output_bytes));
     });
@@ -331,24 +330,54 @@ class WorkerLoop {
     return std::nullopt;
   }
 
-  // The address of the whole lent buffer `fd` names, mapped with `access`. The last few buffers
-  // used stay mapped (lent buffers are reused): mapping 16 MiB and unmapping it again costs about
-  // as much as copying it, which is what in-place jobs exist to avoid.
-  std::byte* map_lent(int fd, const platform::FileInfo& file, SharedMapping::Access access) {
+  // The address of the whole lent buffer `fd` names, mapped with `access` and accessible until
+  // close_lent(). The last few buffers used stay mapped between their jobs, inaccessible (lent
+  // buffers are reused): mapping 16 MiB and unmapping it again costs more than changing what the
+  // mapping allows. A buffer has one mapping here at most, with its current job's access: an input
+  // is writable through none. A buffer is known by its file's device and inode (since Linux 5.9
+  // memfds are numbered from a 64-bit counter, never reused before a reboot), never by its
+  // descriptor's number, which is the same for every job.
+  std::byte* open_lent(int fd, const platform::FileInfo& file, SharedMapping::Access access) {
     for (auto it = lent_mappings_.begin(); it != lent_mappings_.end(); ++it) {
-      if (it->device == file.device && it->inode == file.inode && it->access == access &&
-          it->mapping.size() >= file.size) {
+      if (it->device != file.device || it->inode != file.inode) continue;
+      if (it->access == access && it->mapping.size() == file.size &&
+          platform::protect_memory(it->mapping.data(), it->mapping.size(), memory_access(access))) {
+        it->accessible = true;
         std::rotate(lent_mappings_.begin(), it, it + 1);  // most recently used first
         return lent_mappings_.front().mapping.data();
       }
+      lent_mappings_.erase(it);  // the other access, or no longer usable: unmapped, mapped afresh
+      break;
     }
     // Populated: the pages exist already (the host wrote them or mapped them); setting them all
     // up at once costs less than a fault per page.
     LentMapping fresh{file.device, file.inode, access,
-                      SharedMapping::map(fd, file.size, access, true)};
+                      SharedMapping::map(fd, file.size, access, true), true};
     if (lent_mappings_.size() == max_lent_mappings) lent_mappings_.pop_back();
     lent_mappings_.insert(lent_mappings_.begin(), std::move(fresh));
     return lent_mappings_.front().mapping.data();
+  }
+
+  // Makes every lent buffer mapped here inaccessible; one that cannot be (no memory for the
+  // change) is unmapped.
+  void close_lent() noexcept {
+    std::erase_if(lent_mappings_, [](LentMapping& lent) {
+      if (!lent.accessible) return false;
+      lent.accessible = false;
+      return !platform::protect_memory(lent.mapping.data(), lent.mapping.size(),
+                                       platform::MemoryAccess::none);
+    });
+  }
+
+  // Calls close_lent() when it goes out of scope.
+  struct LentBuffersClosedOnExit {
+    WorkerLoop& loop;
+    ~LentBuffersClosedOnExit() { loop.close_lent(); }
+  };
+
+  static platform::MemoryAccess memory_access(SharedMapping::Access access) noexcept {
+    return access == SharedMapping::Access::read_only ? platform::MemoryAccess::read
+                                                      : platform::MemoryAccess::read_write;
   }
 
   void reply(std::uint64_t job_id, ResultStatus status, std::string_view message) {
@@ -440,12 +469,14 @@ class WorkerLoop {
   AdaptiveSpin spin_;        // for the next request
   AdaptiveSpin space_spin_;  // for space in the response ring
   std::uint64_t jobs_done_ = 0;
-  // Lent buffers mapped for in-place jobs, most recently used first.
+  // Lent buffers mapped for in-place jobs, most recently used first; accessible only while the
+  // job that uses them runs.
   struct LentMapping {
     std::uint64_t device = 0;
     std::uint64_t inode = 0;
     SharedMapping::Access access = SharedMapping::Access::read_only;
     SharedMapping mapping;
+    bool accessible = false;
   };
   /// job_start records read so far: the number of the last one (job_claims.hpp).
   std::uint32_t job_starts_read_ = 0;

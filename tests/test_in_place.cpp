@@ -3,6 +3,7 @@
 // buffers survive retries and their callers' handles, and are lent again once given back.
 #include <cstring>
 #include <procpool/procpool.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,42 @@ void fill_pattern(const LentBuffer& buffer, unsigned seed) {
 
 bool same_bytes(const LentBuffer& a, const LentBuffer& b, std::size_t n) {
   return std::memcmp(a.bytes().data(), b.bytes().data(), n) == 0;
+}
+
+// A lent buffer's mapping in a worker, as the test jobs lent_mappings and in_place_input_mappings
+// describe it: "<permissions> <device> <inode>".
+struct WorkerMapping {
+  std::string permissions;
+  std::string file;  // "<device> <inode>"
+};
+
+std::vector<WorkerMapping> parse_mappings(const std::string& lines) {
+  std::vector<WorkerMapping> mappings;
+  std::istringstream in(lines);
+  for (std::string permissions, device, inode; in >> permissions >> device >> inode;)
+    mappings.push_back({permissions, device + " " + inode});
+  return mappings;
+}
+
+// "<device> <inode>" of the memory file a buffer lies in, as /proc/<pid>/maps names it.
+std::string file_of(const LentBuffer& buffer) {
+  test::Mapping m = test::own_mapping_of(buffer.bytes().data());
+  return m.device + " " + std::to_string(m.inode);
+}
+
+// The worker's mappings of `buffer` (the pool's only worker runs lent_mappings).
+std::vector<std::string> worker_permissions(Pool& pool, const LentBuffer& buffer) {
+  JobResult listed = pool.submit("lent_mappings", Bytes{}).get();
+  REQUIRE(listed.ok());
+  std::vector<std::string> permissions;
+  for (const WorkerMapping& m : parse_mappings(test::text(listed.value()))) {
+    if (m.file == file_of(buffer)) permissions.push_back(m.permissions);
+  }
+  return permissions;
+}
+
+bool accessible(const std::string& permissions) {
+  return permissions.find_first_of("rwx") != std::string::npos;
 }
 
 ErrorKind error_kind(Future<std::uint64_t> future) {
@@ -199,4 +236,72 @@ TEST_CASE("a worker that cannot take an in-place job's buffers is replaced, and 
   REQUIRE(written.ok());
   CHECK(same_bytes(input, output, 4096));
   CHECK(pool.stats().retries == 1);
+}
+
+TEST_CASE("once an in-place job's future is ready, its worker can no longer write to its output") {
+  Pool pool(test::quiet_options(1));  // one worker: the later job runs where the pointer was kept
+  LentBuffer input = pool.lend(4096);
+  LentBuffer output = pool.lend(4096);
+  fill_pattern(input, 11);
+  REQUIRE(pool.submit_in_place("in_place_keep_output", input, output).get().ok());
+  // The caller owns the output again: it reads and writes it as it likes.
+  fill_pattern(output, 12);
+  std::vector<std::byte> before(output.bytes().begin(), output.bytes().end());
+  // A later job on the same worker writes through the pointer the first one kept: the mapping is
+  // gone, so the write kills its worker, and the output keeps the caller's bytes.
+  JobResult late = pool.submit("write_kept_output", Bytes{std::byte{0xee}}).get();
+  CHECK_FALSE(late.ok());
+  if (!late.ok()) CHECK(late.error().kind == ErrorKind::worker_crashed);
+  CHECK(std::equal(before.begin(), before.end(), output.bytes().begin()));
+  // The pool serves again with a new worker.
+  CHECK(pool.submit_in_place("in_place_copy", input, output).get().ok());
+}
+
+TEST_CASE("when an in-place job ends, however it ends, its worker maps neither buffer accessibly") {
+  Pool pool(test::quiet_options(1));
+  LentBuffer input = pool.lend(64 * 1024);
+  LentBuffer output = pool.lend(64 * 1024);
+  fill_pattern(input, 13);
+  std::string job;
+  SECTION("with a result") {
+    job = "in_place_copy";
+  }
+  SECTION("with the handler's exception") {
+    job = "in_place_throw";
+  }
+  SECTION("with a size over its output") {
+    job = "in_place_overclaim";
+  }
+  INFO(job);
+  Result<std::uint64_t> ended = pool.submit_in_place(job, input, output).get();
+  CHECK(ended.ok() == (job == "in_place_copy"));
+  // The worker may keep them mapped (they are costly to map again), but neither readable nor
+  // writable.
+  for (const LentBuffer* buffer : {&input, &output}) {
+    for (const std::string& permissions : worker_permissions(pool, *buffer)) {
+      INFO((buffer == &input ? "input" : "output") << " mapped " << permissions);
+      CHECK_FALSE(accessible(permissions));
+    }
+  }
+}
+
+TEST_CASE("a buffer lent as an input is writable through no mapping in its worker, while it runs") {
+  Pool pool(test::quiet_options(1));  // one worker: it had `a` as an output just before
+  LentBuffer a = pool.lend(64 * 1024);
+  LentBuffer b = pool.lend(64 * 1024);
+  LentBuffer report = pool.lend(64 * 1024);
+  fill_pattern(b, 14);
+  REQUIRE(pool.submit_in_place("in_place_copy", b, a).get().ok());
+  // Now `a` is the input: the job lists every mapping its worker has of it.
+  Result<std::uint64_t> written = pool.submit_in_place("in_place_input_mappings", a, report).get();
+  REQUIRE(written.ok());
+  const std::string lines(reinterpret_cast<const char*>(report.bytes().data()), written.value());
+  std::vector<WorkerMapping> mappings = parse_mappings(lines);
+  std::size_t readable = 0;
+  for (const WorkerMapping& m : mappings) {
+    INFO("the input mapped " << m.permissions);
+    CHECK(m.permissions.find('w') == std::string::npos);
+    if (m.permissions.find('r') != std::string::npos) ++readable;
+  }
+  CHECK(readable == 1);  // the job's own input, read-only
 }

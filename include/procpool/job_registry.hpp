@@ -71,6 +71,9 @@ using OwningJobHandler = std::function<Bytes(JobContext&, Bytes payload)>;
 /// start of `output`, both shared memory lent by the host, and returns how many bytes it wrote
 /// (at most output.size()). Nothing is copied on the way in or out. Throwing fails the job with
 /// ErrorKind::handler_error; returning more than output.size() fails it with payload_too_large.
+/// `input` and `output` are usable only until the handler returns or throws: the worker then takes
+/// its access to both away, and a later touch (through a kept pointer, or by a thread the handler
+/// started) kills the worker with SIGSEGV.
 using InPlaceHandler = std::function<std::size_t(JobContext&, std::span<const std::byte> input,
                                                  std::span<std::byte> output)>;
 

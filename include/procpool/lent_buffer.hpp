@@ -22,7 +22,13 @@ struct LentAccess;
 ///
 /// While a job using the buffer is queued or running, do not write to it, and do not read it if it
 /// is the job's output: the worker may be using it at that moment. Once the job's future is ready,
-/// the worker has let go of it. A worker gets an input buffer read-only.
+/// the worker has let go of it: before it reports the outcome (whatever it is), the worker takes
+/// its own access to the buffer away. It may keep the buffer mapped for a later job on the same
+/// buffer, but nothing left in it (a pointer its handler kept, a thread it left running) can read
+/// or write the buffer; trying kills the worker with SIGSEGV. A worker gets an input buffer
+/// read-only: while the job runs, no mapping of it in that worker is writable, even if the buffer
+/// was an output of an earlier job there. (This guards against a handler's bugs, not against a
+/// worker whose code is hostile: see docs/security.md.)
 ///
 /// Thread-safety: like std::shared_ptr (copies may be used and destroyed on different threads; the
 /// bytes themselves are not synchronised).

@@ -445,6 +445,14 @@ bool keep_from_forks(void* address, std::size_t bytes) noexcept;
 /// that take raw flags.
 int map_populate_option() noexcept;
 
+/// What the pages of a mapping allow this process to do.
+enum class MemoryAccess { none, read, read_write };
+/// Changes what the pages of [address, address + bytes) allow (mprotect). The pages stay mapped.
+/// `address` must be page-aligned. False with errno
+/// set if refused: read_write on a mapping of a read-only descriptor, say, or no memory to split
+/// a mapping (a range that covers only part of one).
+bool protect_memory(void* address, std::size_t bytes, MemoryAccess access) noexcept;
+
 /// What fstat says of the file `fd` is open on: its size, and what identifies it (two descriptors
 /// of one file give the same device and inode). nullopt if fstat fails.
 struct FileInfo {

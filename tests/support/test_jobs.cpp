@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -27,6 +28,8 @@
 #include <thread>
 
 #include "channel/layout.hpp"
+#include "process_maps.hpp"
+#include "test_support.hpp"
 
 namespace procpool::test {
 
@@ -132,6 +135,19 @@ pid_t start_grandchild() {
     hang();
   }
   return child;
+}
+
+// Where in_place_keep_output last found its output buffer: a pointer a native library kept past its
+// call.
+std::byte* kept_output = nullptr;
+
+// "<permissions> <device> <inode>\n" for each mapping of this process that `keep` selects.
+std::string describe_mappings(const std::function<bool(const Mapping&)>& keep) {
+  std::string lines;
+  for (const Mapping& m : own_mappings()) {
+    if (keep(m)) lines += m.permissions + " " + m.device + " " + std::to_string(m.inode) + "\n";
+  }
+  return lines;
 }
 
 // Memory a leaky native library would never give back: allocated, touched so it is resident, kept.
@@ -410,6 +426,45 @@ JobRegistry make_test_registry() {
         std::memcpy(out.data(), in.data(), n);
         return n;
       });
+  jobs.add_in_place(
+      "in_place_throw",
+      [](JobContext&, std::span<const std::byte>, std::span<std::byte>) -> std::size_t {
+        throw std::runtime_error("the in-place handler failed");
+      });
+  // in_place_copy, keeping a pointer to its output for write_kept_output.
+  jobs.add_in_place("in_place_keep_output",
+                    [](JobContext&, std::span<const std::byte> in, std::span<std::byte> out) {
+                      std::size_t n = std::min(in.size(), out.size());
+                      std::memcpy(out.data(), in.data(), n);
+                      kept_output = out.data();
+                      return n;
+                    });
+  // Writes its payload's one byte where in_place_keep_output found its output, after that job.
+  jobs.add("write_kept_output", [](JobContext&, std::span<const std::byte> in) {
+    if (kept_output == nullptr || in.size() != 1) {
+      throw std::runtime_error("no output pointer kept in this worker, or not one byte to write");
+    }
+    *kept_output = in[0];
+    return text_bytes("written");
+  });
+  // "<permissions> <device> <inode>" per line, for each mapping of a lent buffer in this worker.
+  jobs.add("lent_mappings", [](JobContext&, std::span<const std::byte>) {
+    return text_bytes(describe_mappings(
+        [](const Mapping& m) { return m.path.find("/memfd:procpool-lent") != std::string::npos; }));
+  });
+  // The same, written into its output, for every mapping in this worker of the buffer its input
+  // lies in, while it runs.
+  jobs.add_in_place("in_place_input_mappings",
+                    [](JobContext&, std::span<const std::byte> in, std::span<std::byte> out) {
+                      const Mapping input = own_mapping_of(in.data());
+                      const std::string lines = describe_mappings([&](const Mapping& m) {
+                        return m.device == input.device && m.inode == input.inode;
+                      });
+                      if (lines.size() > out.size())
+                        throw std::runtime_error("the output is too small");
+                      std::memcpy(out.data(), lines.data(), lines.size());
+                      return lines.size();
+                    });
   // The worker's whole environment, one "NAME=value" per line.
   jobs.add("environ", [](JobContext&, std::span<const std::byte>) {
     std::string list;

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include "process_maps.hpp"
 
 namespace procpool::test {
 
@@ -109,6 +110,7 @@ class PinnedToOneCpu {
 
 std::size_t open_fd_count();
 std::uint64_t self_rss_bytes();
+
 /// Context switches (voluntary and involuntary) so far of every thread of process `pid` but thread
 /// `except_thread` (0: none), from /proc/<pid>/task/*/status.
 std::uint64_t context_switches(int pid, int except_thread = 0);

@@ -152,6 +152,13 @@ int map_populate_option() noexcept {
   return MAP_POPULATE;
 }
 
+bool protect_memory(void* address, std::size_t bytes, MemoryAccess access) noexcept {
+  const int protection = access == MemoryAccess::none   ? PROT_NONE
+                         : access == MemoryAccess::read ? PROT_READ
+                                                        : PROT_READ | PROT_WRITE;
+  return ::mprotect(address, bytes, protection) == 0;
+}
+
 std::optional<FileInfo> file_info(int fd) noexcept {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return std::nullopt;
