@@ -1344,39 +1344,50 @@ void measure_idle(const Config& cfg) {
 
 // The caller writes 16 MiB into a lent input buffer (timed: it is the first of the two copies the
 // baseline makes), the in-place handler copies it into a lent output buffer (the second), and the
-// caller gets the size back; the output is read where it lies. Timed with call_in_place (the
-// target row) and submit_in_place().get() (an info row) alternately on the same pool. The
-// baseline makes the same two copies on the calling thread, from the same source into the same two
-// lent buffers, so that they differ only in where the second copy runs and in what procpool does
-// around it; each sample of any of the three starts from a flushed cache.
+// caller gets the size back; the output is read where it lies. Timed on a pool whose workers keep
+// lent buffers accessible between jobs, with call_in_place (the target row) and
+// submit_in_place().get() (an info row), alternately on the same pool; then, on a pool with the
+// default, whose workers take their access away after each job, with its own buffers (an info
+// row: interleaved, it slowed the baseline's copies by half). The baseline makes
+// the same two copies on the calling thread, from the same source into the same two lent buffers,
+// so that they differ only in where the second copy runs and in what procpool does around it;
+// each sample of any of them starts from a flushed cache.
 void zero_copy_row(const Config& cfg) {
   log_progress("procpool: 16 MiB in + 16 MiB out through lent buffers (call_in_place)");
-  std::vector<double> call_ms, submit_ms, memcpy_ms;
+  std::vector<double> call_ms, submit_ms, revoked_ms, memcpy_ms;
   {
-    procpool::Pool pool(pool_options(1));
-    settle(pool, 1);
+    procpool::PoolOptions kept_options = pool_options(1);
+    kept_options.lent_buffers_after_job = procpool::LentBuffersAfterJob::kept_accessible;
+    procpool::Pool kept(kept_options);
+    procpool::Pool revoking(pool_options(1));
+    settle(kept, 1);
+    settle(revoking, 1);
     procpool::Bytes source(16 * mib, std::byte{0x5a});
     for (std::size_t i = 0; i < source.size(); i += 4096)
       source[i] = std::byte(i >> 12);
-    procpool::LentBuffer input = pool.lend(16 * mib);
-    procpool::LentBuffer output = pool.lend(16 * mib);
+    procpool::LentBuffer input = kept.lend(16 * mib);
+    procpool::LentBuffer output = kept.lend(16 * mib);
     const std::span<std::byte> in = input.bytes(), out = output.bytes();
+    procpool::LentBuffer revoking_input = revoking.lend(16 * mib);
+    procpool::LentBuffer revoking_output = revoking.lend(16 * mib);
     CacheFlush flush;
     // One sample of the job from a flushed cache, its output checked: the output is wiped first,
     // since the baseline (or the job before) left the right bytes in it.
-    auto job_ms = [&](bool call) {
-      std::memset(out.data(), 0, out.size());
+    auto job_ms = [&](procpool::Pool& pool, bool call, const procpool::LentBuffer& job_input,
+                      const procpool::LentBuffer& job_output) {
+      const std::span<std::byte> job_in = job_input.bytes(), job_out = job_output.bytes();
+      std::memset(job_out.data(), 0, job_out.size());
       flush();
       std::int64_t t0 = bench::now_ns();
-      std::memcpy(in.data(), source.data(), source.size());
+      std::memcpy(job_in.data(), source.data(), source.size());
       procpool::Result<std::uint64_t> written =
-          call ? pool.call_in_place("in_place_echo", input, output)
-               : pool.submit_in_place("in_place_echo", input, output).get();
+          call ? pool.call_in_place("in_place_echo", job_input, job_output)
+               : pool.submit_in_place("in_place_echo", job_input, job_output).get();
       double elapsed = static_cast<double>(bench::now_ns() - t0) / 1e6;
       if (!written.ok())
         throw std::runtime_error("in-place echo failed: " + written.error().message);
       if (written.value() != 16 * mib ||
-          std::memcmp(out.data(), source.data(), source.size()) != 0) {
+          std::memcmp(job_out.data(), source.data(), source.size()) != 0) {
         throw std::runtime_error("in-place echo: the output differs from the input");
       }
       return elapsed;
@@ -1388,28 +1399,37 @@ void zero_copy_row(const Config& cfg) {
       std::memcpy(out.data(), in.data(), in.size());
       return static_cast<double>(bench::now_ns() - t0) / 1e6;
     };
-    // Warm-up: the buffers' pages exist from here on, in both processes, and the worker's job
-    // time is known (it decides whether call_in_place hands the job over directly).
-    for (int i = 0; i < 3; ++i)
-      job_ms(true);
+    // Warm-up: the buffers' pages exist from here on, in all three processes, and each worker's
+    // job time is known (it decides whether call_in_place hands the job over directly).
+    for (int i = 0; i < 3; ++i) {
+      job_ms(kept, true, input, output);
+      job_ms(revoking, true, revoking_input, revoking_output);
+    }
     for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
       std::vector<double> calls, submits, base;
       for (std::size_t i = 0; i < cfg.payload_samples; ++i) {
         base.push_back(baseline_ms());
-        calls.push_back(job_ms(true));
-        submits.push_back(job_ms(false));
+        calls.push_back(job_ms(kept, true, input, output));
+        submits.push_back(job_ms(kept, false, input, output));
       }
       call_ms.push_back(bench::median(calls));
       submit_ms.push_back(bench::median(submits));
       memcpy_ms.push_back(bench::median(base));
+    }
+    for (std::size_t rep = 0; rep < cfg.reps; ++rep) {
+      std::vector<double> revoked;
+      for (std::size_t i = 0; i < cfg.payload_samples; ++i)
+        revoked.push_back(job_ms(revoking, true, revoking_input, revoking_output));
+      revoked_ms.push_back(bench::median(revoked));
     }
   }
   Row& r = add_row("procpool.zero_copy_16MiB", "procpool",
                    "16 MiB in + out through lent buffers (call_in_place)", "ms", call_ms);
   set_target(r, TargetKind::ratio_max, 1.1, "<= 1.1x memcpy");
   r.note =
-      "the caller's write into the lent input is timed; the worker maps both buffers and its "
-      "handler copies input to output";
+      "the caller's write into the lent input is timed; the worker maps both buffers once and "
+      "keeps them accessible between jobs (LentBuffersAfterJob::kept_accessible); its handler "
+      "copies input to output";
   add_memcpy_beside(r, std::move(memcpy_ms),
                     "the same two copies on the calling thread, from the same source into the same "
                     "lent buffers");
@@ -1428,6 +1448,15 @@ void zero_copy_row(const Config& cfg) {
   submitted.note =
       "timed alternately with call_in_place above, on the same pool; baseline: the 2 x memcpy "
       "above it";
+  Row& revoked =
+      add_row("procpool.zero_copy_16MiB_inaccessible", "procpool",
+              "16 MiB in + out, buffers inaccessible after each job (default)", "ms", revoked_ms);
+  set_baseline(revoked, baseline_id);
+  revoked.note =
+      "call_in_place on a second pool with LentBuffersAfterJob::inaccessible (the default), "
+      "timed after the rows above, with its own buffers: its worker makes both buffers "
+      "inaccessible after each job and accessible again for the next, so each page is touched "
+      "anew after its page-table entry changed; baseline: the 2 x memcpy above";
 }
 
 // ---- output ----------------------------------------------------------------------------------

@@ -187,7 +187,7 @@ class Supervisor {
   // supervisor_channel.cpp: talking to a worker through its rings and output pipe.
   void send_request(WorkerProcess& worker);
   /// Appends the job_start record of `job` (not yet published); false if it does not fit.
-  static bool append_job_start(RingWriter& ring, const Job& job);
+  bool append_job_start(RingWriter& ring, const Job& job) const;
   void read_responses(WorkerProcess& worker, Clock::time_point now);
   void handle_record(WorkerProcess& worker, const RecordView& record, Clock::time_point now);
   /// Appends a result_data record to the result being received; on an allocation failure, the

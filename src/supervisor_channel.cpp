@@ -27,11 +27,14 @@ constexpr std::size_t output_bytes_after_exit = 1 << 20;
 
 }  // namespace
 
-bool Supervisor::append_job_start(RingWriter& ring, const Job& job) {
+bool Supervisor::append_job_start(RingWriter& ring, const Job& job) const {
   JobStartBody body;
   body.payload_bytes = job.payload.size();
   if (job.in_place) {
     body.flags = job_flag_in_place;
+    if (options_.lent_buffers_after_job == LentBuffersAfterJob::kept_accessible) {
+      body.flags |= job_flag_lent_kept_accessible;
+    }
     body.payload_bytes = job.in_place->input.size();
     body.output_bytes = job.in_place->output.size();
   }

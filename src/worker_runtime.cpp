@@ -179,7 +179,7 @@ class WorkerLoop {
     if (body.name_bytes > max_job_name_bytes ||
         sizeof body + body.name_bytes != start.header.length ||
         body.payload_bytes > segment_.header().max_payload_bytes ||
-        (body.flags & ~std::uint32_t{job_flag_in_place}) != 0 ||
+        (body.flags & ~std::uint32_t{job_flag_in_place | job_flag_lent_kept_accessible}) != 0 ||
         body.output_bytes > segment_.header().max_result_bytes) {
       fail("malformed job_start record");
     }
@@ -264,7 +264,7 @@ class WorkerLoop {
   }
 
   // An in-place job: the handler works on the lent buffers themselves, mapped here and accessible
-  // only while it runs.
+  // only while it runs (LentBuffersAfterJob).
   void run_in_place(std::uint64_t job_id, const std::string& name, const JobStartBody& body) {
     // Sent just before the record, so already waiting on the channel.
     std::vector<platform::UniqueFd> buffers =
@@ -293,8 +293,10 @@ class WorkerLoop {
     JobContext context(name, job_id, body.attempt, jobs_done_, deadline);
     std::optional<std::size_t> written = call_handler(job_id, [&] {
       // From the handler's return (or throw) on, before the outcome says the caller owns the
-      // buffers again, nothing in this process can read or write them.
-      LentBuffersClosedOnExit closed_on_exit{*this};
+      // buffers again, nothing in this process can read or write them (unless the pool says to
+      // keep them accessible).
+      LentBuffersClosedOnExit closed_on_exit{*this,
+                                             (body.flags & job_flag_lent_kept_accessible) == 0};
       const std::byte* input =
           open_lent(buffers[0].get(), *input_file, SharedMapping::Access::read_only);
       std::byte* output =
@@ -331,17 +333,18 @@ class WorkerLoop {
   }
 
   // The address of the whole lent buffer `fd` names, mapped with `access` and accessible until
-  // close_lent(). The last few buffers used stay mapped between their jobs, inaccessible (lent
-  // buffers are reused): mapping 16 MiB and unmapping it again costs more than changing what the
-  // mapping allows. A buffer has one mapping here at most, with its current job's access: an input
-  // is writable through none. A buffer is known by its file's device and inode (since Linux 5.9
-  // memfds are numbered from a 64-bit counter, never reused before a reboot), never by its
-  // descriptor's number, which is the same for every job.
+  // close_lent(). The last few buffers used stay mapped between their jobs, inaccessible unless
+  // the pool keeps them accessible (lent buffers are reused): mapping 16 MiB and unmapping it again
+  // costs more than changing what the mapping allows. A buffer has one mapping here at most, with
+  // its current job's access: an input is writable through none. A buffer is known by its file's
+  // device and inode (since Linux 5.9 memfds are numbered from a 64-bit counter, never reused
+  // before a reboot), never by its descriptor's number, which is the same for every job.
   std::byte* open_lent(int fd, const platform::FileInfo& file, SharedMapping::Access access) {
     for (auto it = lent_mappings_.begin(); it != lent_mappings_.end(); ++it) {
       if (it->device != file.device || it->inode != file.inode) continue;
       if (it->access == access && it->mapping.size() == file.size &&
-          platform::protect_memory(it->mapping.data(), it->mapping.size(), memory_access(access))) {
+          (it->accessible || platform::protect_memory(it->mapping.data(), it->mapping.size(),
+                                                      memory_access(access)))) {
         it->accessible = true;
         std::rotate(lent_mappings_.begin(), it, it + 1);  // most recently used first
         return lent_mappings_.front().mapping.data();
@@ -369,10 +372,13 @@ class WorkerLoop {
     });
   }
 
-  // Calls close_lent() when it goes out of scope.
+  // Calls close_lent() when it goes out of scope, if `close`.
   struct LentBuffersClosedOnExit {
     WorkerLoop& loop;
-    ~LentBuffersClosedOnExit() { loop.close_lent(); }
+    bool close;
+    ~LentBuffersClosedOnExit() {
+      if (close) loop.close_lent();
+    }
   };
 
   static platform::MemoryAccess memory_access(SharedMapping::Access access) noexcept {
@@ -470,7 +476,7 @@ class WorkerLoop {
   AdaptiveSpin space_spin_;  // for space in the response ring
   std::uint64_t jobs_done_ = 0;
   // Lent buffers mapped for in-place jobs, most recently used first; accessible only while the
-  // job that uses them runs.
+  // job that uses them runs, unless the pool keeps them accessible.
   struct LentMapping {
     std::uint64_t device = 0;
     std::uint64_t inode = 0;

@@ -285,8 +285,33 @@ TEST_CASE("when an in-place job ends, however it ends, its worker maps neither b
   }
 }
 
+TEST_CASE("with kept_accessible, a worker leaves the buffers mapped as their job had them") {
+  PoolOptions options = test::quiet_options(1);
+  options.lent_buffers_after_job = LentBuffersAfterJob::kept_accessible;
+  Pool pool(options);
+  LentBuffer input = pool.lend(4096);
+  LentBuffer output = pool.lend(4096);
+  fill_pattern(input, 15);
+  REQUIRE(pool.submit_in_place("in_place_keep_output", input, output).get().ok());
+  CHECK(worker_permissions(pool, input) == std::vector<std::string>{"r--s"});
+  CHECK(worker_permissions(pool, output) == std::vector<std::string>{"rw-s"});
+  // The trade this setting makes: a pointer the handler kept still reaches the output.
+  fill_pattern(output, 16);
+  REQUIRE(pool.submit("write_kept_output", Bytes{std::byte{0xee}}).get().ok());
+  CHECK(output.bytes()[0] == std::byte{0xee});
+  // The next job on the same buffers finds them mapped and runs as ever.
+  REQUIRE(pool.submit_in_place("in_place_copy", input, output).get().ok());
+  CHECK(same_bytes(input, output, 4096));
+  CHECK(pool.stats().workers_started == 1);
+}
+
 TEST_CASE("a buffer lent as an input is writable through no mapping in its worker, while it runs") {
-  Pool pool(test::quiet_options(1));  // one worker: it had `a` as an output just before
+  PoolOptions options = test::quiet_options(1);  // one worker: it had `a` as an output just before
+  options.lent_buffers_after_job =
+      GENERATE(LentBuffersAfterJob::inaccessible, LentBuffersAfterJob::kept_accessible);
+  INFO("kept accessible: " << (options.lent_buffers_after_job ==
+                               LentBuffersAfterJob::kept_accessible));
+  Pool pool(options);
   LentBuffer a = pool.lend(64 * 1024);
   LentBuffer b = pool.lend(64 * 1024);
   LentBuffer report = pool.lend(64 * 1024);

@@ -73,7 +73,8 @@ using OwningJobHandler = std::function<Bytes(JobContext&, Bytes payload)>;
 /// ErrorKind::handler_error; returning more than output.size() fails it with payload_too_large.
 /// `input` and `output` are usable only until the handler returns or throws: the worker then takes
 /// its access to both away, and a later touch (through a kept pointer, or by a thread the handler
-/// started) kills the worker with SIGSEGV.
+/// started) kills the worker with SIGSEGV, unless the pool keeps them accessible
+/// (PoolOptions::lent_buffers_after_job).
 using InPlaceHandler = std::function<std::size_t(JobContext&, std::span<const std::byte> input,
                                                  std::span<std::byte> output)>;
 

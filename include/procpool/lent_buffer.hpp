@@ -25,7 +25,9 @@ struct LentAccess;
 /// the worker has let go of it: before it reports the outcome (whatever it is), the worker takes
 /// its own access to the buffer away. It may keep the buffer mapped for a later job on the same
 /// buffer, but nothing left in it (a pointer its handler kept, a thread it left running) can read
-/// or write the buffer; trying kills the worker with SIGSEGV. A worker gets an input buffer
+/// or write the buffer; trying kills the worker with SIGSEGV. (A pool whose
+/// PoolOptions::lent_buffers_after_job is kept_accessible trades that away for speed: its workers
+/// leave the buffers accessible after their jobs.) A worker gets an input buffer
 /// read-only: while the job runs, no mapping of it in that worker is writable, even if the buffer
 /// was an output of an earlier job there. (This guards against a handler's bugs, not against a
 /// worker whose code is hostile: see docs/security.md.)

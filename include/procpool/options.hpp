@@ -291,6 +291,21 @@ struct MemoryBudget {
 
 /// How a Pool runs its workers. Every field has a working default; the Pool constructor validates
 /// them and throws ConfigError naming the field when one cannot work.
+/// What a worker does with a job's lent buffers (Pool::lend) once the job's handler returns.
+enum class LentBuffersAfterJob {
+  /// Before the outcome, the worker takes its access to both buffers away: a pointer the handler
+  /// kept, or a thread it left running, can no longer touch a buffer the caller owns again (trying
+  /// kills the worker with SIGSEGV). The mappings stay, so a later job on the same buffers maps
+  /// nothing; but where a page-table change is costly (some VMs), touching each page again is too:
+  /// docs/benchmarks.md, "zero-copy".
+  inaccessible,
+  /// The worker leaves the buffers mapped as the job had them until a job needs them otherwise:
+  /// faster on such machines, but a handler's kept pointer can read or write a buffer after its
+  /// job's outcome. Only for handlers trusted not to keep one. Either way an input is writable
+  /// through no mapping in the worker while its job runs.
+  kept_accessible,
+};
+
 struct PoolOptions {
   /// Worker processes to keep running (the maximum, when min_workers is set). 0 means one per
   /// hardware thread. Allowed: 0..1024.
@@ -345,6 +360,8 @@ struct PoolOptions {
   /// Largest result a worker may return; larger ones fail with ErrorKind::payload_too_large.
   /// Allowed: 1 byte .. 4 GiB.
   std::size_t max_result_bytes = std::size_t{256} << 20;
+  /// Whether an in-place job's worker can still reach its lent buffers after the job.
+  LentBuffersAfterJob lent_buffers_after_job = LentBuffersAfterJob::inaccessible;
 
   /// Bytes in each of a worker's two shared-memory rings (requests, responses). Payloads larger
   /// than a ring are streamed through it. A power of two, 64 KiB .. 1 GiB.

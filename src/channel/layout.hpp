@@ -24,7 +24,7 @@ inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
 /// 4: RingControl::consumer_waiting is a set of wake_by_* bits.
 /// 5: a fork server request may carry a fifth descriptor, the worker's cgroup.procs.
 /// 6: SegmentHeader::job_claims (job_claims.hpp).
-inline constexpr std::uint32_t protocol_version = 6;
+inline constexpr std::uint32_t protocol_version = 7;
 
 /// How a waiting consumer wants to be woken (RingControl::consumer_waiting bits). The worker's
 /// request ring uses only wake_by_default (a futex wake on write_seq). On a response ring,
@@ -155,6 +155,9 @@ enum JobFlags : std::uint32_t {
   /// the host sent on the worker's descriptor channel just before this record. The result is the
   /// number of bytes written to the output, as a std::uint64_t.
   job_flag_in_place = 1,
+  /// With job_flag_in_place: leave the buffers accessible after the job
+  /// (LentBuffersAfterJob::kept_accessible).
+  job_flag_lent_kept_accessible = 2,
 };
 
 /// Longest job name on the wire.
