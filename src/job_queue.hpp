@@ -29,6 +29,7 @@ class JobQueue {
   JobQueue() = default;
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
+  JobQueue(JobQueue&& other) noexcept { swap(other); }
   ~JobQueue() { release(); }
 
   bool empty() const noexcept { return size_ == 0; }

@@ -26,14 +26,14 @@ Supervisor::Supervisor(PoolOptions options)
       host_pid_(platform::current_pid()),
       fork_generation_(platform::watch_forks()),
       host_stderr_(platform::file_info(2)),
+      intake_(options_.queue_capacity, options_.when_queue_full),
       host_cgroup_(host_memory_cgroup()),
       oom_attribution_(host_cgroup_),
       random_(std::random_device{}()),
       spin_(options_.spin.enabled ? std::chrono::nanoseconds(options_.spin.budget)
                                   : std::chrono::nanoseconds::zero()),
       online_cpus_(platform::online_cpus()),
-      usable_cpus_(platform::usable_cpus()),
-      wake_fd_(platform::make_eventfd()) {
+      usable_cpus_(platform::usable_cpus()) {
   if (options_.worker_command.empty()) {
     executable_ = platform::self_executable_path();
   } else {
@@ -63,7 +63,7 @@ Supervisor::Supervisor(PoolOptions options)
   memory_budget_ = MemoryBudgetGate(options_.memory_budget, host_limit, no_budget);
   if (!no_budget.empty()) log(LogLevel::warning, no_budget);
   // Edge-triggered: the eventfds the supervisor sleeps on are never drained (a read per wake-up).
-  poller_.add(wake_fd_.get(), wake_key, true);
+  poller_.add(intake_.wake_descriptor(), wake_key, true);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -139,7 +139,7 @@ Job Supervisor::make_job(JobId id, std::string_view name, Bytes payload,
 JobId Supervisor::take_ids(std::size_t n) {
   if (options_.spin.enabled) submit_cpu_.store(platform::current_cpu(), std::memory_order_relaxed);
   submitted_.fetch_add(n, std::memory_order_relaxed);
-  return next_job_id_.fetch_add(n, std::memory_order_relaxed);
+  return intake_.take_ids(n);
 }
 
 void Supervisor::complete_all_now(std::vector<Outcome>& outcomes) noexcept {
@@ -195,47 +195,13 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
 }
 
 void Supervisor::enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected) {
-  // No lock for nothing: a batch all refused takes none (in a forked copy, it may be held forever).
-  if (jobs.empty()) return;
-  // In order under one lock, waking the supervisor at most once per chunk that fits.
-  std::size_t next = 0;
-  std::unique_lock lock(queue_mutex_);
-  while (next < jobs.size()) {
-    std::optional<JobResult> refusal;
-    if (stopping_) {
-      refusal = job_failure(ErrorKind::shutting_down, "the pool is shutting down");
-    } else if (degraded_) {
-      refusal =
-          job_failure(ErrorKind::pool_degraded,
-                      "the pool is degraded: its workers keep failing (see the log); it recovers "
-                      "when one starts cleanly");
-    } else if (queue_.size() >= options_.queue_capacity) {
-      if (options_.when_queue_full == QueueFullPolicy::block &&
-          std::this_thread::get_id() != supervisor_thread_id_.load()) {
-        queue_space_.wait(lock);
-        continue;
-      }
-      refusal = job_failure(ErrorKind::queue_full,
-                            fmt::format("the queue is full ({} jobs, PoolOptions::queue_capacity)",
-                                        options_.queue_capacity));
-    }
-    if (refusal) {
-      for (; next < jobs.size(); ++next) {
-        count(*refusal);
-        rejected.push_back(Outcome{std::move(jobs[next].sink), *refusal});
-      }
-      break;
-    }
-    std::size_t room = options_.queue_capacity - queue_.size();
-    for (std::size_t end = std::min(jobs.size(), next + room); next < end; ++next) {
-      queue_.push_back(std::move(jobs[next]));
-    }
-    if (supervisor_sleeping_ && submit_wakes_supervisor_) {
-      supervisor_sleeping_ = false;
-      lock.unlock();
-      wake();
-      lock.lock();
-    }
+  const bool may_wait = std::this_thread::get_id() != supervisor_thread_id_.load();
+  JobIntake::Pushed pushed = intake_.push(jobs, may_wait);
+  if (!pushed.refusal) return;
+  JobResult refusal = job_failure(pushed.refusal->kind, std::move(pushed.refusal->message));
+  for (std::size_t i = pushed.queued; i < jobs.size(); ++i) {
+    count(refusal);
+    rejected.push_back(Outcome{std::move(jobs[i].sink), refusal});
   }
 }
 
@@ -279,13 +245,8 @@ JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentB
 bool Supervisor::cancel(JobId id) {
   // A forked copy queued nothing (every job is refused); the host's jobs are the host's.
   if (forked_copy(true)) return false;
-  std::optional<Job> job;
-  {
-    std::lock_guard lock(queue_mutex_);
-    job = queue_.remove(id);
-    if (!job) return false;
-  }
-  queue_space_.notify_one();
+  std::optional<Job> job = intake_.remove(id);
+  if (!job) return false;
   JobResult result =
       job_failure(ErrorKind::cancelled, "cancelled before it started", job->attempts);
   count(result);
@@ -306,12 +267,10 @@ PoolStats Supervisor::stats() const {
   }
   auto now = Clock::now();
   std::lock_guard state_lock(state_mutex_);
-  {
-    std::lock_guard queue_lock(queue_mutex_);
-    stats.queued = queue_.size();
-    stats.health =
-        stopping_ ? PoolHealth::stopped : (degraded_ ? PoolHealth::degraded : PoolHealth::healthy);
-  }
+  const JobIntake::State intake = intake_.state();
+  stats.queued = intake.queued;
+  stats.health = intake.stopping ? PoolHealth::stopped
+                                 : (intake.degraded ? PoolHealth::degraded : PoolHealth::healthy);
   for (const auto& [id, w] : workers_) {
     WorkerStats ws;
     ws.id = id;
@@ -387,13 +346,8 @@ void Supervisor::shutdown(milliseconds drain) {
     log(LogLevel::error, "Pool::shutdown called from a completion callback; ignored");
     return;
   }
-  {
-    std::lock_guard lock(queue_mutex_);
-    stopping_ = true;
-    shutdown_drain_ = std::max(drain, milliseconds{0});
-  }
-  queue_space_.notify_all();
-  wake();
+  intake_.stop(drain);
+  intake_.wake();
   thread_.join();
 }
 
@@ -466,10 +420,6 @@ void Supervisor::emit(PoolEvent event, LogLevel level) const noexcept {
   } catch (...) {
     log(LogLevel::error, "the event callback threw a non-std::exception");
   }
-}
-
-void Supervisor::wake() noexcept {
-  platform::eventfd_notify(wake_fd_.get());
 }
 
 PoolEvent Supervisor::worker_event(EventType type, const WorkerProcess& worker,
@@ -620,12 +570,9 @@ void Supervisor::on_ready_key(std::uint64_t key, Clock::time_point now) {
 }
 
 std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
-  bool queued;
-  {
-    std::lock_guard lock(queue_mutex_);
-    if (shutdown_drain_ && !drain_deadline_) drain_deadline_ = now + *shutdown_drain_;
-    queued = !queue_.empty();
-  }
+  const JobIntake::State intake = intake_.state();
+  if (intake.drain_asked && !drain_deadline_) drain_deadline_ = now + *intake.drain_asked;
+  const bool queued = intake.queued > 0;
   for (auto& [id, worker] : workers_) {
     if (worker->untrusted) continue;
     read_responses(*worker, now);
@@ -657,7 +604,7 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
 }
 
 bool Supervisor::dispatch(Clock::time_point now) {
-  bool popped = false, retired = false;
+  bool retired = false;
   BudgetView budget;
   if (memory_budget_.enabled()) budget.in_use = memory_in_use(budget.may_free);
   // Every idle worker first gets a job of its own (not one lent to a Pool::call thread, even if
@@ -668,7 +615,6 @@ bool Supervisor::dispatch(Clock::time_point now) {
     std::uint64_t peak = 0;
     std::unique_ptr<Job> job = take_job(budget, true, peak);
     if (!job) break;
-    popped = true;
     give_job(w, std::move(job), now);
     if (memory_budget_.enabled()) {
       w.budget.add(w.memory, peak);
@@ -687,43 +633,33 @@ bool Supervisor::dispatch(Clock::time_point now) {
   // ...then busy workers running short jobs get more behind the one they run.
   if (options_.prefetch.max_jobs > 0) {
     for (auto& [id, worker] : workers_) {
-      if (prefetch(*worker, budget.in_use, now)) {
-        popped = true;
-        retired |= retire_if_last_job_given(*worker, now);
-      }
+      if (prefetch(*worker, budget.in_use, now)) retired |= retire_if_last_job_given(*worker, now);
     }
   }
-  if (popped) queue_space_.notify_all();
   return retired;
 }
 
 std::unique_ptr<Job> Supervisor::take_job(const BudgetView& budget, bool take,
                                           std::uint64_t& peak) {
   std::vector<Job> refused;  // whose expected peak alone exceeds the budget
-  std::unique_ptr<Job> job;
-  {
-    std::lock_guard lock(queue_mutex_);
-    bool holding = false;
-    while (!queue_.empty()) {
-      if (!memory_budget_.enabled()) {
-        if (take) job = std::make_unique<Job>(queue_.pop_front());
-        break;
-      }
-      Job& head = queue_.front();
-      peak = MemoryBudgetGate::expected_peak(head.options.expected_memory_bytes, head.name,
-                                             job_stats_);
-      auto admission =
-          memory_budget_.admit(peak, budget.in_use, budget.may_free, head.held_for_memory);
-      if (admission == MemoryBudgetGate::Admission::never_fits) {
-        refused.push_back(queue_.pop_front());
-        continue;
-      }
-      holding = admission == MemoryBudgetGate::Admission::hold;
-      if (!holding && take) job = std::make_unique<Job>(queue_.pop_front());
-      break;
-    }
-    memory_budget_.set_holding(holding);
-  }
+  bool holding = false;
+  std::unique_ptr<Job> job = intake_.take_head(
+      [&](Job& head) {
+        if (!memory_budget_.enabled()) {
+          return take ? JobIntake::HeadDecision::take : JobIntake::HeadDecision::keep;
+        }
+        peak = MemoryBudgetGate::expected_peak(head.options.expected_memory_bytes, head.name,
+                                               job_stats_);
+        auto admission =
+            memory_budget_.admit(peak, budget.in_use, budget.may_free, head.held_for_memory);
+        if (admission == MemoryBudgetGate::Admission::never_fits) {
+          return JobIntake::HeadDecision::refuse;
+        }
+        holding = admission == MemoryBudgetGate::Admission::hold;
+        return !holding && take ? JobIntake::HeadDecision::take : JobIntake::HeadDecision::keep;
+      },
+      refused);
+  memory_budget_.set_holding(holding);
   for (Job& over : refused) {
     const std::uint64_t over_peak =
         MemoryBudgetGate::expected_peak(over.options.expected_memory_bytes, over.name, job_stats_);
@@ -733,7 +669,6 @@ std::unique_ptr<Job> Supervisor::take_job(const BudgetView& budget, bool take,
     unsigned attempts = over.attempts;
     complete(over, job_failure(ErrorKind::memory_limit, std::move(why), attempts));
   }
-  if (!refused.empty()) queue_space_.notify_all();
   return job;
 }
 
@@ -803,33 +738,42 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock:
   auto free = w.requests.free_bytes();
   if (!free) return false;  // the next send reports the violation
   std::uint64_t space = *free;
-  bool taken = false;
-  {
-    std::lock_guard lock(queue_mutex_);
-    while (!queue_.empty() && w.prefetched.size() < most &&
-           (w.job_limit == 0 || w.jobs_done + w.jobs_in_hand() < w.job_limit)) {
-      Job& job = queue_.front();
-      // An in-place job's buffers are passed when it is dispatched to an idle worker: never ahead.
-      if (job.in_place) break;
-      // Only jobs whose request fits in one go: a prefetched job is sent whole, never streamed.
-      std::uint64_t head = RingWriter::record_bytes(sizeof(JobStartBody) + job.name.size());
-      std::uint64_t body = job.payload.empty() ? 0 : RingWriter::record_bytes(job.payload.size());
-      if (job.payload.size() > w.max_body || head + body > space) break;
-      if (memory_budget_.enabled()) {
-        const std::uint64_t peak = MemoryBudgetGate::expected_peak(
-            job.options.expected_memory_bytes, job.name, job_stats_);
-        if (!memory_budget_.fits(peak, budget_in_use)) break;
-        w.budget.add(w.memory, peak);
-        budget_in_use += peak;
-      }
-      ++job.attempts;
-      append_job_start(w.requests, job);  // fits: checked above
-      job.start_number = ++w.job_starts_sent;
-      if (!job.payload.empty()) w.requests.append(RecordType::job_data, job.id, job.payload);
-      space -= head + body;
-      w.prefetched.push_back(std::make_unique<Job>(queue_.pop_front()));
-      taken = true;
+  const std::size_t held_before = w.prefetched.size();
+  // Decided under the intake's lock; the records are written once the jobs are out of the queue.
+  intake_.take_while(
+      [&](const Job& job) {
+        if (w.prefetched.size() >= most ||
+            (w.job_limit != 0 && w.jobs_done + w.jobs_in_hand() >= w.job_limit)) {
+          return false;
+        }
+        // An in-place job's buffers are passed when it is dispatched to an idle worker: never
+        // ahead.
+        if (job.in_place) return false;
+        // Only jobs whose request fits in one go: a prefetched job is sent whole, never streamed.
+        std::uint64_t head = RingWriter::record_bytes(sizeof(JobStartBody) + job.name.size());
+        std::uint64_t body = job.payload.empty() ? 0 : RingWriter::record_bytes(job.payload.size());
+        if (job.payload.size() > w.max_body || head + body > space) return false;
+        if (memory_budget_.enabled()) {
+          const std::uint64_t peak = MemoryBudgetGate::expected_peak(
+              job.options.expected_memory_bytes, job.name, job_stats_);
+          if (!memory_budget_.fits(peak, budget_in_use)) return false;
+          budget_in_use += peak;
+        }
+        space -= head + body;
+        return true;
+      },
+      w.prefetched);
+  const bool taken = w.prefetched.size() > held_before;
+  for (std::size_t i = held_before; i < w.prefetched.size(); ++i) {
+    Job& job = *w.prefetched[i];
+    if (memory_budget_.enabled()) {
+      w.budget.add(w.memory, MemoryBudgetGate::expected_peak(job.options.expected_memory_bytes,
+                                                             job.name, job_stats_));
     }
+    ++job.attempts;
+    append_job_start(w.requests, job);  // fits: checked above
+    job.start_number = ++w.job_starts_sent;
+    if (!job.payload.empty()) w.requests.append(RecordType::job_data, job.id, job.payload);
   }
   if (taken && w.requests.publish()) platform::futex_wake_all(w.requests.wake_word());
   return taken;
@@ -970,17 +914,14 @@ bool Supervisor::prepare_sleep(Clock::time_point now) {
     any_dispatchable |= worker->dispatchable();
     any_in_flight |= worker->job != nullptr;
   }
-  std::lock_guard lock(queue_mutex_);
-  if (!queue_.empty() && !final_stop_ && any_dispatchable) return false;
-  if (shutdown_drain_ && !drain_deadline_) return false;
-  supervisor_sleeping_ = true;
   // A new job could not start any sooner for waking us: no worker is free, none may be added, and
   // a job in flight guarantees an event (its result, or its worker's exit) that wakes us anyway.
   // Skipping that wake-up saves a system call per submit while short jobs stream through busy
   // workers; the job waits at most until the next result to be sent ahead.
-  submit_wakes_supervisor_ =
+  const bool wake_on_submit =
       any_dispatchable || !any_in_flight || target_workers() < options_.workers;
-  return true;
+  return intake_.begin_sleep(!final_stop_ && any_dispatchable, drain_deadline_.has_value(),
+                             wake_on_submit);
 }
 
 bool Supervisor::prepare_spin(bool delivered) {
@@ -1075,17 +1016,11 @@ void Supervisor::end_sleep() {
     worker->responses.end_wait();
     worker->requests.end_wait();
   }
-  std::lock_guard lock(queue_mutex_);
-  supervisor_sleeping_ = false;
+  intake_.end_sleep();
 }
 
 void Supervisor::fail_queue(ErrorKind kind, const std::string& message) {
-  JobQueue jobs;
-  {
-    std::lock_guard lock(queue_mutex_);
-    jobs.swap(queue_);
-  }
-  queue_space_.notify_all();
+  JobQueue jobs = intake_.take_all();
   while (!jobs.empty()) {
     Job job = jobs.pop_front();
     unsigned attempts = job.attempts;
@@ -1095,10 +1030,7 @@ void Supervisor::fail_queue(ErrorKind kind, const std::string& message) {
 
 void Supervisor::emergency_stop() noexcept {
   try {
-    {
-      std::lock_guard lock(queue_mutex_);
-      stopping_ = true;
-    }
+    intake_.stop(std::nullopt);
     std::lock_guard lock(state_mutex_);
     final_stop_ = true;
     fail_queue(ErrorKind::shutting_down, "the pool's supervisor failed");

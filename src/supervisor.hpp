@@ -2,10 +2,11 @@
 // results, watches deaths, memory and timers, applies the recycle policy, and gives every job
 // exactly one outcome.
 //
-// Threads: submitters push onto the queue under queue_mutex_; the supervisor thread does all
-// worker I/O and holds state_mutex_ while it changes worker state, so stats() sees a consistent
-// picture. Lock order: state_mutex_, then queue_mutex_. Outcomes (promises, callbacks) are
-// delivered with no lock held. No lock here is ever shared with a worker process.
+// Threads: submitters push onto the queue of the JobIntake, which takes its own lock inside it and
+// calls out of it to nobody; the supervisor thread does all worker I/O and holds state_mutex_
+// while it changes worker state, so stats() sees a consistent picture. Lock order: state_mutex_,
+// then the intake's. Outcomes (promises, callbacks) are delivered with no lock held. No lock here
+// is ever shared with a worker process.
 //
 // One exception to "the supervisor thread does all worker I/O": Pool::call may run its own job on
 // an idle worker from the calling thread and take the result itself, under state_mutex_ (see
@@ -29,7 +30,7 @@
 
 #include "adaptive_spin.hpp"
 #include "fork_server.hpp"
-#include "job_queue.hpp"
+#include "job_intake.hpp"
 #include "job_stats.hpp"
 #include "lending.hpp"
 #include "memory_budget.hpp"
@@ -290,7 +291,6 @@ class Supervisor {
   /// `event` (moved from) in deferred_ and returns true. Otherwise, or without memory, false.
   bool defer(LogLevel level, const std::string& line,
              std::optional<PoolEvent>& event) const noexcept;
-  void wake() noexcept;
 
   const PoolOptions options_;
   std::string executable_;
@@ -305,20 +305,13 @@ class Supervisor {
   /// Lent buffers (thread-safe on its own). Shared: a buffer given back after the pool is gone
   /// finds it expired and frees itself.
   std::shared_ptr<Lender> lender_ = std::make_shared<Lender>();
-  mutable std::mutex queue_mutex_;
-  std::condition_variable queue_space_;
-  JobQueue queue_;
-  bool stopping_ = false;  // no new jobs
-  bool degraded_ = false;  // the restart-storm breaker tripped
-  bool supervisor_sleeping_ = false;
-  bool submit_wakes_supervisor_ = true;  // see prepare_sleep()
+  /// The queue and what submitters share with the supervisor thread (thread-safe on its own).
+  JobIntake intake_;
   /// Some worker streams jobs sent ahead: the supervisor sleeps at most backlog_poll_interval and
   /// that worker does not ring its doorbell for each result (see prepare_sleep()).
   bool backlog_polling_ = false;
   static constexpr std::chrono::microseconds backlog_poll_interval{50};
-  std::optional<std::chrono::milliseconds> shutdown_drain_;
 
-  std::atomic<JobId> next_job_id_{1};
   std::atomic<std::uint64_t> submitted_{0}, succeeded_{0}, retries_{0};
   std::array<std::atomic<std::uint64_t>, error_kind_count> failed_by_kind_{};
 
@@ -401,7 +394,6 @@ class Supervisor {
   std::vector<RetiringForkServer> retiring_fork_servers_;
 
   platform::Poller poller_;
-  platform::UniqueFd wake_fd_;
   std::mutex shutdown_mutex_;
   std::thread thread_;
   std::atomic<std::thread::id> supervisor_thread_id_{};

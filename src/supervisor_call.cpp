@@ -143,17 +143,17 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
       it->second->responses.end_wait(wake_by_futex);
     }
     lock.unlock();
-    wake();
+    intake_.wake();
     throw;
   }
 }
 
 WorkerProcess* Supervisor::direct_call_worker(std::uint64_t peak) {
   if (final_stop_ || drain_deadline_) return nullptr;
-  {
-    std::lock_guard queue_lock(queue_mutex_);
-    // Queued jobs go first; a stopping or degraded pool takes the queue's path to its refusal.
-    if (stopping_ || degraded_ || shutdown_drain_ || !queue_.empty()) return nullptr;
+  // Queued jobs go first; a stopping or degraded pool takes the queue's path to its refusal.
+  if (const JobIntake::State intake = intake_.state();
+      intake.stopping || intake.degraded || intake.drain_asked || intake.queued > 0) {
+    return nullptr;
   }
   // A job the memory budget does not admit at once waits (or is refused) in the queue.
   if (memory_budget_.enabled()) {
@@ -193,12 +193,8 @@ WorkerProcess* Supervisor::direct_call_worker(std::uint64_t peak) {
 void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProcess& w, bool done) {
   w.direct_call = false;
   w.responses.end_wait(wake_by_futex);
-  bool sleeping, queued;
-  {
-    std::lock_guard queue_lock(queue_mutex_);
-    sleeping = supervisor_sleeping_;
-    queued = !queue_.empty();
-  }
+  const JobIntake::State intake = intake_.state();
+  const bool sleeping = intake.supervisor_sleeping, queued = intake.queued > 0;
   // As prepare_sleep left it: the worker rings the sleeping supervisor thread's doorbell again.
   if (sleeping && !w.untrusted) w.responses.begin_wait(wake_by_default);
   // What update_spin_hint last wrote (-1, unknown, with SpinPolicy off): the worker also decides
@@ -213,7 +209,7 @@ void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProce
   std::vector<Outcome> outcomes;
   outcomes.swap(outcomes_);
   lock.unlock();
-  if (wake_supervisor) wake();
+  if (wake_supervisor) intake_.wake();
   complete_all_now(outcomes);
 }
 

@@ -227,12 +227,7 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
            LogLevel::warning);
     }
   }
-  bool healed = false;
-  {
-    std::lock_guard lock(queue_mutex_);
-    healed = degraded_;
-  }
-  if (healed) set_degraded(false, "a worker started cleanly");
+  if (intake_.state().degraded) set_degraded(false, "a worker started cleanly");
   next_spawn_at_ = {};
   PoolEvent event =
       worker_event(EventType::ready, w,

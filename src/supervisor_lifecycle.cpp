@@ -395,19 +395,22 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
     job_stats_.record(job->name, false, now - w.job_started_at);
     bool retryable = kind == ErrorKind::worker_crashed || kind == ErrorKind::timeout ||
                      kind == ErrorKind::memory_limit;
-    bool degraded;
-    {
-      std::lock_guard lock(queue_mutex_);
-      degraded = degraded_;
-    }
+    bool retried = false;
     if (retryable && job->options.idempotent && job->attempts < job->options.max_attempts &&
-        !final_stop_ && !degraded) {
-      log(LogLevel::warning, fmt::format("{}; retrying (attempt {} of {})", message,
-                                         job->attempts + 1, job->options.max_attempts));
-      retries_.fetch_add(1, std::memory_order_relaxed);
-      std::lock_guard lock(queue_mutex_);
-      queue_.push_front(std::move(*job));
-    } else {
+        !final_stop_) {
+      std::string retrying = fmt::format("{}; retrying (attempt {} of {})", message,
+                                         job->attempts + 1, job->options.max_attempts);
+      std::deque<std::unique_ptr<Job>> again;
+      again.push_back(std::move(job));
+      retried = intake_.return_to_front(again);  // not if the pool is degraded
+      if (retried) {
+        log(LogLevel::warning, retrying);
+        retries_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        job = std::move(again.front());
+      }
+    }
+    if (!retried) {
       JobError error;
       error.kind = kind;
       error.message = message;
@@ -496,22 +499,13 @@ bool Supervisor::worker_runs(WorkerProcess& w, const Job& job) {
 }
 
 void Supervisor::return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid) {
-  bool degraded;
-  {
-    std::lock_guard lock(queue_mutex_);
-    degraded = degraded_;
-    if (!final_stop_ && !degraded) {
-      // Never started: they keep their place at the head of the queue and their attempt count.
-      for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {
-        --(*it)->attempts;
-        queue_.push_front(std::move(**it));
-      }
-      return;
-    }
-  }
+  // Never started: they keep their place at the head of the queue and their attempt count.
+  for (auto& job : jobs)
+    --job->attempts;
+  if (!final_stop_ && intake_.return_to_front(jobs)) return;
   ErrorKind kind = final_stop_ ? ErrorKind::shutting_down : ErrorKind::pool_degraded;
   for (auto& job : jobs) {
-    unsigned attempts = job->attempts - 1;
+    unsigned attempts = job->attempts;
     complete(*job,
              job_failure(kind,
                          fmt::format("the pool {} before the job started (worker pid {} had it "
@@ -736,12 +730,7 @@ void Supervisor::note_job_completed() {
 }
 
 void Supervisor::set_degraded(bool degraded, const std::string& why) {
-  bool changed;
-  {
-    std::lock_guard lock(queue_mutex_);
-    changed = std::exchange(degraded_, degraded) != degraded;
-  }
-  if (!changed) return;
+  if (!intake_.set_degraded(degraded)) return;
   PoolEvent event;
   event.type = degraded ? EventType::degraded : EventType::recovered;
   if (degraded) {

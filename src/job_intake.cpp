@@ -1,0 +1,121 @@
+#include "job_intake.hpp"
+
+#include <fmt/format.h>
+
+namespace procpool::detail {
+
+JobIntake::JobIntake(std::size_t capacity, QueueFullPolicy when_full)
+    : capacity_(capacity), when_full_(when_full), wake_fd_(platform::make_eventfd()) {}
+
+void JobIntake::wake() noexcept {
+  platform::eventfd_notify(wake_fd_.get());
+}
+
+JobId JobIntake::take_ids(std::size_t n) noexcept {
+  return next_id_.fetch_add(n, std::memory_order_relaxed);
+}
+
+JobIntake::Pushed JobIntake::push(std::span<Job> jobs, bool may_wait) {
+  Pushed pushed;
+  // No lock for nothing: a batch all refused takes none (in a forked copy, it may be held forever).
+  if (jobs.empty()) return pushed;
+  std::unique_lock lock(mutex_);
+  while (pushed.queued < jobs.size()) {
+    if (stopping_) {
+      pushed.refusal = Refusal{ErrorKind::shutting_down, "the pool is shutting down"};
+    } else if (degraded_) {
+      pushed.refusal = Refusal{ErrorKind::pool_degraded,
+                               "the pool is degraded: its workers keep failing (see the log); it "
+                               "recovers when one starts cleanly"};
+    } else if (queue_.size() >= capacity_) {
+      if (when_full_ == QueueFullPolicy::block && may_wait) {
+        ++space_waiters_;
+        space_.wait(lock);
+        --space_waiters_;
+        continue;
+      }
+      pushed.refusal = Refusal{
+          ErrorKind::queue_full,
+          fmt::format("the queue is full ({} jobs, PoolOptions::queue_capacity)", capacity_)};
+    }
+    if (pushed.refusal) break;
+    const std::size_t room = capacity_ - queue_.size();
+    for (std::size_t end = std::min(jobs.size(), pushed.queued + room); pushed.queued < end;
+         ++pushed.queued) {
+      queue_.push_back(std::move(jobs[pushed.queued]));
+    }
+    if (supervisor_sleeping_ && submit_wakes_supervisor_) {
+      supervisor_sleeping_ = false;
+      lock.unlock();
+      wake();
+      lock.lock();
+    }
+  }
+  return pushed;
+}
+
+bool JobIntake::return_to_front(std::deque<std::unique_ptr<Job>>& jobs) {
+  std::lock_guard lock(mutex_);
+  if (degraded_) return false;
+  for (auto it = jobs.rbegin(); it != jobs.rend(); ++it)
+    queue_.push_front(std::move(**it));
+  jobs.clear();
+  return true;
+}
+
+std::optional<Job> JobIntake::remove(JobId id) {
+  std::unique_lock lock(mutex_);
+  std::optional<Job> job = queue_.remove(id);
+  after_taking(lock, job ? 1 : 0);
+  return job;
+}
+
+JobQueue JobIntake::take_all() {
+  JobQueue jobs;
+  std::unique_lock lock(mutex_);
+  jobs.swap(queue_);
+  after_taking(lock, jobs.size());
+  return jobs;
+}
+
+void JobIntake::stop(std::optional<std::chrono::milliseconds> drain) {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    if (drain) drain_asked_ = std::max(*drain, std::chrono::milliseconds{0});
+  }
+  // Submitters waiting for room are refused now.
+  space_.notify_all();
+}
+
+bool JobIntake::set_degraded(bool degraded) {
+  std::lock_guard lock(mutex_);
+  return std::exchange(degraded_, degraded) != degraded;
+}
+
+JobIntake::State JobIntake::state() const {
+  std::lock_guard lock(mutex_);
+  return State{queue_.size(), stopping_, degraded_, drain_asked_, supervisor_sleeping_};
+}
+
+bool JobIntake::begin_sleep(bool dispatch_possible, bool drain_begun, bool wake_on_submit) {
+  std::lock_guard lock(mutex_);
+  if (!queue_.empty() && dispatch_possible) return false;
+  if (drain_asked_ && !drain_begun) return false;
+  supervisor_sleeping_ = true;
+  submit_wakes_supervisor_ = wake_on_submit;
+  return true;
+}
+
+void JobIntake::end_sleep() {
+  std::lock_guard lock(mutex_);
+  supervisor_sleeping_ = false;
+}
+
+void JobIntake::after_taking(std::unique_lock<std::mutex>& lock, std::size_t taken) {
+  const bool waiters = space_waiters_ > 0;
+  lock.unlock();
+  if (taken > 0 && waiters) space_.notify_all();
+}
+
+}  // namespace procpool::detail
