@@ -23,6 +23,7 @@ std::optional<platform::MemoryCgroup> host_memory_cgroup() {
 
 Supervisor::Supervisor(PoolOptions options)
     : options_(std::move(options)),
+      reporter_(options_.log, options_.on_event),
       host_pid_(platform::current_pid()),
       fork_generation_(platform::watch_forks()),
       host_stderr_(platform::file_info(2)),
@@ -46,12 +47,14 @@ Supervisor::Supervisor(PoolOptions options)
                             cgroups.max_bytes ? cgroups.max_bytes : options_.recycle.rss_hard_limit,
                             host_cgroup_);
     if (!worker_cgroups_->active()) {
-      log(LogLevel::warning,
+      reporter_.log(
+          LogLevel::warning,
           fmt::format("per-worker memory cgroups are off: {}; the sampled limits alone keep "
                       "workers' memory in bounds (PoolStats::memory.enforcement: sampled)",
                       worker_cgroups_->why_not()));
     } else if (std::size_t swept = worker_cgroups_->swept()) {
-      log(LogLevel::info,
+      reporter_.log(
+          LogLevel::info,
           fmt::format("removing {} memory cgroup(s) left by pools whose host died", swept));
     }
   }
@@ -61,7 +64,7 @@ Supervisor::Supervisor(PoolOptions options)
     if (auto limit = platform::effective_memory_limit(*host_cgroup_)) host_limit = limit->bytes;
   }
   memory_budget_ = MemoryBudgetGate(options_.memory_budget, host_limit, no_budget);
-  if (!no_budget.empty()) log(LogLevel::warning, no_budget);
+  if (!no_budget.empty()) reporter_.log(LogLevel::warning, no_budget);
   // Edge-triggered: the eventfds the supervisor sleeps on are never drained (a read per wake-up).
   poller_.add(intake_.wake_descriptor(), wake_key, true);
   thread_ = std::thread([this] { run(); });
@@ -138,7 +141,7 @@ Job Supervisor::make_job(JobId id, std::string_view name, Bytes payload,
 
 JobId Supervisor::take_ids(std::size_t n) {
   if (options_.spin.enabled) submit_cpu_.store(platform::current_cpu(), std::memory_order_relaxed);
-  submitted_.fetch_add(n, std::memory_order_relaxed);
+  reporter_.count_submitted(n);
   return intake_.take_ids(n);
 }
 
@@ -151,7 +154,7 @@ JobId Supervisor::submit_one(Job job, std::optional<JobResult> refusal) {
   // As submit_batch for one job, without its vectors: two allocations fewer per job.
   std::vector<Outcome> rejected;
   if (refusal) {
-    count(*refusal);
+    reporter_.count(*refusal);
     rejected.push_back(Outcome{std::move(job.sink), std::move(*refusal)});
   } else {
     enqueue(std::span<Job>(&job, 1), rejected);
@@ -181,7 +184,7 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
     jobs.clear();
     for (std::size_t i = start; i < std::min(n, start + chunk); ++i) {
       if (auto error = check_request(name, payloads[i].size(), options)) {
-        count(*error);
+        reporter_.count(*error);
         rejected.push_back(Outcome{std::move(sinks[i]), std::move(*error)});
         continue;
       }
@@ -200,7 +203,7 @@ void Supervisor::enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected) {
   if (!pushed.refusal) return;
   JobResult refusal = job_failure(pushed.refusal->kind, std::move(pushed.refusal->message));
   for (std::size_t i = pushed.queued; i < jobs.size(); ++i) {
-    count(refusal);
+    reporter_.count(refusal);
     rejected.push_back(Outcome{std::move(jobs[i].sink), refusal});
   }
 }
@@ -249,7 +252,7 @@ bool Supervisor::cancel(JobId id) {
   if (!job) return false;
   JobResult result =
       job_failure(ErrorKind::cancelled, "cancelled before it started", job->attempts);
-  count(result);
+  reporter_.count(result);
   complete_now(std::move(job->sink), std::move(result));
   return true;
 }
@@ -311,13 +314,7 @@ PoolStats Supervisor::stats() const {
     ws.predecessor_reason = w->predecessor_reason;
     stats.workers.push_back(std::move(ws));
   }
-  stats.submitted = submitted_.load();
-  stats.succeeded = succeeded_.load();
-  for (std::size_t i = 0; i < error_kind_count; ++i) {
-    stats.failed_by_kind[i] = failed_by_kind_[i].load();
-    stats.failed += stats.failed_by_kind[i];
-  }
-  stats.retries = retries_.load();
+  reporter_.fill(stats);
   stats.workers_started = workers_started_;
   stats.workers_exited = workers_exited_;
   stats.start_failures = start_failures_;
@@ -343,7 +340,7 @@ void Supervisor::shutdown(milliseconds drain) {
   std::lock_guard guard(shutdown_mutex_);
   if (!thread_.joinable()) return;
   if (std::this_thread::get_id() == supervisor_thread_id_.load()) {
-    log(LogLevel::error, "Pool::shutdown called from a completion callback; ignored");
+    reporter_.log(LogLevel::error, "Pool::shutdown called from a completion callback; ignored");
     return;
   }
   intake_.stop(drain);
@@ -364,61 +361,9 @@ void Supervisor::complete_now(OutcomeSink sink, JobResult result) noexcept {
     auto& callback = std::get<Completion>(sink);
     if (callback) callback(std::move(result));
   } catch (const std::exception& e) {
-    log(LogLevel::error, fmt::format("a completion callback threw: {}", e.what()));
+    reporter_.log(LogLevel::error, fmt::format("a completion callback threw: {}", e.what()));
   } catch (...) {
-    log(LogLevel::error, "a completion callback threw a non-std::exception");
-  }
-}
-
-void Supervisor::count(const JobResult& result) noexcept {
-  if (result.ok()) {
-    succeeded_.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    failed_by_kind_[static_cast<std::size_t>(result.error().kind)].fetch_add(
-        1, std::memory_order_relaxed);
-  }
-}
-
-thread_local const Supervisor* Supervisor::deferring_ = nullptr;
-
-bool Supervisor::defer(LogLevel level, const std::string& line,
-                       std::optional<PoolEvent>& event) const noexcept {
-  if (deferring_ != this) return false;
-  try {
-    deferred_.push_back(Deferred{level, line, std::move(event)});
-    return true;
-  } catch (...) {
-    return false;  // no memory to keep it: emitted here rather than not at all
-  }
-}
-
-void Supervisor::log(LogLevel level, const std::string& line) const noexcept {
-  std::optional<PoolEvent> no_event;
-  if (defer(level, line, no_event)) return;
-  try {
-    if (options_.log) {
-      options_.log(level, line);
-    } else if (level != LogLevel::debug) {
-      std::fprintf(stderr, "procpool: %s\n", line.c_str());
-    }
-  } catch (...) {
-    // A log sink that throws loses its line, nothing else.
-  }
-}
-
-void Supervisor::emit(PoolEvent event, LogLevel level) const noexcept {
-  if (deferring_ == this) {
-    std::optional<PoolEvent> kept(event);
-    if (defer(level, event.message, kept)) return;
-  }
-  log(level, event.message);
-  if (!options_.on_event) return;
-  try {
-    options_.on_event(event);
-  } catch (const std::exception& e) {
-    log(LogLevel::error, fmt::format("the event callback threw: {}", e.what()));
-  } catch (...) {
-    log(LogLevel::error, "the event callback threw a non-std::exception");
+    reporter_.log(LogLevel::error, "a completion callback threw a non-std::exception");
   }
 }
 
@@ -440,7 +385,7 @@ void Supervisor::fail_job(const WorkerProcess& worker, std::unique_ptr<Job> job,
         fmt::format("job '{}' failed ({}): {}", job->name, to_string(error.kind), error.message));
     event.job_name = job->name;
     event.error = error.kind;
-    emit(std::move(event), level);
+    reporter_.emit(std::move(event), level);
   } catch (const std::bad_alloc&) {
     // No memory for the event: the job still gets its outcome.
   }
@@ -448,7 +393,7 @@ void Supervisor::fail_job(const WorkerProcess& worker, std::unique_ptr<Job> job,
 }
 
 void Supervisor::complete(Job& job, JobResult result) {
-  count(result);
+  reporter_.count(result);
   outcomes_.push_back(Outcome{std::move(job.sink), std::move(result)});
 }
 
@@ -463,10 +408,11 @@ void Supervisor::run() noexcept {
   try {
     loop();
   } catch (const std::exception& e) {
-    log(LogLevel::error, fmt::format("supervisor failed: {}; stopping the pool", e.what()));
+    reporter_.log(LogLevel::error,
+                  fmt::format("supervisor failed: {}; stopping the pool", e.what()));
     emergency_stop();
   } catch (...) {
-    log(LogLevel::error, "supervisor failed; stopping the pool");
+    reporter_.log(LogLevel::error, "supervisor failed; stopping the pool");
     emergency_stop();
   }
   // After its workers. A server with starts unanswered (the loop failed) or retired gets its
@@ -479,8 +425,8 @@ void Supervisor::run() noexcept {
   retiring_fork_servers_.clear();
   if (worker_cgroups_) {
     for (const std::string& left : worker_cgroups_->finish(std::chrono::seconds(2))) {
-      log(LogLevel::warning,
-          fmt::format("the memory cgroup {} is still in use and was left behind", left));
+      reporter_.log(LogLevel::warning,
+                    fmt::format("the memory cgroup {} is still in use and was left behind", left));
     }
   }
 }
@@ -494,7 +440,7 @@ void Supervisor::loop() {
     {
       std::lock_guard lock(state_mutex_);
       end_sleep();
-      if (!deferred_.empty()) flush_deferred();
+      if (reporter_.has_deferred()) reporter_.emit_deferred();
       auto now = Clock::now();
       for (std::uint64_t key : ready)
         on_ready_key(key, now);
@@ -665,7 +611,7 @@ std::unique_ptr<Job> Supervisor::take_job(const BudgetView& budget, bool take,
         MemoryBudgetGate::expected_peak(over.options.expected_memory_bytes, over.name, job_stats_);
     std::string why =
         memory_budget_.refusal(over.name, over_peak, over.options.expected_memory_bytes > 0);
-    log(LogLevel::warning, why);
+    reporter_.log(LogLevel::warning, why);
     unsigned attempts = over.attempts;
     complete(over, job_failure(ErrorKind::memory_limit, std::move(why), attempts));
   }
@@ -805,7 +751,8 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
         // ended after step() read its ring: its result is read at the next step (prepare_sleep
         // sees it and does not sleep).
         if (take_back_unstarted(w) != TakeBack::worker_moved_on) {
-          log(LogLevel::warning,
+          reporter_.log(
+              LogLevel::warning,
               fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
                           "worker",
                           w.job->name, w.id, w.pid, w.job->timeout.count()));
@@ -873,7 +820,8 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
   if (worker_cgroups_) {
     WorkerCgroups::Removals removals = worker_cgroups_->retry_removals(now);
     for (const std::string& left : removals.abandoned) {
-      log(LogLevel::warning,
+      reporter_.log(
+          LogLevel::warning,
           fmt::format("the memory cgroup {} of a worker that left is still in use; given up",
                       left));
     }
@@ -996,7 +944,7 @@ void Supervisor::update_spin_hint() {
 }
 
 void Supervisor::spin(std::optional<Clock::duration> limit) {
-  const std::uint64_t submitted = submitted_.load(std::memory_order_relaxed);
+  const std::uint64_t submitted = reporter_.submitted();
   auto ready = [&] {
     for (const RingReader* ring : spin_rings_) {
       if (ring->has_data()) return true;
@@ -1005,7 +953,7 @@ void Supervisor::spin(std::optional<Clock::duration> limit) {
       std::optional<std::uint64_t> space = watch.ring->free_bytes();
       if (!space || *space >= watch.bytes) return true;  // an impossible position: step() says so
     }
-    return submitted_.load(std::memory_order_relaxed) != submitted;
+    return reporter_.submitted() != submitted;
   };
   spin_.poll_now(ready, limit ? std::chrono::ceil<std::chrono::nanoseconds>(*limit)
                               : std::chrono::nanoseconds::max());

@@ -37,6 +37,7 @@
 #include "oom_attribution.hpp"
 #include "policy.hpp"
 #include "procpool/events.hpp"
+#include "reporter.hpp"
 #include "worker_cgroups.hpp"
 #include "worker_process.hpp"
 
@@ -269,8 +270,6 @@ class Supervisor {
   std::optional<Clock::time_point> next_timer(const WorkerProcess& worker) const;
   /// True if one of `worker`'s timers falls before the sleeping supervisor thread would wake.
   bool timer_before_wake(const WorkerProcess& worker) const;
-  /// Emits the log lines and events a Pool::call thread raised (supervisor thread).
-  void flush_deferred();
 
   // Any thread.
   /// The answer to a use of the pool in a forked copy (forked_copy), naming both pids.
@@ -284,15 +283,10 @@ class Supervisor {
   /// Makes room for `jobs` more outcomes, so that completing them cannot fail for memory.
   void reserve_outcomes(std::size_t jobs);
   void complete_now(OutcomeSink sink, JobResult result) noexcept;
-  void count(const JobResult& result) noexcept;
-  void log(LogLevel level, const std::string& line) const noexcept;
-  void emit(PoolEvent event, LogLevel level) const noexcept;
-  /// On a Pool::call thread that defers for this supervisor (deferring_): keeps the line and
-  /// `event` (moved from) in deferred_ and returns true. Otherwise, or without memory, false.
-  bool defer(LogLevel level, const std::string& line,
-             std::optional<PoolEvent>& event) const noexcept;
 
   const PoolOptions options_;
+  /// The log sink, the event callback and the job counters (thread-safe on its own).
+  Reporter reporter_;
   std::string executable_;
   std::vector<std::string> base_arguments_;
   const int host_pid_;
@@ -311,9 +305,6 @@ class Supervisor {
   /// that worker does not ring its doorbell for each result (see prepare_sleep()).
   bool backlog_polling_ = false;
   static constexpr std::chrono::microseconds backlog_poll_interval{50};
-
-  std::atomic<std::uint64_t> submitted_{0}, succeeded_{0}, retries_{0};
-  std::array<std::atomic<std::uint64_t>, error_kind_count> failed_by_kind_{};
 
   // Memory beyond the sampled limits (docs/memory.md; supervisor thread).
   /// The host's memory cgroup, if it is in one procpool can read.
@@ -334,17 +325,6 @@ class Supervisor {
   /// When the sleeping supervisor thread wakes by itself (nullopt: only when woken). Meaningful
   /// while supervisor_sleeping_.
   std::optional<Clock::time_point> sleep_until_;
-  /// Log lines and events raised on a Pool::call thread, which the supervisor thread emits, so that
-  /// they keep coming from it (LogSink, EventCallback).
-  struct Deferred {
-    LogLevel level;
-    std::string line;
-    std::optional<PoolEvent> event;
-  };
-  mutable std::vector<Deferred> deferred_;
-  /// The supervisor whose log lines and events this thread defers: set while a Pool::call thread
-  /// holds state_mutex_ and works on a worker.
-  static thread_local const Supervisor* deferring_;
   std::size_t scaled_target_ = 0;  // workers wanted now, between min and max
   std::deque<std::optional<RecycleReason>> pending_replacements_;  // reasons for workers owed
   std::deque<Clock::time_point> unplanned_exits_;                  // the current run of failures

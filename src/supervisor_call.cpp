@@ -26,25 +26,6 @@
 
 namespace procpool::detail {
 
-namespace {
-
-// Defers this thread's log lines and events for `supervisor` while it lives. Only while the
-// thread holds state_mutex_, which guards Supervisor::deferred_.
-class DeferLogs {
- public:
-  explicit DeferLogs(const Supervisor* supervisor, const Supervisor*& slot) noexcept : slot_(slot) {
-    slot_ = supervisor;
-  }
-  ~DeferLogs() { slot_ = nullptr; }
-  DeferLogs(const DeferLogs&) = delete;
-  DeferLogs& operator=(const DeferLogs&) = delete;
-
- private:
-  const Supervisor*& slot_;
-};
-
-}  // namespace
-
 JobId Supervisor::call(std::string_view name, Bytes payload, const SubmitOptions& options,
                        OutcomeSink sink) {
   std::optional<JobResult> refusal = check_request(name, payload.size(), options);
@@ -95,12 +76,12 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
   if (memory_budget_.enabled()) w->budget.add(w->memory, peak);
   try {
     {
-      DeferLogs defer(this, deferring_);
+      Reporter::Deferral deferral(reporter_);
       send_request(*w);
     }
     for (;;) {
       if (w->responses.has_data()) {
-        DeferLogs defer(this, deferring_);
+        Reporter::Deferral deferral(reporter_);
         read_responses(*w, now);
       }
       const bool done = !w->job || w->job->id != id;
@@ -204,8 +185,9 @@ void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProce
   // its timers), lines or events to emit, a worker to stop or replace, jobs that arrived meanwhile
   // (it may have gone to sleep counting on this worker's result to wake it), or a timer due before
   // it would wake.
-  const bool wake_supervisor = !done || queued || !deferred_.empty() || w.leaving || w.untrusted ||
-                               !pending_replacements_.empty() || (sleeping && timer_before_wake(w));
+  const bool wake_supervisor = !done || queued || reporter_.has_deferred() || w.leaving ||
+                               w.untrusted || !pending_replacements_.empty() ||
+                               (sleeping && timer_before_wake(w));
   std::vector<Outcome> outcomes;
   outcomes.swap(outcomes_);
   lock.unlock();
@@ -232,18 +214,6 @@ std::optional<Clock::time_point> Supervisor::next_timer(const WorkerProcess& w) 
 bool Supervisor::timer_before_wake(const WorkerProcess& w) const {
   std::optional<Clock::time_point> next = next_timer(w);
   return next && (!sleep_until_ || *next < *sleep_until_);
-}
-
-void Supervisor::flush_deferred() {
-  std::vector<Deferred> pending;
-  pending.swap(deferred_);
-  for (Deferred& d : pending) {
-    if (d.event) {
-      emit(std::move(*d.event), d.level);
-    } else {
-      log(d.level, d.line);
-    }
-  }
 }
 
 }  // namespace procpool::detail

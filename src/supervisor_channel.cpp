@@ -63,7 +63,8 @@ void Supervisor::send_request(WorkerProcess& w) {
       if (!platform::send_descriptors(w.channel.get(), buffers, 2)) {
         // It died (or closed its channel): its exit, handled as any crash, decides what becomes
         // of the job (a retry if it is idempotent).
-        log(LogLevel::warning,
+        reporter_.log(
+            LogLevel::warning,
             fmt::format("worker {} (pid {}) does not take an in-place job's buffers (it died or "
                         "closed its channel); killing it",
                         w.id, w.pid));
@@ -218,13 +219,14 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
     // Replacing it would give a worker just as big: keep it, say so once.
     w.soft_limit_waived = true;
     if (!std::exchange(reported_above_soft_limit_, true)) {
-      emit(worker_event(EventType::above_soft_limit_at_start, w,
-                        fmt::format("worker {} (pid {}) uses {} right after start-up, over "
-                                    "rss_soft_limit ({}); such workers are kept rather than "
-                                    "recycled after every job; raise the limit",
-                                    w.id, w.pid, format_bytes(*w.memory),
-                                    format_bytes(policy.rss_soft_limit))),
-           LogLevel::warning);
+      reporter_.emit(
+          worker_event(EventType::above_soft_limit_at_start, w,
+                       fmt::format("worker {} (pid {}) uses {} right after start-up, over "
+                                   "rss_soft_limit ({}); such workers are kept rather than "
+                                   "recycled after every job; raise the limit",
+                                   w.id, w.pid, format_bytes(*w.memory),
+                                   format_bytes(policy.rss_soft_limit))),
+          LogLevel::warning);
     }
   }
   if (intake_.state().degraded) set_degraded(false, "a worker started cleanly");
@@ -234,7 +236,7 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
                    fmt::format("worker {} (pid {}) ready in {} ms", w.id, w.pid,
                                duration_cast<milliseconds>(now - w.spawned_at).count()));
   event.reason = w.predecessor_reason;
-  emit(std::move(event), LogLevel::debug);
+  reporter_.emit(std::move(event), LogLevel::debug);
   apply_policy(w, now);
 }
 
@@ -353,7 +355,7 @@ void Supervisor::read_output(WorkerProcess& w, bool until_eof) {
   }
   if (ended) w.output_lines.finish(now, to_log);
   for (const std::string& line : to_log)
-    log(LogLevel::info, fmt::format("worker {}: {}", w.pid, line));
+    reporter_.log(LogLevel::info, fmt::format("worker {}: {}", w.pid, line));
   if (ended) {
     // Stop watching, or a closed pipe would wake the loop for ever.
     poller_.remove(w.output.get());

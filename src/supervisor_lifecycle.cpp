@@ -115,7 +115,7 @@ void Supervisor::spawn_workers(Clock::time_point now) {
 }
 
 void Supervisor::start_failed(Clock::time_point now, const std::string& why) {
-  log(LogLevel::error, fmt::format("cannot start a worker: {}", why));
+  reporter_.log(LogLevel::error, fmt::format("cannot start a worker: {}", why));
   ++start_failures_;
   ++recycles_[static_cast<std::size_t>(RecycleReason::start_failure)];
   note_unplanned_exit(now, why);
@@ -216,7 +216,7 @@ void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
                       ? fmt::format(", replacing one that left: {}", to_string(*predecessor))
                       : ""));
   event.reason = predecessor;
-  emit(std::move(event), LogLevel::debug);
+  reporter_.emit(std::move(event), LogLevel::debug);
   workers_.emplace(worker->id, std::move(worker));
 }
 
@@ -225,7 +225,7 @@ ForkServer& Supervisor::fork_server(const platform::SpawnRequest& request, Clock
     if (std::optional<platform::ExitStatus> status = fork_server_->exited()) {
       std::string why =
           fmt::format("the fork server (pid {}) {}", fork_server_->pid(), describe_exit(*status));
-      log(LogLevel::warning, why + "; starting another");
+      reporter_.log(LogLevel::warning, why + "; starting another");
       retire_fork_server(now, why);
     } else if (!fork_server_->accepting()) {
       retire_fork_server(
@@ -238,7 +238,8 @@ ForkServer& Supervisor::fork_server(const platform::SpawnRequest& request, Clock
     // with nothing unanswered is noticed at the next start, by exited() above.
     poller_.add(server->channel(), fork_answers_key, true);
     fork_server_ = std::move(server);
-    log(LogLevel::debug, fmt::format("fork server started (pid {})", fork_server_->pid()));
+    reporter_.log(LogLevel::debug,
+                  fmt::format("fork server started (pid {})", fork_server_->pid()));
   }
   return *fork_server_;
 }
@@ -297,7 +298,8 @@ void Supervisor::finish_fork_server_retirements(Clock::time_point now, bool dead
     if (!server.finish_retirement(false)) {  // still running
       if (!deadline_passed || now < retiring.deadline) return false;
       server.finish_retirement(true);
-      log(LogLevel::warning,
+      reporter_.log(
+          LogLevel::warning,
           fmt::format("the retired fork server (pid {}) did not exit within its grace period; "
                       "it was killed",
                       server.pid()));
@@ -352,7 +354,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
                     oom->limit));
     event.reason = reason;
     event.signal = status->signal;
-    emit(std::move(event), LogLevel::warning);
+    reporter_.emit(std::move(event), LogLevel::warning);
   }
   if (!w.leaving) {
     // It stops counting as live only now: its successor replaces a crash.
@@ -404,8 +406,8 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
       again.push_back(std::move(job));
       retried = intake_.return_to_front(again);  // not if the pool is degraded
       if (retried) {
-        log(LogLevel::warning, retrying);
-        retries_.fetch_add(1, std::memory_order_relaxed);
+        reporter_.log(LogLevel::warning, retrying);
+        reporter_.count_retry();
       } else {
         job = std::move(again.front());
       }
@@ -434,12 +436,12 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
     std::string why = w.leaving_detail.empty() ? how : w.leaving_detail;
     event.message = fmt::format("worker (pid {}) {} before it was ready{}{}", w.pid, why,
                                 tail.empty() ? "" : "; its output:\n", tail);
-    emit(std::move(event), LogLevel::error);
+    reporter_.emit(std::move(event), LogLevel::error);
     note_unplanned_exit(now, fmt::format("worker (pid {}) {} before it was ready", w.pid, why));
   } else {
     event.message = fmt::format("worker {} (pid {}) {} after {} job(s) ({})", w.id, w.pid, how,
                                 w.jobs_done, to_string(reason));
-    emit(std::move(event), planned ? LogLevel::debug : LogLevel::warning);
+    reporter_.emit(std::move(event), planned ? LogLevel::debug : LogLevel::warning);
     if (!planned) note_unplanned_exit(now, fmt::format("worker (pid {}) {}", w.pid, how));
   }
   // A Pool::call thread waiting for this worker's result sleeps until the worker's next timer:
@@ -487,8 +489,9 @@ Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w) {
     }
   }
   if (jobs.empty()) return moved_on ? TakeBack::worker_moved_on : TakeBack::nothing;
-  log(LogLevel::debug, fmt::format("took back {} job(s) worker {} (pid {}) had not started",
-                                   jobs.size(), w.id, w.pid));
+  reporter_.log(LogLevel::debug,
+                fmt::format("took back {} job(s) worker {} (pid {}) had not started", jobs.size(),
+                            w.id, w.pid));
   return_unstarted(std::move(jobs), w.pid);
   return moved_on ? TakeBack::worker_moved_on : TakeBack::taken;
 }
@@ -549,7 +552,8 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
 
 void Supervisor::violation(WorkerProcess& w, const std::string& what) {
   if (w.untrusted) return;
-  log(LogLevel::error,
+  reporter_.log(
+      LogLevel::error,
       fmt::format("worker {} (pid {}) broke the protocol: {}; killing it", w.id, w.pid, what));
   w.untrusted = true;
   // A violation overrides any gentler stop under way: the worker is not to be trusted.
@@ -610,8 +614,8 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
     if (hard && w.memory && *w.memory > hard) {
       std::string detail = fmt::format("memory {} is over the hard limit of {}",
                                        format_bytes(*w.memory), format_bytes(hard));
-      log(LogLevel::warning,
-          fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, detail));
+      reporter_.log(LogLevel::warning,
+                    fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, detail));
       stop_worker(w, RecycleReason::rss_hard_limit, now, std::move(detail));
     }
     return;
@@ -635,8 +639,8 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   if (decision.verdict == Verdict::keep) return;
 
   if (decision.verdict == Verdict::kill_now) {
-    log(LogLevel::warning,
-        fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, decision.detail));
+    reporter_.log(LogLevel::warning,
+                  fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, decision.detail));
     stop_worker(w, decision.reason, now, decision.detail);
     return;
   }
@@ -665,7 +669,7 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
                                  fmt::format("worker {} (pid {}) retiring ({}): {}", w.id, w.pid,
                                              to_string(decision.reason), decision.detail));
   event.reason = decision.reason;
-  emit(std::move(event), LogLevel::info);
+  reporter_.emit(std::move(event), LogLevel::info);
   release_retired(w, now);
 }
 
@@ -695,7 +699,7 @@ void Supervisor::make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time
                                    fmt::format("worker {} (pid {}) retiring ({}): {}", w.id, w.pid,
                                                to_string(RecycleReason::memory_budget), detail));
     event.reason = RecycleReason::memory_budget;
-    emit(std::move(event), LogLevel::info);
+    reporter_.emit(std::move(event), LogLevel::info);
     stop_worker(w, RecycleReason::memory_budget, now, std::move(detail));
   }
 }
@@ -716,8 +720,9 @@ void Supervisor::note_unplanned_exit(Clock::time_point now, const std::string& w
   auto backoff = std::min<milliseconds>(options_.restart_backoff_initial * (1u << shift),
                                         options_.restart_backoff_max);
   next_spawn_at_ = now + backoff;
-  log(LogLevel::warning, fmt::format("{} unplanned worker exit(s) in a row; next start in {} ms",
-                                     failures, backoff.count()));
+  reporter_.log(LogLevel::warning,
+                fmt::format("{} unplanned worker exit(s) in a row; next start in {} ms", failures,
+                            backoff.count()));
   if (failures >= options_.restart_storm_threshold) {
     set_degraded(
         true, fmt::format("{} workers in a row failed to start or crashed within {} ms; last: {}",
@@ -736,11 +741,11 @@ void Supervisor::set_degraded(bool degraded, const std::string& why) {
   if (degraded) {
     event.message = fmt::format(
         "the pool is degraded: {}; jobs fail with pool_degraded until a worker starts", why);
-    emit(std::move(event), LogLevel::error);
+    reporter_.emit(std::move(event), LogLevel::error);
     fail_queue(ErrorKind::pool_degraded, fmt::format("the pool is degraded: {}", why));
   } else {
     event.message = fmt::format("the pool is healthy again: {}", why);
-    emit(std::move(event), LogLevel::info);
+    reporter_.emit(std::move(event), LogLevel::info);
   }
 }
 
