@@ -9,8 +9,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "job.hpp"
 #include "platform/platform.hpp"
-#include "worker_process.hpp"
 
 namespace procpool::detail {
 

@@ -5,9 +5,11 @@
 
 namespace procpool {
 
-class Pool::Impl : public detail::Supervisor {
+// The pool's one part: its supervisor (src/supervisor.hpp).
+class Pool::Impl {
  public:
-  using detail::Supervisor::Supervisor;
+  explicit Impl(PoolOptions options) : supervisor(std::move(options)) {}
+  detail::Supervisor supervisor;
 };
 
 namespace {
@@ -32,7 +34,7 @@ Pool::~Pool() {
   // terminate), its fork server, workers and cgroups are the host's, and the supervisor thread may
   // have been changing its state at the fork. Its memory and descriptors (close-on-exec) stay
   // with the copy until it exits or execs.
-  if (impl_->forked_copy(true)) (void)impl_.release();
+  if (impl_->supervisor.forked_copy(true)) (void)impl_.release();
 }
 
 JobFuture Pool::submit(std::string_view job_name, std::span<const std::byte> payload,
@@ -42,13 +44,13 @@ JobFuture Pool::submit(std::string_view job_name, std::span<const std::byte> pay
 
 JobFuture Pool::submit(std::string_view job_name, Bytes&& payload, const SubmitOptions& options) {
   return with_future<JobFuture>([&](detail::OutcomeSink sink) {
-    return impl_->submit(job_name, std::move(payload), options, std::move(sink));
+    return impl_->supervisor.submit(job_name, std::move(payload), options, std::move(sink));
   });
 }
 
 JobId Pool::submit(std::string_view job_name, Bytes payload, const SubmitOptions& options,
                    Completion on_done) {
-  return impl_->submit(job_name, std::move(payload), options, std::move(on_done));
+  return impl_->supervisor.submit(job_name, std::move(payload), options, std::move(on_done));
 }
 
 std::vector<JobFuture> Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
@@ -62,7 +64,8 @@ std::vector<JobFuture> Pool::submit_batch(std::string_view job_name, std::vector
     states.push_back(promise.state());
     sinks.emplace_back(std::move(promise));
   }
-  JobId first = impl_->submit_batch(job_name, std::move(payloads), options, std::move(sinks));
+  JobId first =
+      impl_->supervisor.submit_batch(job_name, std::move(payloads), options, std::move(sinks));
   std::vector<JobFuture> futures;
   futures.reserve(states.size());
   for (std::size_t i = 0; i < states.size(); ++i)
@@ -77,7 +80,7 @@ JobId Pool::submit_batch(std::string_view job_name, std::vector<Bytes> payloads,
   sinks.reserve(payloads.size());
   for (std::size_t i = 0; i < payloads.size(); ++i)
     sinks.emplace_back(detail::BatchSink{shared, i});
-  return impl_->submit_batch(job_name, std::move(payloads), options, std::move(sinks));
+  return impl_->supervisor.submit_batch(job_name, std::move(payloads), options, std::move(sinks));
 }
 
 JobResult Pool::call(std::string_view job_name, std::span<const std::byte> payload,
@@ -92,19 +95,19 @@ JobResult Pool::call(std::string_view job_name, Bytes&& payload, const SubmitOpt
 JobFuture Pool::start_call(std::string_view job_name, Bytes&& payload,
                            const SubmitOptions& options) {
   return with_future<JobFuture>([&](detail::OutcomeSink sink) {
-    return impl_->call(job_name, std::move(payload), options, std::move(sink));
+    return impl_->supervisor.call(job_name, std::move(payload), options, std::move(sink));
   });
 }
 
 LentBuffer Pool::lend(std::size_t bytes) {
-  return impl_->lend(bytes);
+  return impl_->supervisor.lend(bytes);
 }
 
 Future<std::uint64_t> Pool::submit_in_place(std::string_view job_name, LentBuffer input,
                                             LentBuffer output, const SubmitOptions& options) {
   return with_future<Future<std::uint64_t>>([&](detail::OutcomeSink sink) {
-    return impl_->submit_in_place(job_name, std::move(input), std::move(output), options,
-                                  std::move(sink));
+    return impl_->supervisor.submit_in_place(job_name, std::move(input), std::move(output), options,
+                                             std::move(sink));
   });
 }
 
@@ -116,21 +119,21 @@ Result<std::uint64_t> Pool::call_in_place(std::string_view job_name, LentBuffer 
 Future<std::uint64_t> Pool::start_call_in_place(std::string_view job_name, LentBuffer input,
                                                 LentBuffer output, const SubmitOptions& options) {
   return with_future<Future<std::uint64_t>>([&](detail::OutcomeSink sink) {
-    return impl_->call_in_place(job_name, std::move(input), std::move(output), options,
-                                std::move(sink));
+    return impl_->supervisor.call_in_place(job_name, std::move(input), std::move(output), options,
+                                           std::move(sink));
   });
 }
 
 bool Pool::cancel(JobId id) {
-  return impl_->cancel(id);
+  return impl_->supervisor.cancel(id);
 }
 
 PoolStats Pool::stats() const {
-  return impl_->stats();
+  return impl_->supervisor.stats();
 }
 
 void Pool::shutdown(std::chrono::milliseconds drain) {
-  impl_->shutdown(drain);
+  impl_->supervisor.shutdown(drain);
 }
 
 }  // namespace procpool

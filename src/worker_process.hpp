@@ -8,18 +8,14 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <variant>
 
 #include "channel/layout.hpp"
 #include "channel/ring.hpp"
 #include "channel/segment.hpp"
+#include "job.hpp"
 #include "memory_budget.hpp"
-#include "outcome_promise.hpp"
 #include "platform/platform.hpp"
-#include "procpool/future.hpp"
-#include "procpool/lent_buffer.hpp"
 #include "procpool/options.hpp"
-#include "procpool/pool.hpp"
 #include "procpool/stats.hpp"
 #include "worker_cgroups.hpp"
 #include "worker_output.hpp"
@@ -27,47 +23,6 @@
 namespace procpool::detail {
 
 using Clock = std::chrono::steady_clock;
-
-/// The outcome of job `index` of a batch submitted with one BatchCompletion. One shared callback
-/// and an index rather than a Completion per job: a Completion capturing both would not fit
-/// std::function's inline storage, and a heap block per job, allocated by the submitting thread
-/// and freed by the supervisor's, makes the two contend on the allocator's locks.
-struct BatchSink {
-  std::shared_ptr<BatchCompletion> callback;
-  std::size_t index = 0;
-};
-
-/// Where a job's outcome goes: a Future (future-returning submit), a callback, or a batch's
-/// callback.
-/// Completion comes first so that a default-constructed Job (an empty function) allocates nothing;
-/// a default OutcomePromise allocates its shared state.
-using OutcomeSink = std::variant<Completion, OutcomePromise, BatchSink>;
-
-/// Everything the supervisor keeps for one job. Owned by exactly one place at a time: the queue, a
-/// worker's slot, or the list of outcomes about to be delivered; so when a job ends, nothing of it
-/// remains anywhere.
-/// The lent buffers of an in-place job (Pool::submit_in_place).
-struct InPlaceBuffers {
-  LentBuffer input;
-  LentBuffer output;
-};
-
-struct Job {
-  JobId id = 0;
-  std::string name;
-  Bytes payload;
-  SubmitOptions options;
-  std::chrono::milliseconds timeout{0};
-  OutcomeSink sink;
-  unsigned attempts = 0;
-  /// The number of its job_start record in the request ring of the worker it was last sent to
-  /// (job_claims.hpp).
-  std::uint32_t start_number = 0;
-  /// It has waited for the pool memory budget (counted once).
-  bool held_for_memory = false;
-  /// Set for an in-place job, whose payload is empty: its bytes are in these buffers.
-  std::unique_ptr<InPlaceBuffers> in_place;
-};
 
 /// What a poller key refers to: worker id * 4 + kind. Worker ids start at 1, so keys 0-3 are the
 /// supervisor's own (SupervisorKey).

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -17,6 +18,18 @@ namespace procpool {
 
 /// Identifies a submitted job within its pool.
 using JobId = std::uint64_t;
+
+/// Called once with a job's outcome: on the pool's supervisor thread, or on the calling thread when
+/// the job ends inside submit() (rejected) or cancel(). Keep it short: the pool does not dispatch
+/// while it runs. It may call submit, cancel and stats; calling shutdown or destroying the Pool
+/// from it is a programming error (shutdown logs and returns; ~Pool would terminate). An exception
+/// escaping it is caught and logged.
+using Completion = std::function<void(JobResult)>;
+
+/// Called once per job of a batch with the job's index in the batch and its outcome; otherwise as
+/// Completion (same threads and rules: a cancel() on another thread may call it while the
+/// supervisor thread does too, so synchronise what it shares).
+using BatchCompletion = std::function<void(std::size_t index, JobResult)>;
 
 namespace detail {
 

@@ -19,18 +19,6 @@
 
 namespace procpool {
 
-/// Called once with a job's outcome: on the pool's supervisor thread, or on the calling thread when
-/// the job ends inside submit() (rejected) or cancel(). Keep it short: the pool does not dispatch
-/// while it runs. It may call submit, cancel and stats; calling shutdown or destroying the Pool
-/// from it is a programming error (shutdown logs and returns; ~Pool would terminate). An exception
-/// escaping it is caught and logged.
-using Completion = std::function<void(JobResult)>;
-
-/// Called once per job of a batch with the job's index in the batch and its outcome; otherwise as
-/// Completion (same threads and rules: a cancel() on another thread may call it while the
-/// supervisor thread does too, so synchronise what it shares).
-using BatchCompletion = std::function<void(std::size_t index, JobResult)>;
-
 /// A pool of worker processes, each running one job at a time from a shared queue.
 ///
 /// The constructor starts a supervisor thread, which spawns the workers (so that their
