@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
-#include "test_jobs.hpp"
+#include "soak_jobs.hpp"
 
 namespace {
 
@@ -297,7 +297,7 @@ std::vector<MatrixRow> matrix_rows() {
   add("garbage: random bytes", "garbage", text_bytes("random"));
   add("garbage: length past the segment", "garbage", text_bytes("length"));
   add("garbage: wrong job id", "garbage", text_bytes("job_id"));
-  add("noise over the whole segment", "garbage", text_bytes("whole_segment"));
+  add("noise over the whole segment", "scribble_segment");
   add("unmap its segment", "unmap_segment");
   add("close its channel, exit(0) mid-job", "close_and_exit");
   auto* killed = add("SIGKILL from outside mid-job", "hang");
@@ -426,7 +426,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--crash-at-start") == 0) std::abort();
   }
-  procpool::JobRegistry jobs = procpool::test::make_test_registry();
+  procpool::JobRegistry jobs = bench::make_soak_registry();
   if (auto rc = procpool::run_worker_if_requested(argc, argv, jobs)) return *rc;
 
   Config cfg;

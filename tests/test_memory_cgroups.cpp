@@ -1,4 +1,4 @@
-// Per-worker memory cgroups (PoolOptions::worker_cgroups, issue 21): each worker in a cgroup of
+// Per-worker memory cgroups (PoolOptions::worker_cgroups): each worker in a cgroup of
 // its own that the kernel caps, so that a job crossing the cap ends as memory_limit whatever the
 // sampling interval, with no other worker touched; nothing left behind after the pool, and what
 // dead pools left swept at start. These run on this machine's real memory controller (cgroup v1

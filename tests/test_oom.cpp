@@ -1,4 +1,4 @@
-// The host is never the OOM victim (issue 21): every process procpool starts is the kernel OOM
+// The host is never the OOM victim: every process procpool starts is the kernel OOM
 // killer's preferred victim, set before any of its code runs; and under a container's memory
 // limit, a job whose allocations outrun the memory sampling costs its worker, not the host.
 #include <fcntl.h>
@@ -152,7 +152,7 @@ TEST_CASE(
   CHECK(status == 0);
 }
 
-// The measured failure of issue 21: a host holding 380 MiB in a 640 MiB memory cgroup (a
+// The failure this guards against: a host holding 380 MiB in a 640 MiB memory cgroup (a
 // container's limit), one worker with rss_hard_limit at 200 MiB, and a job that allocates 1 GiB
 // in 64 MiB blocks, faster than the 250 ms memory sample. The kernel's OOM killer must end the
 // worker, not the host; the host keeps serving with its memory intact. Near the cgroup's limit the

@@ -1,4 +1,4 @@
-// Security (issue 6): the shared memory is private to the host and its worker; a worker gets the
+// Security: the shared memory is private to the host and its worker; a worker gets the
 // environment, resource limits, user and privileges WorkerSecurity asks for, applied before any of
 // its code runs; options that cannot work are refused at construction.
 #include <fcntl.h>
