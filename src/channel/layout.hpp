@@ -24,6 +24,7 @@ inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
 /// 4: RingControl::consumer_waiting is a set of wake_by_* bits.
 /// 5: a fork server request may carry a fifth descriptor, the worker's cgroup.procs.
 /// 6: SegmentHeader::job_claims (job_claims.hpp).
+/// 7: JobFlags::job_flag_lent_kept_accessible.
 inline constexpr std::uint32_t protocol_version = 7;
 
 /// How a waiting consumer wants to be woken (RingControl::consumer_waiting bits). The worker's
