@@ -13,7 +13,7 @@ void usage() {
   std::fprintf(
       stderr,
       "usage: procpool-bench [--quick] [--json PATH] [--reps N] [--no-python] [--only STEP,...]\n"
-      "  --quick      small sizes, fewer repetitions (CI smoke use, < 1 minute)\n"
+      "  --quick      small sizes, fewer repetitions (CI smoke use, 1-2 minutes)\n"
       "  --json PATH  where to write the results (default "
       "benchmarks/results/latest.json)\n"
       "  --reps N     repetitions per figure (default 5, 3 with --quick)\n"

@@ -48,7 +48,7 @@ struct Config {
   bool runs(std::string_view name) const;
 };
 
-/// The sizes of --quick: small, fewer repetitions (CI smoke use, under a minute).
+/// The sizes of --quick: small, fewer repetitions (CI smoke use, 1-2 minutes).
 Config quick_config();
 
 /// The configuration `argv` asks for. Empty when it asks for no run: the usage is then printed to

@@ -145,9 +145,9 @@ JobId Supervisor::take_ids(std::size_t n) {
   return intake_.take_ids(n);
 }
 
-void Supervisor::complete_all_now(std::vector<Outcome>& outcomes) noexcept {
+void Supervisor::deliver_outcomes(std::vector<Outcome>& outcomes) noexcept {
   for (auto& outcome : outcomes)
-    complete_now(std::move(outcome.sink), std::move(outcome.result));
+    deliver_outcome(std::move(outcome.sink), std::move(outcome.result));
 }
 
 JobId Supervisor::submit_one(Job job, std::optional<JobResult> refusal) {
@@ -159,7 +159,7 @@ JobId Supervisor::submit_one(Job job, std::optional<JobResult> refusal) {
   } else {
     enqueue(std::span<Job>(&job, 1), rejected);
   }
-  complete_all_now(rejected);
+  deliver_outcomes(rejected);
   return job.id;
 }
 
@@ -193,7 +193,7 @@ JobId Supervisor::submit_batch(std::string_view name, std::vector<Bytes> payload
     }
     enqueue(jobs, rejected);
   }
-  complete_all_now(rejected);
+  deliver_outcomes(rejected);
   return first;
 }
 
@@ -253,7 +253,7 @@ bool Supervisor::cancel(JobId id) {
   JobResult result =
       job_failure(ErrorKind::cancelled, "cancelled before it started", job->attempts);
   reporter_.count(result);
-  complete_now(std::move(job->sink), std::move(result));
+  deliver_outcome(std::move(job->sink), std::move(result));
   return true;
 }
 
@@ -348,7 +348,7 @@ void Supervisor::shutdown(milliseconds drain) {
   thread_.join();
 }
 
-void Supervisor::complete_now(OutcomeSink sink, JobResult result) noexcept {
+void Supervisor::deliver_outcome(OutcomeSink sink, JobResult result) noexcept {
   if (auto* promise = std::get_if<OutcomePromise>(&sink)) {
     promise->set(std::move(result));
     return;
@@ -389,10 +389,10 @@ void Supervisor::fail_job(const WorkerProcess& worker, std::unique_ptr<Job> job,
   } catch (const std::bad_alloc&) {
     // No memory for the event: the job still gets its outcome.
   }
-  complete(*job, JobResult::failure(std::move(error)));
+  queue_outcome(*job, JobResult::failure(std::move(error)));
 }
 
-void Supervisor::complete(Job& job, JobResult result) {
+void Supervisor::queue_outcome(Job& job, JobResult result) {
   reporter_.count(result);
   outcomes_.push_back(Outcome{std::move(job.sink), std::move(result)});
 }
@@ -465,7 +465,7 @@ void Supervisor::loop() {
       }
       outcomes.swap(outcomes_);
     }
-    complete_all_now(outcomes);
+    deliver_outcomes(outcomes);
     if (done) return;
     std::optional<std::chrono::nanoseconds> wait;
     if (spinning) {
@@ -613,7 +613,7 @@ std::unique_ptr<Job> Supervisor::take_job(const BudgetView& budget, bool take,
         memory_budget_.refusal(over.name, over_peak, over.options.expected_memory_bytes > 0);
     reporter_.log(LogLevel::warning, why);
     unsigned attempts = over.attempts;
-    complete(over, job_failure(ErrorKind::memory_limit, std::move(why), attempts));
+    queue_outcome(over, job_failure(ErrorKind::memory_limit, std::move(why), attempts));
   }
   return job;
 }
@@ -972,7 +972,7 @@ void Supervisor::fail_queue(ErrorKind kind, const std::string& message) {
   while (!jobs.empty()) {
     Job job = jobs.pop_front();
     unsigned attempts = job.attempts;
-    complete(job, job_failure(kind, message, attempts));
+    queue_outcome(job, job_failure(kind, message, attempts));
   }
 }
 
@@ -991,8 +991,8 @@ void Supervisor::emergency_stop() noexcept {
       if (worker->job) worker->prefetched.push_front(std::move(worker->job));
       for (auto& job : worker->prefetched) {
         unsigned attempts = job->attempts;
-        complete(*job,
-                 job_failure(ErrorKind::shutting_down, "the pool's supervisor failed", attempts));
+        queue_outcome(
+            *job, job_failure(ErrorKind::shutting_down, "the pool's supervisor failed", attempts));
       }
       worker->prefetched.clear();
     }
@@ -1001,7 +1001,7 @@ void Supervisor::emergency_stop() noexcept {
   }
   std::vector<Outcome> outcomes;
   outcomes.swap(outcomes_);
-  complete_all_now(outcomes);
+  deliver_outcomes(outcomes);
 }
 
 }  // namespace procpool::detail

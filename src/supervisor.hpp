@@ -96,8 +96,8 @@ class Supervisor {
   /// Refuses `job` with `refusal` on this thread, or queues it (refused there if the pool cannot
   /// take it). Returns its id.
   JobId submit_one(Job job, std::optional<JobResult> refusal);
-  /// Delivers `outcomes` (complete_now each), with no procpool lock held.
-  void complete_all_now(std::vector<Outcome>& outcomes) noexcept;
+  /// Delivers `outcomes` (deliver_outcome each), with no procpool lock held.
+  void deliver_outcomes(std::vector<Outcome>& outcomes) noexcept;
   /// An in-place job on `input` and `output`; `refusal` gets the error if it cannot run (bad
   /// options or buffers).
   Job make_in_place_job(std::string_view name, LentBuffer input, LentBuffer output,
@@ -216,8 +216,8 @@ class Supervisor {
   // StartMode::fork_server: asynchronous starts (supervisor_lifecycle.cpp).
   /// The fork server in service, started (or replaced, if it went away) here. Throws
   /// std::system_error.
-  ForkServer& fork_server(const platform::SpawnRequest& request, Clock::time_point now);
-  /// The new fork server's stdout and stderr: 2, or -1 for /dev/null (see fork_server()).
+  ForkServer& fork_server_for_start(const platform::SpawnRequest& request, Clock::time_point now);
+  /// The new fork server's stdout and stderr: 2, or -1 for /dev/null (see fork_server_for_start()).
   int fork_server_output() const noexcept;
   /// Reads the fork server's answers: each forked worker is watched, each refusal is a failed
   /// start.
@@ -233,7 +233,8 @@ class Supervisor {
   void on_exit(WorkerProcess& worker, Clock::time_point now);
   void stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
                    std::string detail = {});
-  void violation(WorkerProcess& worker, const std::string& what);
+  /// Kills `worker`, which broke the protocol (`what`), and trusts nothing it writes from now on.
+  void kill_for_violation(WorkerProcess& worker, const std::string& what);
   void sample_memory(WorkerProcess& worker, Clock::time_point now);
   /// Gives the jobs whose memory change awaited a reading (unread_jobs) the change up to the
   /// latest one, in the job stats.
@@ -279,10 +280,11 @@ class Supervisor {
                                          const SubmitOptions& options) const;
   /// Queues `job`'s outcome for delivery (its sink is moved out). Throws std::bad_alloc only
   /// without room reserved (reserve_outcomes).
-  void complete(Job& job, JobResult result);
+  void queue_outcome(Job& job, JobResult result);
   /// Makes room for `jobs` more outcomes, so that completing them cannot fail for memory.
   void reserve_outcomes(std::size_t jobs);
-  void complete_now(OutcomeSink sink, JobResult result) noexcept;
+  /// Sets the promise or calls the callback of `sink` now, on this thread (no lock held).
+  void deliver_outcome(OutcomeSink sink, JobResult result) noexcept;
 
   const PoolOptions options_;
   /// The log sink, the event callback and the job counters (thread-safe on its own).

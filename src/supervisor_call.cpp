@@ -192,7 +192,7 @@ void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProce
   outcomes.swap(outcomes_);
   lock.unlock();
   if (wake_supervisor) intake_.wake();
-  complete_all_now(outcomes);
+  deliver_outcomes(outcomes);
 }
 
 std::optional<Clock::time_point> Supervisor::next_timer(const WorkerProcess& w) const {

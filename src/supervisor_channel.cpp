@@ -48,7 +48,7 @@ bool Supervisor::append_job_start(RingWriter& ring, const Job& job) const {
 void Supervisor::send_request(WorkerProcess& w) {
   Job& job = *w.job;
   if (!w.requests.free_bytes()) {
-    violation(w, "its read position in the request ring is impossible");
+    kill_for_violation(w, "its read position in the request ring is impossible");
     return;
   }
   w.waiting_for_space = true;
@@ -99,13 +99,13 @@ void Supervisor::read_responses(WorkerProcess& w, Clock::time_point now) {
     ReadStatus status = w.responses.peek(record, w.max_body);
     if (status == ReadStatus::empty) break;
     if (status == ReadStatus::corrupt) {
-      violation(
+      kill_for_violation(
           w,
           "its response ring is corrupt (impossible position, partial record or oversized length)");
       return;
     }
     if (!is_response_record(record.header.type)) {
-      violation(w, fmt::format("it sent an unknown record type {}", record.header.type));
+      kill_for_violation(w, fmt::format("it sent an unknown record type {}", record.header.type));
       return;
     }
     handle_record(w, record, now);
@@ -121,12 +121,12 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
     case RecordType::hello: {
       HelloBody hello;
       if (w.ready || header.length != sizeof hello) {
-        return violation(w, "it sent a second or malformed hello");
+        return kill_for_violation(w, "it sent a second or malformed hello");
       }
       w.responses.copy_body(record, 0, &hello, sizeof hello);
       if (hello.version != protocol_version) {
-        return violation(w, fmt::format("it speaks protocol version {}, the host {}", hello.version,
-                                        protocol_version));
+        return kill_for_violation(w, fmt::format("it speaks protocol version {}, the host {}",
+                                                 hello.version, protocol_version));
       }
       return on_hello(w, now);
     }
@@ -134,22 +134,25 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
       ResultStartBody body;
       if (!w.job || w.receiving || header.job_id != w.job->id || header.length != sizeof body ||
           !w.job_start_sent || w.sent != w.job->payload.size()) {
-        return violation(
+        return kill_for_violation(
             w, fmt::format("it sent a result for job {} that it was not running", header.job_id));
       }
       w.responses.copy_body(record, 0, &body, sizeof body);
       if (body.status > static_cast<std::uint32_t>(ResultStatus::result_too_large)) {
-        return violation(w, fmt::format("it sent an unknown result status {}", body.status));
+        return kill_for_violation(w,
+                                  fmt::format("it sent an unknown result status {}", body.status));
       }
       auto status = static_cast<ResultStatus>(body.status);
       std::uint64_t limit =
           status == ResultStatus::ok ? options_.max_result_bytes : max_error_message_bytes;
       if (status == ResultStatus::ok && w.job->in_place && body.bytes != sizeof(std::uint64_t)) {
-        return violation(w, "it answered an in-place job with something other than a size");
+        return kill_for_violation(w,
+                                  "it answered an in-place job with something other than a size");
       }
       if (body.bytes > limit) {
-        return violation(w, fmt::format("it announced a result of {} bytes, over the limit of {}",
-                                        body.bytes, limit));
+        return kill_for_violation(
+            w, fmt::format("it announced a result of {} bytes, over the limit of {}", body.bytes,
+                           limit));
       }
       w.receiving = true;
       w.result_status = status;
@@ -164,7 +167,8 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
     case RecordType::result_data: {
       if (!w.receiving || header.job_id != w.job->id ||
           header.length > w.expected - w.received.size() - w.discarded) {
-        return violation(w, "it sent result bytes that do not belong to the current result");
+        return kill_for_violation(w,
+                                  "it sent result bytes that do not belong to the current result");
       }
       if (!w.receive_failure) receive_result_bytes(w, record);
       if (w.receive_failure) w.discarded += header.length;
@@ -173,15 +177,16 @@ void Supervisor::handle_record(WorkerProcess& w, const RecordView& record, Clock
         std::uint64_t written = 0;
         std::memcpy(&written, w.received.data(), sizeof written);
         if (written > w.job->in_place->output.size()) {
-          return violation(w, fmt::format("it says it wrote {} bytes into an output buffer of {}",
-                                          written, w.job->in_place->output.size()));
+          return kill_for_violation(
+              w, fmt::format("it says it wrote {} bytes into an output buffer of {}", written,
+                             w.job->in_place->output.size()));
         }
       }
       finish_job(w, now);
       return;
     }
     default:
-      return violation(w, "it sent a host-to-worker record");
+      return kill_for_violation(w, "it sent a host-to-worker record");
   }
 }
 
@@ -299,7 +304,7 @@ void Supervisor::finish_job(WorkerProcess& w, Clock::time_point now) {
     error.attempts = job->attempts;
     fail_job(w, std::move(job), std::move(error), LogLevel::warning);
   } else if (ok) {
-    complete(*job, JobResult::success(std::move(bytes)));
+    queue_outcome(*job, JobResult::success(std::move(bytes)));
   } else {
     ErrorKind kind = ErrorKind::handler_error;
     switch (w.result_status) {

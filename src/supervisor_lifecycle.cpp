@@ -168,7 +168,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   if (options_.start_mode == StartMode::exec) {
     spawned = platform::spawn(request);
   } else {
-    fork_server(request, now).request_worker(request);
+    fork_server_for_start(request, now).request_worker(request);
   }
   // The child, or the request on its way to the fork server, has its own copies. EOF comes when
   // the worker (and its children) exit; the segment stays mapped here.
@@ -220,7 +220,8 @@ void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
   workers_.emplace(worker->id, std::move(worker));
 }
 
-ForkServer& Supervisor::fork_server(const platform::SpawnRequest& request, Clock::time_point now) {
+ForkServer& Supervisor::fork_server_for_start(const platform::SpawnRequest& request,
+                                              Clock::time_point now) {
   if (fork_server_) {
     if (std::optional<platform::ExitStatus> status = fork_server_->exited()) {
       std::string why =
@@ -474,7 +475,7 @@ Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w) {
       w.prefetched.empty() ? static_cast<std::uint32_t>(claims.load(std::memory_order_acquire))
                            : take_back_jobs(claims, w.prefetched.front()->start_number, last_sent);
   if (job_number_after(last_read, last_sent)) {
-    violation(
+    kill_for_violation(
         w, fmt::format("it claims to have read job_start {} of the {} sent", last_read, last_sent));
     return TakeBack::nothing;
   }
@@ -509,12 +510,12 @@ void Supervisor::return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid
   ErrorKind kind = final_stop_ ? ErrorKind::shutting_down : ErrorKind::pool_degraded;
   for (auto& job : jobs) {
     unsigned attempts = job->attempts;
-    complete(*job,
-             job_failure(kind,
-                         fmt::format("the pool {} before the job started (worker pid {} had it "
-                                     "and did not start it)",
-                                     final_stop_ ? "shut down" : "is degraded", pid),
-                         attempts));
+    queue_outcome(
+        *job, job_failure(kind,
+                          fmt::format("the pool {} before the job started (worker pid {} had it "
+                                      "and did not start it)",
+                                      final_stop_ ? "shut down" : "is degraded", pid),
+                          attempts));
   }
 }
 
@@ -550,7 +551,7 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
   w.kill_at = now + options_.kill_grace;
 }
 
-void Supervisor::violation(WorkerProcess& w, const std::string& what) {
+void Supervisor::kill_for_violation(WorkerProcess& w, const std::string& what) {
   if (w.untrusted) return;
   reporter_.log(
       LogLevel::error,

@@ -289,8 +289,6 @@ struct MemoryBudget {
   double host_limit_fraction = 0;
 };
 
-/// How a Pool runs its workers. Every field has a working default; the Pool constructor validates
-/// them and throws ConfigError naming the field when one cannot work.
 /// What a worker does with a job's lent buffers (Pool::lend) once the job's handler returns.
 enum class LentBuffersAfterJob {
   /// Before the outcome, the worker takes its access to both buffers away: a pointer the handler
@@ -306,6 +304,8 @@ enum class LentBuffersAfterJob {
   kept_accessible,
 };
 
+/// How a Pool runs its workers. Every field has a working default; the Pool constructor validates
+/// them and throws ConfigError naming the field when one cannot work.
 struct PoolOptions {
   /// Worker processes to keep running (the maximum, when min_workers is set). 0 means one per
   /// hardware thread. Allowed: 0..1024.
