@@ -46,22 +46,25 @@ std::string why_no_memory_cgroups() {
 
 // Where a "grow_mb_stamped" job leaves its times: [0] its latest allocation step, [1] the moment
 // its resident memory first reached the limit it was given (0 until then). In a shared file the
-// host created and touched, so that its page is charged to the host, not the worker's cgroup.
+// host created and touched, so that its page is charged to the host, not the worker's cgroup. A
+// memfd, which workers open through the host's /proc/<pid>/fd: a file in /dev/shm would outlive a
+// bench that is killed (a ctest timeout did, and CI's leftover check failed).
 class GrowthStamps {
  public:
   GrowthStamps() {
-    path_ = fmt::format("/dev/shm/procpool-bench-stamps-{}", ::getpid());
-    int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || ::ftruncate(fd, 4096) != 0) throw std::runtime_error("cannot make " + path_);
-    void* at = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ::close(fd);
+    fd_ = ::memfd_create("procpool-bench-stamps", MFD_CLOEXEC);
+    if (fd_ < 0 || ::ftruncate(fd_, 4096) != 0) {
+      throw std::runtime_error("cannot make the stamps memfd");
+    }
+    path_ = fmt::format("/proc/{}/fd/{}", ::getpid(), fd_);
+    void* at = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (at == MAP_FAILED) throw std::runtime_error("cannot map " + path_);
     stamps_ = static_cast<std::atomic<std::int64_t>*>(at);
     reset();
   }
   ~GrowthStamps() {
     ::munmap(stamps_, 4096);
-    ::unlink(path_.c_str());
+    ::close(fd_);
   }
   GrowthStamps(const GrowthStamps&) = delete;
   GrowthStamps& operator=(const GrowthStamps&) = delete;
@@ -81,6 +84,7 @@ class GrowthStamps {
   }
 
  private:
+  int fd_ = -1;
   std::string path_;
   std::atomic<std::int64_t>* stamps_ = nullptr;
 };
