@@ -97,7 +97,7 @@ std::vector<double> limit_to_outcome_ms(std::size_t jobs, bool caps) {
   if (caps) {
     o.worker_cgroups = capped_workers();
   } else {
-    o.recycle.rss_hard_limit = memory_cap_bytes;
+    o.recycle.memory_hard_limit = memory_cap_bytes;
   }
   procpool::Pool pool(o);
   GrowthStamps stamps;
@@ -199,9 +199,10 @@ void measure_memory_caps(const Config& cfg, Report& report) {
     sampled.push_back(median(limit_to_outcome_ms(jobs, false)));
     capped.push_back(median(limit_to_outcome_ms(jobs, true)));
   }
-  report.add_row("procpool.limit_to_outcome_sampled.p50", "procpool",
-                 "a job crossing rss_hard_limit -> its memory_limit outcome, p50 (sampled, 250 ms)",
-                 "ms", sampled);
+  report.add_row(
+      "procpool.limit_to_outcome_sampled.p50", "procpool",
+      "a job crossing memory_hard_limit -> its memory_limit outcome, p50 (sampled, 250 ms)", "ms",
+      sampled);
   Row& k = report.add_row("procpool.limit_to_outcome_cgroup.p50", "procpool",
                           "a job crossing its memory cgroup cap -> its memory_limit outcome, p50",
                           "ms", capped);

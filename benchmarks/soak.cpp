@@ -120,8 +120,8 @@ int run_soak(const Config& cfg) {
   options.recycle.max_jobs_jitter = 250;
   options.recycle.max_lifetime = 60s;
   options.recycle.max_lifetime_jitter = 15s;
-  options.recycle.rss_growth_limit = std::uint64_t{48} << 20;
-  options.recycle.rss_hard_limit = std::uint64_t{1} << 30;
+  options.recycle.memory_growth_limit = std::uint64_t{48} << 20;
+  options.recycle.memory_hard_limit = std::uint64_t{1} << 30;
   options.restart_storm_threshold = 50;  // spread-out faults are not a storm
   std::atomic<std::uint64_t> warnings{0};
   options.log = [&](procpool::LogLevel level, std::string_view) {
@@ -155,7 +155,7 @@ int run_soak(const Config& cfg) {
         payload = f.payload;
         submit_options.timeout = f.timeout;
       } else if (r < cfg.fault_percent + 0.5) {
-        job = "leak_mb";  // a slow leak: rss_growth retires the worker now and then
+        job = "leak_mb";  // a slow leak: memory_growth retires the worker now and then
         payload = value_bytes(std::uint32_t{1});
       } else {
         job = "echo";
@@ -270,7 +270,7 @@ struct MatrixRow {
   bool kill_from_outside = false;
   int outside_signal = 0;
   bool crash_at_start = false;
-  std::uint64_t rss_hard_limit = 0;
+  std::uint64_t memory_hard_limit = 0;
 };
 
 std::vector<MatrixRow> matrix_rows() {
@@ -292,7 +292,7 @@ std::vector<MatrixRow> matrix_rows() {
       100ms;
   add("allocate without bound (hard limit 256 MiB)", "balloon_mb",
       value_bytes(std::uint32_t{64 * 1024}))
-      ->rss_hard_limit = std::uint64_t{256} << 20;
+      ->memory_hard_limit = std::uint64_t{256} << 20;
   add("grandchild, then die", "grandchild_then_die");
   add("garbage: random bytes", "garbage", text_bytes("random"));
   add("garbage: length past the segment", "garbage", text_bytes("length"));
@@ -330,7 +330,7 @@ MatrixResult run_row(const MatrixRow& row, int reps, const std::string& self) {
     options.workers = 1;
     options.kill_grace = 100ms;
     options.log = [](procpool::LogLevel, std::string_view) {};
-    options.recycle.rss_hard_limit = row.rss_hard_limit;
+    options.recycle.memory_hard_limit = row.memory_hard_limit;
     options.recycle.memory_sample_interval = 10ms;
     if (row.crash_at_start) {
       options.worker_command = {self, "--crash-at-start"};

@@ -42,9 +42,9 @@ std::string_view to_string(RecycleReason reason) noexcept {
     case RecycleReason::max_lifetime: return "max_lifetime";
     case RecycleReason::idle_timeout: return "idle_timeout";
     case RecycleReason::scale_down: return "scale_down";
-    case RecycleReason::rss_soft_limit: return "rss_soft_limit";
-    case RecycleReason::rss_hard_limit: return "rss_hard_limit";
-    case RecycleReason::rss_growth: return "rss_growth";
+    case RecycleReason::memory_soft_limit: return "memory_soft_limit";
+    case RecycleReason::memory_hard_limit: return "memory_hard_limit";
+    case RecycleReason::memory_growth: return "memory_growth";
     case RecycleReason::job_timeout: return "job_timeout";
     case RecycleReason::crash: return "crash";
     case RecycleReason::start_failure: return "start_failure";

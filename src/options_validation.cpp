@@ -123,12 +123,13 @@ void validate_oom_score_adj(int value) {
 void validate_worker_cgroups(const MemoryCgroupOptions& cgroups, const RecyclePolicy& recycle) {
   if (!cgroups.enabled) return;
   constexpr std::uint64_t smallest_cap = std::uint64_t{16} << 20;
-  if (cgroups.max_bytes == 0 && recycle.rss_hard_limit == 0) {
-    throw ConfigError("MemoryCgroupOptions::max_bytes",
-                      "is 0, which means RecyclePolicy::rss_hard_limit, and that is 0 (off) too: "
-                      "give the cap in bytes, or set rss_hard_limit");
+  if (cgroups.max_bytes == 0 && recycle.memory_hard_limit == 0) {
+    throw ConfigError(
+        "MemoryCgroupOptions::max_bytes",
+        "is 0, which means RecyclePolicy::memory_hard_limit, and that is 0 (off) too: "
+        "give the cap in bytes, or set memory_hard_limit");
   }
-  const std::uint64_t cap = cgroups.max_bytes ? cgroups.max_bytes : recycle.rss_hard_limit;
+  const std::uint64_t cap = cgroups.max_bytes ? cgroups.max_bytes : recycle.memory_hard_limit;
   if (cap < smallest_cap) {
     throw ConfigError("MemoryCgroupOptions::max_bytes",
                       std::to_string(cap) +
@@ -193,9 +194,10 @@ PoolOptions validate(PoolOptions options) {
   if (options.queue_capacity == 0) {
     throw ConfigError("PoolOptions::queue_capacity", "must be at least 1");
   }
-  if (options.prefetch.max_jobs > 4096) {
-    throw ConfigError("PrefetchPolicy::max_jobs", std::to_string(options.prefetch.max_jobs) +
-                                                      " is out of range; allowed: 0..4096");
+  if (options.prefetch.max_jobs_ahead > 4096) {
+    throw ConfigError(
+        "PrefetchPolicy::max_jobs_ahead",
+        std::to_string(options.prefetch.max_jobs_ahead) + " is out of range; allowed: 0..4096");
   }
   if (options.prefetch.max_work_ahead.count() < 0) {
     throw ConfigError("PrefetchPolicy::max_work_ahead", "must not be negative");
@@ -253,11 +255,12 @@ PoolOptions validate(PoolOptions options) {
                           std::to_string(options.workers));
   }
   const RecyclePolicy& recycle = options.recycle;
-  if (recycle.rss_soft_limit && recycle.rss_hard_limit &&
-      recycle.rss_soft_limit >= recycle.rss_hard_limit) {
-    throw ConfigError("RecyclePolicy::rss_soft_limit",
-                      std::to_string(recycle.rss_soft_limit) + " is not below rss_hard_limit (" +
-                          std::to_string(recycle.rss_hard_limit) +
+  if (recycle.memory_soft_limit && recycle.memory_hard_limit &&
+      recycle.memory_soft_limit >= recycle.memory_hard_limit) {
+    throw ConfigError("RecyclePolicy::memory_soft_limit",
+                      std::to_string(recycle.memory_soft_limit) +
+                          " is not below memory_hard_limit (" +
+                          std::to_string(recycle.memory_hard_limit) +
                           "): the soft limit retires gracefully before the hard limit kills, so it "
                           "must be lower (or set one of them to 0)");
   }

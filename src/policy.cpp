@@ -44,24 +44,24 @@ Decision decide(const WorkerFacts& facts, const RecyclePolicy& policy,
                 PolicyClock::time_point now) {
   if (facts.memory) {
     std::uint64_t memory = *facts.memory;
-    if (policy.rss_hard_limit && memory > policy.rss_hard_limit) {
-      return Decision{Verdict::kill_now, RecycleReason::rss_hard_limit,
+    if (policy.memory_hard_limit && memory > policy.memory_hard_limit) {
+      return Decision{Verdict::kill_now, RecycleReason::memory_hard_limit,
                       fmt::format("memory {} is over the hard limit of {}", format_bytes(memory),
-                                  format_bytes(policy.rss_hard_limit)),
+                                  format_bytes(policy.memory_hard_limit)),
                       std::nullopt};
     }
-    if (policy.rss_soft_limit && memory > policy.rss_soft_limit && !facts.soft_limit_waived) {
-      return retire(RecycleReason::rss_soft_limit,
+    if (policy.memory_soft_limit && memory > policy.memory_soft_limit && !facts.soft_limit_waived) {
+      return retire(RecycleReason::memory_soft_limit,
                     fmt::format("memory {} is over the soft limit of {}", format_bytes(memory),
-                                format_bytes(policy.rss_soft_limit)));
+                                format_bytes(policy.memory_soft_limit)));
     }
-    if (policy.rss_growth_limit && facts.baseline && memory > *facts.baseline &&
-        memory - *facts.baseline > policy.rss_growth_limit) {
+    if (policy.memory_growth_limit && facts.baseline && memory > *facts.baseline &&
+        memory - *facts.baseline > policy.memory_growth_limit) {
       return retire(
-          RecycleReason::rss_growth,
+          RecycleReason::memory_growth,
           fmt::format("memory grew {} over its baseline of {} (limit {})",
                       format_bytes(memory - *facts.baseline), format_bytes(*facts.baseline),
-                      format_bytes(policy.rss_growth_limit)));
+                      format_bytes(policy.memory_growth_limit)));
     }
   }
   if (facts.job_limit && facts.jobs_done + facts.jobs_in_hand >= facts.job_limit) {

@@ -43,9 +43,9 @@ Supervisor::Supervisor(PoolOptions options)
   }
   scaled_target_ = options_.min_workers.value_or(options_.workers);
   if (const MemoryCgroupOptions& cgroups = options_.worker_cgroups; cgroups.enabled) {
-    worker_cgroups_.emplace(cgroups,
-                            cgroups.max_bytes ? cgroups.max_bytes : options_.recycle.rss_hard_limit,
-                            host_cgroup_);
+    worker_cgroups_.emplace(
+        cgroups, cgroups.max_bytes ? cgroups.max_bytes : options_.recycle.memory_hard_limit,
+        host_cgroup_);
     if (!worker_cgroups_->active()) {
       reporter_.log(
           LogLevel::warning,
@@ -577,7 +577,7 @@ bool Supervisor::dispatch(Clock::time_point now) {
     if (memory_budget_.holding()) make_room(peak, budget.in_use, now);
   }
   // ...then busy workers running short jobs get more behind the one they run.
-  if (options_.prefetch.max_jobs > 0) {
+  if (options_.prefetch.max_jobs_ahead > 0) {
     for (auto& [id, worker] : workers_) {
       if (prefetch(*worker, budget.in_use, now)) retired |= retire_if_last_job_given(*worker, now);
     }
@@ -677,7 +677,7 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock:
   }
   // Never more work ahead than max_work_ahead at the current job time (at least 1 ns, so a worker
   // whose results arrive within one clock tick still has a finite share).
-  std::size_t most = policy.max_jobs;
+  std::size_t most = policy.max_jobs_ahead;
   auto job_time = std::max<Clock::duration>(*w.typical_job_time, std::chrono::nanoseconds(1));
   auto by_time = static_cast<std::uint64_t>(policy.max_work_ahead / job_time);
   if (by_time < most) most = static_cast<std::size_t>(by_time);

@@ -220,17 +220,17 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
   if (!w.leaving) w.state = WorkerState::idle;
   sample_memory(w, now);
   const RecyclePolicy& policy = options_.recycle;
-  if (policy.rss_soft_limit && w.memory && *w.memory > policy.rss_soft_limit) {
+  if (policy.memory_soft_limit && w.memory && *w.memory > policy.memory_soft_limit) {
     // Replacing it would give a worker just as big: keep it, say so once.
     w.soft_limit_waived = true;
     if (!std::exchange(reported_above_soft_limit_, true)) {
       reporter_.emit(
           worker_event(EventType::above_soft_limit_at_start, w,
                        fmt::format("worker {} (pid {}) uses {} right after start-up, over "
-                                   "rss_soft_limit ({}); such workers are kept rather than "
+                                   "memory_soft_limit ({}); such workers are kept rather than "
                                    "recycled after every job; raise the limit",
                                    w.id, w.pid, format_bytes(*w.memory),
-                                   format_bytes(policy.rss_soft_limit))),
+                                   format_bytes(policy.memory_soft_limit))),
           LogLevel::warning);
     }
   }

@@ -53,8 +53,8 @@ bool is_retirement(RecycleReason reason) {
     case RecycleReason::idle_timeout:
     case RecycleReason::scale_down:
     case RecycleReason::memory_budget:
-    case RecycleReason::rss_soft_limit:
-    case RecycleReason::rss_growth:
+    case RecycleReason::memory_soft_limit:
+    case RecycleReason::memory_growth:
       return true;
     default:
       return false;
@@ -77,7 +77,7 @@ ErrorKind outcome_for(std::optional<RecycleReason> leaving) {
       return ErrorKind::protocol_violation;
     case RecycleReason::shutdown:
       return ErrorKind::shutting_down;
-    case RecycleReason::rss_hard_limit:
+    case RecycleReason::memory_hard_limit:
       return ErrorKind::memory_limit;
     default:
       return ErrorKind::worker_crashed;  // it died on its own during its last job
@@ -340,7 +340,8 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   // job's: counted like a failed start, so a limit below a fresh worker's size backs off and trips
   // the breaker instead of respawning in a loop. An OOM kill is its job's doing, as a hard limit
   // kill is; one without a job is not.
-  bool killed_at_start = w.leaving == RecycleReason::rss_hard_limit && w.jobs_done == 0 && !w.job;
+  bool killed_at_start =
+      w.leaving == RecycleReason::memory_hard_limit && w.jobs_done == 0 && !w.job;
   bool planned = oom_killed ? w.job != nullptr : w.stop_sent && !killed_at_start;
   RecycleReason reason = w.stop_sent && w.leaving
                              ? *w.leaving
@@ -611,13 +612,13 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   if (!w.ready || w.stop_sent || final_stop_) return;
   if (w.leaving) {
     // Retiring, its last job still running: only the hard limit still applies.
-    const std::uint64_t hard = options_.recycle.rss_hard_limit;
+    const std::uint64_t hard = options_.recycle.memory_hard_limit;
     if (hard && w.memory && *w.memory > hard) {
       std::string detail = fmt::format("memory {} is over the hard limit of {}",
                                        format_bytes(*w.memory), format_bytes(hard));
       reporter_.log(LogLevel::warning,
                     fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, detail));
-      stop_worker(w, RecycleReason::rss_hard_limit, now, std::move(detail));
+      stop_worker(w, RecycleReason::memory_hard_limit, now, std::move(detail));
     }
     return;
   }

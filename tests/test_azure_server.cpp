@@ -97,17 +97,17 @@ std::uint64_t recycles(const json& stats) {
 
 TEST_CASE("options come from flags over the environment", "[azure][server]") {
   std::map<std::string, std::string> env = {{"PROCPOOL_TRANSCRIBE_WORKERS", "5"},
-                                            {"PROCPOOL_TRANSCRIBE_RSS_SOFT_LIMIT_MB", "300"}};
+                                            {"PROCPOOL_TRANSCRIBE_MEMORY_SOFT_LIMIT_MB", "300"}};
   ServerOptions o = procpool::azure::parse_server_options(
       {"--workers", "3", "--idle-recycle-s=60", "--memory-metric", "uss", "--quiet"}, env);
   CHECK(o.workers == 3);
-  CHECK(o.rss_soft_limit == std::uint64_t{300} << 20);
+  CHECK(o.memory_soft_limit == std::uint64_t{300} << 20);
   CHECK(o.idle_timeout == std::chrono::seconds(60));
   CHECK(o.memory_metric == procpool::MemoryMetric::uss);
   CHECK(o.quiet);
   ServerOptions d = procpool::azure::parse_server_options({}, {});
   CHECK(d.idle_timeout == std::chrono::minutes(5));
-  CHECK(d.rss_soft_limit > 0);
+  CHECK(d.memory_soft_limit > 0);
   CHECK(d.job_timeout > std::chrono::seconds(0));
   // Memory protection is on by default: kernel caps at the hard limit, a budget of 0.7 of the
   // container's limit; and each can be set or turned off.
@@ -460,8 +460,8 @@ TEST_CASE("--simulate-native-leak-mb leaks in the worker and the soft limit recy
   procpool::azure_test::point_environment_at(mock, 1);  // two scripted faults exhaust one retry
   ServerOptions o = test_options(1);
   o.simulate_leak_mb = 64;
-  o.rss_soft_limit = std::uint64_t{48} << 20;
-  o.rss_hard_limit = 0;
+  o.memory_soft_limit = std::uint64_t{48} << 20;
+  o.memory_hard_limit = 0;
   TranscribeServer server(o);
   server.start();
   Client c(server.port());
@@ -473,7 +473,7 @@ TEST_CASE("--simulate-native-leak-mb leaks in the worker and the soft limit recy
   }
   json stats = body_json(c.http.Get("/stats"));
   INFO(stats.dump());
-  CHECK(stats["recycles_by_reason"]["rss_soft_limit"].get<std::uint64_t>() >= 2);
+  CHECK(stats["recycles_by_reason"]["memory_soft_limit"].get<std::uint64_t>() >= 2);
   // The per-job memory attribution names the leak: each job left its worker ~64 MiB bigger.
   REQUIRE(stats["jobs"].size() == 1);
   CHECK(stats["jobs"][0]["memory_delta_mean_bytes"].get<double>() > 60.0 * (1 << 20));

@@ -164,7 +164,7 @@ TEST_CASE("a call's job is sampled for memory while it runs, and killed over the
   test::PinnedToOneCpu pinned;
   PoolOptions options = test::quiet_options(1);
   options.recycle.memory_sample_interval = std::chrono::milliseconds(20);
-  options.recycle.rss_hard_limit = std::size_t{96} << 20;
+  options.recycle.memory_hard_limit = std::size_t{96} << 20;
   Pool pool(options);
   REQUIRE(pool.call("echo", bytes("up")).ok());
   auto ballooned = std::async(std::launch::async, [&] {

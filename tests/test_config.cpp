@@ -98,19 +98,19 @@ TEST_CASE("options that cannot work are rejected with the field and the allowed 
     CHECK(message.find("allowed: 0..2") != std::string::npos);
   }
   SECTION("a soft limit at or above the hard limit") {
-    options.recycle.rss_soft_limit = 200 << 20;
-    options.recycle.rss_hard_limit = 100 << 20;
+    options.recycle.memory_soft_limit = 200 << 20;
+    options.recycle.memory_hard_limit = 100 << 20;
     auto message = config_error(options);
-    CHECK(message.find("RecyclePolicy::rss_soft_limit") == 0);
-    CHECK(message.find("rss_hard_limit") != std::string::npos);
+    CHECK(message.find("RecyclePolicy::memory_soft_limit") == 0);
+    CHECK(message.find("memory_hard_limit") != std::string::npos);
   }
   SECTION("jitter without a limit") {
     options.recycle.max_jobs_jitter = 5;
     CHECK(config_error(options).find("RecyclePolicy::max_jobs_jitter") == 0);
   }
   SECTION("more prefetched jobs than a ring could sensibly hold") {
-    options.prefetch.max_jobs = 4097;
-    CHECK(config_error(options).find("PrefetchPolicy::max_jobs") == 0);
+    options.prefetch.max_jobs_ahead = 4097;
+    CHECK(config_error(options).find("PrefetchPolicy::max_jobs_ahead") == 0);
   }
   SECTION("a negative prefetch time") {
     options.prefetch.max_work_ahead = std::chrono::microseconds(-1);

@@ -187,12 +187,12 @@ TEST_CASE("fault: a hang that ignores SIGTERM times out and is SIGKILLed after t
 TEST_CASE("fault: unbounded allocation is killed at the hard limit as memory_limit; replaced") {
   Leftovers leftovers;
   PoolOptions options = one_worker();
-  options.recycle.rss_hard_limit = std::uint64_t{256} << 20;
+  options.recycle.memory_hard_limit = std::uint64_t{256} << 20;
   options.recycle.memory_sample_interval = 10ms;
   std::uint32_t unbounded = 64 * 1024;  // 64 GiB, 8 MiB at a time: only the limit stops it
   JobError error = run_fatal_row(
       options, [&](Pool& p) { return p.submit("balloon_mb", test::encode_value(unbounded)); },
-      ErrorKind::memory_limit, RecycleReason::rss_hard_limit);
+      ErrorKind::memory_limit, RecycleReason::memory_hard_limit);
   CHECK(error.signal == SIGKILL);
   leftovers.check_nothing_left();
 }

@@ -145,7 +145,7 @@ TEST_CASE("two jobs whose name has shown a 300 MiB peak run one at a time under 
   PROCPOOL_SKIP("300 MiB leaks under the thread sanitizer's shadow memory");
 #endif
   PoolOptions options = quiet_options(2);
-  options.recycle.rss_soft_limit = 200 * MiB;  // a worker that leaked is replaced after its job
+  options.recycle.memory_soft_limit = 200 * MiB;  // a worker that leaked is replaced after its job
   options.memory_budget.bytes = 500 * MiB;
   Pool pool(options);
   {

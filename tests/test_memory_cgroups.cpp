@@ -100,7 +100,7 @@ TEST_CASE("a job crossing its worker's cap ends as memory_limit; its sibling's j
     options.worker_cgroups.required = true;
     // Only the kernel can stop the job in time: the first sample would come after 10 s.
     options.recycle.memory_sample_interval = std::chrono::seconds(10);
-    options.recycle.rss_hard_limit = 512 * MiB;
+    options.recycle.memory_hard_limit = 512 * MiB;
     {
       Pool pool(options);
       REQUIRE(procpool::test::settled(pool, 2));
@@ -143,7 +143,7 @@ TEST_CASE("a job crossing its worker's cap ends as memory_limit; its sibling's j
       REQUIRE(procpool::test::eventually([&] { return pool.stats().workers_exited == 1; }));
       stats = pool.stats();
       CHECK(stats.recycles(RecycleReason::oom_kill) == 1);
-      CHECK(stats.recycles(RecycleReason::rss_hard_limit) == 0);
+      CHECK(stats.recycles(RecycleReason::memory_hard_limit) == 0);
       CHECK(std::any_of(stats.workers.begin(), stats.workers.end(),
                         [&](const WorkerStats& w) { return w.pid == sibling_pid; }));
       // An idempotent job is retried on a fresh worker, as after any memory kill.
@@ -296,7 +296,7 @@ TEST_CASE("where cgroups cannot be made, the pool says so once and runs on the s
 
 TEST_CASE("per-worker cgroup options that cannot work are refused") {
   PoolOptions options = procpool::test::quiet_options(1);
-  options.worker_cgroups.enabled = true;  // no cap, and no rss_hard_limit to take it from
+  options.worker_cgroups.enabled = true;  // no cap, and no memory_hard_limit to take it from
   CHECK_THROWS_AS(Pool(options), ConfigError);
   options.worker_cgroups.max_bytes = 8 * MiB;
   CHECK_THROWS_AS(Pool(options), ConfigError);

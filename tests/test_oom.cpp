@@ -153,7 +153,7 @@ TEST_CASE(
 }
 
 // The failure this guards against: a host holding 380 MiB in a 640 MiB memory cgroup (a
-// container's limit), one worker with rss_hard_limit at 200 MiB, and a job that allocates 1 GiB
+// container's limit), one worker with memory_hard_limit at 200 MiB, and a job that allocates 1 GiB
 // in 64 MiB blocks, faster than the 250 ms memory sample. The kernel's OOM killer must end the
 // worker, not the host; the host keeps serving with its memory intact. Near the cgroup's limit the
 // kernel's reclaim slows the job's allocations down, enough at times for a 250 ms sample to see

@@ -115,28 +115,28 @@ TEST_CASE("idle_timeout recycles an idle worker, scales down when allowed, and i
 
 TEST_CASE("the soft limit retires, the hard limit kills, and the hard limit wins") {
   RecyclePolicy policy;
-  policy.rss_soft_limit = 500 * MiB;
-  policy.rss_hard_limit = 1000 * MiB;
+  policy.memory_soft_limit = 500 * MiB;
+  policy.memory_hard_limit = 1000 * MiB;
   WorkerFacts facts = fresh();
   facts.memory = 500 * MiB;
   CHECK(decide(facts, policy, t0).verdict == Verdict::keep);  // at the limit is within it
   facts.memory = 500 * MiB + 1;
   Decision soft = decide(facts, policy, t0);
   CHECK(soft.verdict == Verdict::retire);
-  CHECK(soft.reason == RecycleReason::rss_soft_limit);
+  CHECK(soft.reason == RecycleReason::memory_soft_limit);
   CHECK(soft.detail.find("500.0 MiB") != std::string::npos);
   facts.memory = 1000 * MiB + 1;
   Decision hard = decide(facts, policy, t0);
   CHECK(hard.verdict == Verdict::kill_now);
-  CHECK(hard.reason == RecycleReason::rss_hard_limit);
+  CHECK(hard.reason == RecycleReason::memory_hard_limit);
 }
 
 TEST_CASE(
     "a worker that started above the soft limit is not recycled for it, but the hard limit still "
     "applies") {
   RecyclePolicy policy;
-  policy.rss_soft_limit = 100 * MiB;
-  policy.rss_hard_limit = 400 * MiB;
+  policy.memory_soft_limit = 100 * MiB;
+  policy.memory_hard_limit = 400 * MiB;
   WorkerFacts facts = fresh();
   facts.soft_limit_waived = true;
   facts.memory = 300 * MiB;
@@ -147,7 +147,7 @@ TEST_CASE(
 
 TEST_CASE("growth over the worker's own baseline retires it; no baseline yet means no verdict") {
   RecyclePolicy policy;
-  policy.rss_growth_limit = 50 * MiB;
+  policy.memory_growth_limit = 50 * MiB;
   WorkerFacts facts = fresh();
   facts.memory = 900 * MiB;
   CHECK(decide(facts, policy, t0).verdict == Verdict::keep);  // before the baseline is taken
@@ -157,7 +157,7 @@ TEST_CASE("growth over the worker's own baseline retires it; no baseline yet mea
   facts.memory = 250 * MiB + 1;
   Decision d = decide(facts, policy, t0);
   CHECK(d.verdict == Verdict::retire);
-  CHECK(d.reason == RecycleReason::rss_growth);
+  CHECK(d.reason == RecycleReason::memory_growth);
   facts.memory = 100 * MiB;  // shrinking below the baseline is fine
   CHECK(decide(facts, policy, t0).verdict == Verdict::keep);
 }
@@ -167,13 +167,13 @@ TEST_CASE("memory rules come before job count, lifetime and idleness") {
   policy.max_jobs = 1;
   policy.max_lifetime = 1s;
   policy.idle_timeout = 1s;
-  policy.rss_soft_limit = 10 * MiB;
+  policy.memory_soft_limit = 10 * MiB;
   WorkerFacts facts = fresh();
   facts.job_limit = 1;
   facts.lifetime_limit = 1s;
   facts.jobs_done = 5;
   facts.memory = 20 * MiB;
-  CHECK(decide(facts, policy, t0 + 1h).reason == RecycleReason::rss_soft_limit);
+  CHECK(decide(facts, policy, t0 + 1h).reason == RecycleReason::memory_soft_limit);
   facts.memory = 1 * MiB;
   CHECK(decide(facts, policy, t0 + 1h).reason == RecycleReason::max_jobs);
   facts.jobs_done = 0;
@@ -184,7 +184,7 @@ TEST_CASE("memory rules come before job count, lifetime and idleness") {
 
 TEST_CASE("a worker with no memory reading yet is judged on the other rules only") {
   RecyclePolicy policy;
-  policy.rss_hard_limit = 1;
+  policy.memory_hard_limit = 1;
   policy.max_jobs = 3;
   WorkerFacts facts = fresh();
   facts.job_limit = 3;

@@ -234,7 +234,7 @@ TEST_CASE("a batch spanning several 1024-job chunks keeps its order and ids and 
 TEST_CASE("a batch larger than the queue's free room queues what fits and rejects the rest") {
   PoolOptions options = test::quiet_options(1);
   options.queue_capacity = 4;
-  options.prefetch.max_jobs = 0;
+  options.prefetch.max_jobs_ahead = 0;
   Pool pool(options);
   test::Gate gate;
   JobFuture held = pool.submit("wait_fifo", gate.payload());

@@ -20,7 +20,7 @@ namespace {
 // One worker that prefetches whatever its job times are (the adaptive threshold is tested below).
 PoolOptions prefetching(std::size_t max_jobs) {
   PoolOptions options = test::quiet_options(1);
-  options.prefetch.max_jobs = max_jobs;
+  options.prefetch.max_jobs_ahead = max_jobs;
   options.prefetch.when_jobs_take_under = std::chrono::hours(1);
   options.prefetch.max_work_ahead = std::chrono::hours(1);
   return options;
@@ -55,7 +55,7 @@ void check_counts(const Pool& pool, std::uint64_t succeeded, std::uint64_t faile
 
 }  // namespace
 
-TEST_CASE("short jobs wait in a busy worker's ring, up to PrefetchPolicy::max_jobs") {
+TEST_CASE("short jobs wait in a busy worker's ring, up to PrefetchPolicy::max_jobs_ahead") {
   Pool pool(prefetching(8));
   warm_up(pool);
   test::Gate gate;
@@ -101,7 +101,7 @@ TEST_CASE("jobs sent ahead to a worker that dies run on its successor without us
   check_counts(pool, 6, 1);
 }
 
-TEST_CASE("prefetching never gives a worker more jobs than its max_jobs leaves it") {
+TEST_CASE("prefetching never gives a worker more jobs than its RecyclePolicy::max_jobs leaves it") {
   PoolOptions options = prefetching(64);
   options.workers = 2;
   options.recycle.max_jobs = 3;
@@ -143,7 +143,7 @@ TEST_CASE("a worker holds no more jobs ahead than it should finish within max_wo
 TEST_CASE("a busy worker holds only its own job when prefetching is off or its jobs are long") {
   PoolOptions options = prefetching(8);
   SECTION("off") {
-    options.prefetch.max_jobs = 0;
+    options.prefetch.max_jobs_ahead = 0;
   }
   SECTION("jobs longer than when_jobs_take_under") {
     options.prefetch.when_jobs_take_under = std::chrono::microseconds(0);
@@ -265,7 +265,7 @@ TEST_CASE("a retiring worker whose unread jobs are all taken back still leaves")
   // time, from workers retiring for max_jobs (which counts jobs given). Every one of them must
   // still leave and be replaced: once, a retiring worker left with nothing waited for ever.
   PoolOptions options = test::quiet_options(4);
-  options.prefetch.max_jobs = 8;
+  options.prefetch.max_jobs_ahead = 8;
   options.prefetch.when_jobs_take_under = std::chrono::microseconds(50);
   options.prefetch.max_work_ahead = std::chrono::hours(1);
   options.recycle.max_jobs = 20;

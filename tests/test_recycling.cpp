@@ -236,7 +236,7 @@ TEST_CASE("with min_workers, idle workers scale down and queued work scales up a
 TEST_CASE("a worker over the soft limit is retired after its job; the job succeeds") {
   std::uint64_t base = fresh_worker_rss();
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_soft_limit = base + touched(48);
+  options.recycle.memory_soft_limit = base + touched(48);
   Pool pool(options);
   std::set<std::string> pids;
   for (int i = 0; i < 7; ++i) {
@@ -247,21 +247,21 @@ TEST_CASE("a worker over the soft limit is retired after its job; the job succee
   // 20 MiB per job over a 48 MiB allowance: a worker goes over on its third job and is replaced
   // after it, so jobs 1-3, 4-6 and 7 ran in three workers.
   CHECK(pids.size() == 3);
-  CHECK(
-      test::eventually([&] { return pool.stats().recycles(RecycleReason::rss_soft_limit) == 2; }));
+  CHECK(test::eventually(
+      [&] { return pool.stats().recycles(RecycleReason::memory_soft_limit) == 2; }));
 }
 
 TEST_CASE("a job that balloons past the hard limit is killed mid-run and fails with memory_limit") {
   std::uint64_t base = fresh_worker_rss();
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_hard_limit = base + touched(96);
+  options.recycle.memory_hard_limit = base + touched(96);
   options.recycle.memory_sample_interval = 20ms;
   Pool pool(options);
   JobResult r = pool.submit("balloon_mb", mebibytes(2000)).get();
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().kind == ErrorKind::memory_limit);
   CHECK(r.error().message.find("hard limit") != std::string::npos);
-  CHECK(pool.stats().recycles(RecycleReason::rss_hard_limit) == 1);
+  CHECK(pool.stats().recycles(RecycleReason::memory_hard_limit) == 1);
   CHECK(pool.submit("echo", test::bytes("after")).get().ok());
 
   // Memory kills are retried for idempotent jobs (and fail again here: it always balloons).
@@ -276,7 +276,7 @@ TEST_CASE("a job that balloons past the hard limit is killed mid-run and fails w
 
 TEST_CASE("growth over a worker's own baseline retires it as a leak") {
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_growth_limit = touched(50);
+  options.recycle.memory_growth_limit = touched(50);
   options.recycle.baseline_after_jobs = 1;
   Pool pool(options);
   std::vector<std::string> results;
@@ -286,7 +286,7 @@ TEST_CASE("growth over a worker's own baseline retires it as a leak") {
     results.push_back(test::text(r.value()));
   }
   // Baseline after job 1 (20 MiB leaked); job 2: +20, job 3: +40, job 4: +60 > 50: retired.
-  CHECK(test::eventually([&] { return pool.stats().recycles(RecycleReason::rss_growth) == 1; }));
+  CHECK(test::eventually([&] { return pool.stats().recycles(RecycleReason::memory_growth) == 1; }));
   CHECK(results[4].substr(0, results[4].find(' ')) != results[0].substr(0, results[0].find(' ')));
 }
 
@@ -294,18 +294,18 @@ TEST_CASE(
     "a worker already above the soft limit at start-up is reported once, not recycled in a loop") {
   EventLog log;
   PoolOptions options = test::quiet_options(2);
-  options.recycle.rss_soft_limit = 1 * MiB;  // below any real process
+  options.recycle.memory_soft_limit = 1 * MiB;  // below any real process
   options.on_event = log.callback();
   Pool pool(options);
   for (int i = 0; i < 10; ++i)
     REQUIRE(pool.submit("echo", test::bytes("x")).get().ok());
   PoolStats stats = pool.stats();
-  CHECK(stats.recycles(RecycleReason::rss_soft_limit) == 0);
+  CHECK(stats.recycles(RecycleReason::memory_soft_limit) == 0);
   CHECK(stats.workers_started == 2);
   CHECK(log.count(EventType::above_soft_limit_at_start) == 1);
   // It grows past its start-up size: still kept, the hard limit (unset here) is what would apply.
   CHECK(pool.submit("leak_mb", mebibytes(8)).get().ok());
-  CHECK(pool.stats().recycles(RecycleReason::rss_soft_limit) == 0);
+  CHECK(pool.stats().recycles(RecycleReason::memory_soft_limit) == 0);
 }
 
 TEST_CASE("no more than max_concurrent_recycles workers retire at once") {
@@ -428,13 +428,13 @@ TEST_CASE("an idle worker whose last job went unread is read by the periodic sam
   PoolOptions options = test::quiet_options(1);
   options.recycle.memory_sample_interval = 200ms;
   options.recycle.memory_read_min_interval = 200ms;
-  options.recycle.rss_growth_limit = touched(24);
+  options.recycle.memory_growth_limit = touched(24);
   Pool pool(options);
   REQUIRE(pool.submit("echo", test::bytes("baseline")).get().ok());
   REQUIRE(pool.submit("leak_mb", mebibytes(32)).get().ok());
   // Nothing else is submitted: only the sample can see the growth, retire the worker for it, and
   // give the job its change.
-  CHECK(test::eventually([&] { return pool.stats().recycles(RecycleReason::rss_growth) == 1; }));
+  CHECK(test::eventually([&] { return pool.stats().recycles(RecycleReason::memory_growth) == 1; }));
   CHECK(job_stats_of(pool.stats(), "leak_mb").memory_delta_mean_bytes >
         static_cast<double>(touched(30)));
 }
@@ -534,20 +534,20 @@ TEST_CASE("a pool degraded by failing starts heals itself when a worker starts c
 TEST_CASE("a worker retiring mid-job for the soft limit is still killed at the hard limit") {
   std::uint64_t base = fresh_worker_rss();
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_soft_limit = base + touched(32);
-  options.recycle.rss_hard_limit = base + touched(160);
+  options.recycle.memory_soft_limit = base + touched(32);
+  options.recycle.memory_hard_limit = base + touched(160);
   options.recycle.memory_sample_interval = 20ms;
   Pool pool(options);
   JobResult r = pool.submit("balloon_mb", mebibytes(2000)).get();  // grows past both, then hangs
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().kind == ErrorKind::memory_limit);
-  CHECK(pool.stats().recycles(RecycleReason::rss_hard_limit) == 1);
+  CHECK(pool.stats().recycles(RecycleReason::memory_hard_limit) == 1);
 }
 
 TEST_CASE("a retiring worker that dies during its last job is recorded as a crash") {
   std::uint64_t base = fresh_worker_rss();
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_soft_limit = base + touched(16);
+  options.recycle.memory_soft_limit = base + touched(16);
   options.recycle.memory_sample_interval = 20ms;
   Pool pool(options);
   JobResult r = pool.submit("leak_then_crash", mebibytes(48)).get();
@@ -556,14 +556,14 @@ TEST_CASE("a retiring worker that dies during its last job is recorded as a cras
   CHECK(r.error().signal == SIGKILL);
   PoolStats stats = pool.stats();
   CHECK(stats.recycles(RecycleReason::crash) == 1);
-  CHECK(stats.recycles(RecycleReason::rss_soft_limit) == 0);
+  CHECK(stats.recycles(RecycleReason::memory_soft_limit) == 0);
   CHECK(pool.submit("echo", test::bytes("next")).get().ok());
 }
 
 TEST_CASE("a hard limit below a fresh worker's size backs off and degrades instead of looping") {
   EventLog log;
   PoolOptions options = test::quiet_options(1);
-  options.recycle.rss_hard_limit = 1 * MiB;  // below any real process
+  options.recycle.memory_hard_limit = 1 * MiB;  // below any real process
   options.restart_storm_threshold = 3;
   options.restart_backoff_initial = 5ms;
   options.restart_backoff_max = 50ms;
@@ -574,5 +574,5 @@ TEST_CASE("a hard limit below a fresh worker's size backs off and degrades inste
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().kind == ErrorKind::pool_degraded);
   CHECK(log.count(EventType::degraded) >= 1);
-  CHECK(pool.stats().recycles(RecycleReason::rss_hard_limit) >= 3);
+  CHECK(pool.stats().recycles(RecycleReason::memory_hard_limit) >= 3);
 }

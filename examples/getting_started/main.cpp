@@ -91,9 +91,9 @@ int main(int argc, char** argv) {
 
   procpool::PoolOptions options;
   options.workers = 2;
-  options.recycle.max_jobs = 1000;                            // a fresh worker every 1000 jobs
-  options.recycle.rss_soft_limit = std::uint64_t{512} << 20;  // retire after a job above 512 MiB
-  options.recycle.rss_hard_limit = std::uint64_t{1} << 30;    // kill at once above 1 GiB
+  options.recycle.max_jobs = 1000;                               // a fresh worker every 1000 jobs
+  options.recycle.memory_soft_limit = std::uint64_t{512} << 20;  // retire after a job above 512 MiB
+  options.recycle.memory_hard_limit = std::uint64_t{1} << 30;    // kill at once above 1 GiB
   options.job_timeout = std::chrono::seconds(30);
   procpool::Pool pool(options);
 

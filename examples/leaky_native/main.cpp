@@ -91,13 +91,13 @@ int main(int argc, char** argv) {
   //    and recycled when idle.
   procpool::PoolOptions pool_options;
   pool_options.workers = 1;
-  pool_options.recycle.rss_soft_limit = 3 * options.leak_mb * MiB + 16 * MiB;
+  pool_options.recycle.memory_soft_limit = 3 * options.leak_mb * MiB + 16 * MiB;
   pool_options.recycle.idle_timeout = std::chrono::seconds(1);
   procpool::Pool pool(pool_options);
   procpool::Bytes payload(sizeof options.leak_mb);
   std::memcpy(payload.data(), &options.leak_mb, sizeof options.leak_mb);
   fmt::print("procpool (soft limit {} MiB)   host RSS     worker RSS\n",
-             pool_options.recycle.rss_soft_limit / MiB);
+             pool_options.recycle.memory_soft_limit / MiB);
   for (int r = 1; r <= options.requests; ++r) {
     procpool::JobResult result = pool.submit("native.transcribe", payload).get();
     if (!result.ok()) {
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   }
   procpool::PoolStats stats = pool.stats();
   fmt::print("\nworkers recycled for the soft limit: {}; the host stayed at {:.1f} MiB\n",
-             stats.recycles(procpool::RecycleReason::rss_soft_limit), rss_mib(host));
+             stats.recycles(procpool::RecycleReason::memory_soft_limit), rss_mib(host));
   for (const auto& job : stats.jobs) {
     fmt::print("memory attribution: {}: {:+.1f} MiB per call\n", job.name,
                job.memory_delta_mean_bytes / MiB);

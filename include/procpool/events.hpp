@@ -25,7 +25,7 @@ enum class EventType {
   exited,
   /// A job failed; `error` and `job_name`.
   job_failed,
-  /// A worker's memory right after start-up already exceeds rss_soft_limit (reported once per
+  /// A worker's memory right after start-up already exceeds memory_soft_limit (reported once per
   /// pool).
   above_soft_limit_at_start,
   /// The restart-storm breaker tripped, or healed.

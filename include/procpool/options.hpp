@@ -69,12 +69,12 @@ struct RecyclePolicy {
   /// Memory above this after a job (or at a sample): retire after the current job. 0 = off.
   /// A worker already above it right after start-up is reported once and kept (a fresh worker
   /// cannot do better), until a hard limit or another policy applies.
-  std::uint64_t rss_soft_limit = 0;
+  std::uint64_t memory_soft_limit = 0;
   /// Memory above this at any reading: SIGKILL now; the job fails with memory_limit. 0 = off.
-  std::uint64_t rss_hard_limit = 0;
+  std::uint64_t memory_hard_limit = 0;
   /// Leak detection: memory more than this above the worker's own baseline (its reading after
   /// `baseline_after_jobs` jobs): retire after the current job. 0 = off.
-  std::uint64_t rss_growth_limit = 0;
+  std::uint64_t memory_growth_limit = 0;
   /// Jobs a worker runs before its baseline is taken (warm-up: caches, lazy initialisation).
   std::uint64_t baseline_after_jobs = 1;
 
@@ -121,13 +121,13 @@ struct RecyclePolicy {
 struct PrefetchPolicy {
   /// Most jobs one worker holds ahead of the one it runs. 0 = off: one job per worker at a time.
   /// Allowed: 0..4096.
-  std::size_t max_jobs = 256;
+  std::size_t max_jobs_ahead = 256;
   /// Prefetch to a worker only while a moving average of its job times (as the supervisor sees
   /// them, from dispatch to result) is under this. Allowed: >= 0.
   std::chrono::microseconds when_jobs_take_under{1000};
   /// Most work one worker holds ahead, estimated as that moving average times the jobs held: the
   /// longest a prefetched job should wait for the ones ahead of it. With 2 µs jobs the cap is
-  /// max_jobs; with 100 µs jobs it is 10. Allowed: >= 0 (0 = no job ahead).
+  /// max_jobs_ahead; with 100 µs jobs it is 10. Allowed: >= 0 (0 = no job ahead).
   std::chrono::microseconds max_work_ahead{1000};
 };
 
@@ -257,8 +257,8 @@ struct MemoryCgroupOptions {
   /// false (default): workers run in the host's own memory cgroup.
   bool enabled = false;
   /// The cap, in bytes (cgroup v2 memory.max with memory.swap.max 0; v1 memory.limit_in_bytes and
-  /// memory.memsw.limit_in_bytes). 0 (default): RecyclePolicy::rss_hard_limit, which must then be
-  /// set. Allowed: 0 or at least 16 MiB.
+  /// memory.memsw.limit_in_bytes). 0 (default): RecyclePolicy::memory_hard_limit, which must then
+  /// be set. Allowed: 0 or at least 16 MiB.
   std::uint64_t max_bytes = 0;
   /// cgroup v2 only: memory.high, above which the kernel reclaims the worker's memory and slows its
   /// allocations down. 0 (default): not set. Allowed: 0, or below the cap.
@@ -388,7 +388,7 @@ struct PoolOptions {
   /// fail at once with ErrorKind::pool_degraded, while it keeps trying to start a worker with
   /// backoff. The next worker that starts cleanly heals it, but the run of failures goes on until a
   /// job completes, so one more failure degrades it again at once. Planned recycles never count;
-  /// a worker killed by rss_hard_limit before its first job does (the limit is below a fresh
+  /// a worker killed by memory_hard_limit before its first job does (the limit is below a fresh
   /// worker's size). Allowed: >= 1.
   unsigned restart_storm_threshold = 5;
   /// The window within which `restart_storm_threshold` failures in a row degrade the pool.

@@ -44,12 +44,12 @@ enum class RecycleReason {
   idle_timeout,
   /// Idle past idle_timeout while the pool had more than min_workers: stopped, not replaced.
   scale_down,
-  /// A job left it above RecyclePolicy::rss_soft_limit: retired after that job.
-  rss_soft_limit,
-  /// Above RecyclePolicy::rss_hard_limit: killed at once, its job failed with memory_limit.
-  rss_hard_limit,
-  /// Grew more than RecyclePolicy::rss_growth_limit over its own baseline.
-  rss_growth,
+  /// A job left it above RecyclePolicy::memory_soft_limit: retired after that job.
+  memory_soft_limit,
+  /// Above RecyclePolicy::memory_hard_limit: killed at once, its job failed with memory_limit.
+  memory_hard_limit,
+  /// Grew more than RecyclePolicy::memory_growth_limit over its own baseline.
+  memory_growth,
   /// Its job ran past its timeout: stopped (SIGTERM, grace, SIGKILL).
   job_timeout,
   /// Died on its own, with or without a job.
@@ -72,7 +72,8 @@ enum class RecycleReason {
 inline constexpr std::size_t recycle_reason_count =
     static_cast<std::size_t>(RecycleReason::memory_budget) + 1;
 
-/// A stable lower_snake_case name for `reason` ("max_jobs", "rss_soft_limit", ...). Never throws.
+/// A stable lower_snake_case name for `reason` ("max_jobs", "memory_soft_limit", ...). Never
+/// throws.
 PROCPOOL_API std::string_view to_string(RecycleReason reason) noexcept;
 
 /// Whether the pool can run jobs.

@@ -7,7 +7,7 @@
 //   host memory <intact|changed>
 //   oom_kill events <n>
 //   recycles <reason>=<workers that left for it>...
-// Arguments: <exec|fork_server> <host MiB> <rss_hard_limit MiB> <job MiB> <memory sample ms>.
+// Arguments: <exec|fork_server> <host MiB> <memory_hard_limit MiB> <job MiB> <memory sample ms>.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   if (argc != 6) {
     std::fprintf(
         stderr,
-        "usage: %s <exec|fork_server> <host MiB> <rss_hard_limit MiB> <job MiB> <sample ms>\n",
+        "usage: %s <exec|fork_server> <host MiB> <memory_hard_limit MiB> <job MiB> <sample ms>\n",
         argv[0]);
     return 2;
   }
@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
 
   procpool::PoolOptions options = procpool::test::quiet_options(1);
   if (mode == "fork_server") options.start_mode = procpool::StartMode::fork_server;
-  options.recycle.rss_hard_limit = hard_limit;
+  options.recycle.memory_hard_limit = hard_limit;
   options.recycle.memory_sample_interval = sample_interval;
   std::atomic<int> oom_kill_events{0};
   options.on_event = [&](const procpool::PoolEvent& event) {

@@ -43,16 +43,17 @@ PoolOptions make_pool_options(const ServerOptions& o) {
   p.max_payload_bytes = o.max_body_bytes + (std::size_t{1} << 20);  // audio + options JSON
   p.recycle.max_jobs = o.max_jobs;
   p.recycle.max_jobs_jitter = o.max_jobs > 4 ? o.max_jobs / 4 : 0;
-  p.recycle.rss_soft_limit = o.rss_soft_limit;
-  p.recycle.rss_hard_limit = o.rss_hard_limit;
-  p.recycle.rss_growth_limit = o.rss_growth_limit;
+  p.recycle.memory_soft_limit = o.memory_soft_limit;
+  p.recycle.memory_hard_limit = o.memory_hard_limit;
+  p.recycle.memory_growth_limit = o.memory_growth_limit;
   p.recycle.idle_timeout = o.idle_timeout;
   p.recycle.max_lifetime = o.max_lifetime;
   p.recycle.max_lifetime_jitter = o.max_lifetime / 10;
   p.recycle.memory_metric = o.memory_metric;
   // Kernel caps where the machine allows them (else a logged fallback), and a budget that keeps
   // the workers inside the container's limit with room for the server itself.
-  p.worker_cgroups.enabled = o.worker_cgroups && (o.worker_memory_cap > 0 || o.rss_hard_limit > 0);
+  p.worker_cgroups.enabled =
+      o.worker_cgroups && (o.worker_memory_cap > 0 || o.memory_hard_limit > 0);
   p.worker_cgroups.max_bytes = o.worker_memory_cap;
   p.worker_cgroups.parent = o.worker_cgroup_parent;
   if (o.memory_budget > 0) {

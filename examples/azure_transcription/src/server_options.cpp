@@ -98,17 +98,19 @@ const std::vector<Flag>& flags() {
                  [u64](ServerOptions& o, const std::string& v) {
                    o.max_jobs = u64("max-jobs", v, UINT32_MAX);
                  }});
-    f.push_back({"rss-soft-limit-mb", "retire a worker left above this after a job (default 1024)",
+    f.push_back({"memory-soft-limit-mb",
+                 "retire a worker left above this after a job (default 1024)",
                  [u64](ServerOptions& o, const std::string& v) {
-                   o.rss_soft_limit = u64("rss-soft-limit-mb", v, 1 << 24) << 20;
+                   o.memory_soft_limit = u64("memory-soft-limit-mb", v, 1 << 24) << 20;
                  }});
-    f.push_back({"rss-hard-limit-mb", "kill a worker above this at once, 0 = off (default 4096)",
+    f.push_back({"memory-hard-limit-mb", "kill a worker above this at once, 0 = off (default 4096)",
                  [u64](ServerOptions& o, const std::string& v) {
-                   o.rss_hard_limit = u64("rss-hard-limit-mb", v, 1 << 24) << 20;
+                   o.memory_hard_limit = u64("memory-hard-limit-mb", v, 1 << 24) << 20;
                  }});
-    f.push_back({"rss-growth-limit-mb", "retire a worker this far above its baseline (default 0)",
+    f.push_back({"memory-growth-limit-mb",
+                 "retire a worker this far above its baseline (default 0)",
                  [u64](ServerOptions& o, const std::string& v) {
-                   o.rss_growth_limit = u64("rss-growth-limit-mb", v, 1 << 24) << 20;
+                   o.memory_growth_limit = u64("memory-growth-limit-mb", v, 1 << 24) << 20;
                  }});
     f.push_back({"idle-recycle-s", "recycle a worker idle this long, 0 = off (default 300)",
                  [u64](ServerOptions& o, const std::string& v) {

@@ -19,7 +19,7 @@
 namespace procpool::azure {
 
 /// Everything the server can be told, from flags (--name value or --name=value) or from the
-/// environment (PROCPOOL_TRANSCRIBE_NAME, e.g. PROCPOOL_TRANSCRIBE_RSS_SOFT_LIMIT_MB). Flags win.
+/// environment (PROCPOOL_TRANSCRIBE_NAME, e.g. PROCPOOL_TRANSCRIBE_MEMORY_SOFT_LIMIT_MB). Flags win.
 /// The defaults suit a speech SDK that leaks native memory per request.
 struct ServerOptions {
   std::string host = "127.0.0.1";   // --host
@@ -31,18 +31,18 @@ struct ServerOptions {
   std::chrono::milliseconds job_timeout{330'000};       // --job-timeout-s
   unsigned attempts = 2;       // --attempts: a job whose worker crashed/was killed is run again
   std::uint64_t max_jobs = 0;  // --max-jobs (0: off)
-  std::uint64_t rss_soft_limit = std::uint64_t{1024} << 20;  // --rss-soft-limit-mb
-  std::uint64_t rss_hard_limit = std::uint64_t{4096} << 20;  // --rss-hard-limit-mb (0: off)
-  std::uint64_t rss_growth_limit = 0;                        // --rss-growth-limit-mb (0: off)
-  std::chrono::milliseconds idle_timeout{300'000};           // --idle-recycle-s (0: off)
-  std::chrono::milliseconds max_lifetime{0};                 // --max-lifetime-s (0: off)
-  MemoryMetric memory_metric = MemoryMetric::rss;            // --memory-metric rss|pss|uss
+  std::uint64_t memory_soft_limit = std::uint64_t{1024} << 20;  // --memory-soft-limit-mb
+  std::uint64_t memory_hard_limit = std::uint64_t{4096} << 20;  // --memory-hard-limit-mb (0: off)
+  std::uint64_t memory_growth_limit = 0;                        // --memory-growth-limit-mb (0: off)
+  std::chrono::milliseconds idle_timeout{300'000};              // --idle-recycle-s (0: off)
+  std::chrono::milliseconds max_lifetime{0};                    // --max-lifetime-s (0: off)
+  MemoryMetric memory_metric = MemoryMetric::rss;               // --memory-metric rss|pss|uss
   /// --worker-memory-cgroups: each worker in a memory cgroup of its own that the kernel caps at
   /// --worker-memory-cap-mb (0: the hard limit), made under --worker-cgroup-parent (empty: the
   /// server's own cgroup). Where that cannot be done the server logs why and runs on the sampled
   /// limits.
   bool worker_cgroups = true;
-  std::uint64_t worker_memory_cap = 0;  // --worker-memory-cap-mb (0: rss_hard_limit)
+  std::uint64_t worker_memory_cap = 0;  // --worker-memory-cap-mb (0: memory_hard_limit)
   std::string worker_cgroup_parent;     // --worker-cgroup-parent
   /// The pool memory budget: --memory-budget-mb, else --memory-budget-fraction of the server's
   /// memory cgroup limit (a container's) when it has one.
