@@ -522,7 +522,8 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
   for (auto& [id, worker] : workers_) {
     if (worker->untrusted) continue;
     read_responses(*worker, now);
-    if (worker->job && worker->waiting_for_space && !worker->untrusted) send_request(*worker);
+    if (worker->job && worker->link.waiting_for_space() && !worker->untrusted)
+      send_request(*worker);
   }
   if (drain_deadline_ && !final_stop_) {
     bool busy = std::any_of(workers_.begin(), workers_.end(),
@@ -636,8 +637,7 @@ bool Supervisor::retire_if_last_job_given(WorkerProcess& w, Clock::time_point no
 void Supervisor::give_job(WorkerProcess& w, std::unique_ptr<Job> job, Clock::time_point now) {
   ++job->attempts;
   w.job = std::move(job);
-  w.job_start_sent = false;
-  w.sent = 0;
+  w.link.begin_request();
   begin_job(w, now, true);
 }
 
@@ -667,7 +667,7 @@ void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_s
 bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock::time_point now) {
   const PrefetchPolicy& policy = options_.prefetch;
   if (!w.job || !w.ready || w.leaving || w.stop_sent || w.untrusted || w.direct_call ||
-      !w.job_start_sent || w.sent != w.job->payload.size() || !w.typical_job_time ||
+      !w.link.request_complete(*w.job) || !w.typical_job_time ||
       *w.typical_job_time >= policy.when_jobs_take_under) {
     return false;
   }
@@ -681,7 +681,7 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock:
   auto job_time = std::max<Clock::duration>(*w.typical_job_time, std::chrono::nanoseconds(1));
   auto by_time = static_cast<std::uint64_t>(policy.max_work_ahead / job_time);
   if (by_time < most) most = static_cast<std::size_t>(by_time);
-  auto free = w.requests.free_bytes();
+  auto free = w.link.requests().free_bytes();
   if (!free) return false;  // the next send reports the violation
   std::uint64_t space = *free;
   const std::size_t held_before = w.prefetched.size();
@@ -696,16 +696,15 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock:
         // ahead.
         if (job.in_place) return false;
         // Only jobs whose request fits in one go: a prefetched job is sent whole, never streamed.
-        std::uint64_t head = RingWriter::record_bytes(sizeof(JobStartBody) + job.name.size());
-        std::uint64_t body = job.payload.empty() ? 0 : RingWriter::record_bytes(job.payload.size());
-        if (job.payload.size() > w.max_body || head + body > space) return false;
+        const std::uint64_t bytes = WorkerLink::bytes_ahead(job);
+        if (job.payload.size() > w.link.max_body() || bytes > space) return false;
         if (memory_budget_.enabled()) {
           const std::uint64_t peak = MemoryBudgetGate::expected_peak(
               job.options.expected_memory_bytes, job.name, job_stats_);
           if (!memory_budget_.fits(peak, budget_in_use)) return false;
           budget_in_use += peak;
         }
-        space -= head + body;
+        space -= bytes;
         return true;
       },
       w.prefetched);
@@ -717,11 +716,9 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock:
                                                              job.name, job_stats_));
     }
     ++job.attempts;
-    append_job_start(w.requests, job);  // fits: checked above
-    job.start_number = ++w.job_starts_sent;
-    if (!job.payload.empty()) w.requests.append(RecordType::job_data, job.id, job.payload);
+    w.link.send_ahead(job);  // fits: checked above
   }
-  if (taken && w.requests.publish()) platform::futex_wake_all(w.requests.wake_word());
+  if (taken) w.link.publish();
   return taken;
 }
 
@@ -848,13 +845,13 @@ bool Supervisor::prepare_sleep(Clock::time_point now) {
     if (streaming) {
       backlog_polling_ = true;
     } else {
-      w.responses.begin_wait();
+      w.link.responses().begin_wait();
     }
-    if (w.responses.has_data()) return false;
-    if (w.waiting_for_space) {
-      w.requests.begin_wait();
-      auto space = w.requests.free_bytes();
-      if (!space || *space >= RingWriter::record_bytes(w.max_body)) return false;
+    if (w.link.responses().has_data()) return false;
+    if (w.link.waiting_for_space()) {
+      w.link.requests().begin_wait();
+      auto space = w.link.requests().free_bytes();
+      if (!space || *space >= RingWriter::record_bytes(w.link.max_body())) return false;
     }
   }
   bool any_dispatchable = false, any_in_flight = false;
@@ -885,16 +882,16 @@ bool Supervisor::prepare_spin(bool delivered) {
     // Jobs sent ahead: prepare_sleep's backlog poll.
     if (!w.prefetched.empty()) return false;
     if (shares_cpu(w)) continue;
-    if (w.waiting_for_space) {
+    if (w.link.waiting_for_space()) {
       // A payload streaming in: the worker frees a record's space in less time than waking this
       // thread takes, so the two copy side by side rather than in turns.
-      spin_space_.push_back({&w.requests, RingWriter::record_bytes(w.max_body)});
+      spin_space_.push_back({&w.link.requests(), RingWriter::record_bytes(w.link.max_body())});
       streaming = true;
       continue;
     }
     short_job |= !w.typical_job_time || *w.typical_job_time < options_.spin.budget;
-    streaming |= w.receiving;  // a result streaming out: its next record is a copy away
-    spin_rings_.push_back(&w.responses);
+    streaming |= w.link.receiving();  // a result streaming out: its next record is a copy away
+    spin_rings_.push_back(&w.link.responses());
   }
   // Worth it while a short job runs or a payload streams, or right after outcomes went out (their
   // callers often submit again at once); and only on a CPU besides those of the workers running
@@ -909,7 +906,7 @@ bool Supervisor::on_host_cpu(int cpu) const noexcept {
 }
 
 bool Supervisor::shares_cpu(WorkerProcess& w) const noexcept {
-  return on_host_cpu(w.segment.header().worker_cpu.load(std::memory_order_relaxed));
+  return on_host_cpu(w.link.header().worker_cpu.load(std::memory_order_relaxed));
 }
 
 std::size_t Supervisor::cpus_in_use() const {
@@ -934,13 +931,13 @@ void Supervisor::update_spin_hint() {
   if (int cpu = platform::current_cpu(); cpu != host_cpu_) {
     host_cpu_ = cpu;
     for (const auto& [id, worker] : workers_)
-      worker->segment.header().host_cpu.store(cpu, std::memory_order_relaxed);
+      worker->link.header().host_cpu.store(cpu, std::memory_order_relaxed);
   }
   std::uint32_t hint = cpus_in_use() < online_cpus_ ? 1 : 0;
   if (hint == spin_hint_) return;
   spin_hint_ = hint;
   for (const auto& [id, worker] : workers_)
-    worker->segment.header().spin_hint.store(hint, std::memory_order_relaxed);
+    worker->link.header().spin_hint.store(hint, std::memory_order_relaxed);
 }
 
 void Supervisor::spin(std::optional<Clock::duration> limit) {
@@ -961,8 +958,8 @@ void Supervisor::spin(std::optional<Clock::duration> limit) {
 
 void Supervisor::end_sleep() {
   for (auto& [id, worker] : workers_) {
-    worker->responses.end_wait();
-    worker->requests.end_wait();
+    worker->link.responses().end_wait();
+    worker->link.requests().end_wait();
   }
   intake_.end_sleep();
 }
@@ -987,7 +984,7 @@ void Supervisor::emergency_stop() noexcept {
       platform::reap_blocking(worker->pid);
       // A Pool::call thread asleep on this worker's result wakes now, as on_exit would wake it,
       // before the segment holding the word it sleeps on is unmapped.
-      if (worker->direct_call) platform::futex_wake_all(worker->responses.interrupt_wait());
+      if (worker->direct_call) platform::futex_wake_all(worker->link.responses().interrupt_wait());
       if (worker->job) worker->prefetched.push_front(std::move(worker->job));
       for (auto& job : worker->prefetched) {
         unsigned attempts = job->attempts;

@@ -186,19 +186,15 @@ class Supervisor {
   void fail_queue(ErrorKind kind, const std::string& message);
   void emergency_stop() noexcept;
 
-  // supervisor_channel.cpp: talking to a worker through its rings and output pipe.
+  // supervisor_channel.cpp: what a worker's link sent and read.
+  /// Sends what the request of `worker`'s job still lacks (WorkerLink::send).
   void send_request(WorkerProcess& worker);
-  /// Appends the job_start record of `job` (not yet published); false if it does not fit.
-  bool append_job_start(RingWriter& ring, const Job& job) const;
+  /// Handles what arrived from `worker` (WorkerLink::read) until its ring is empty.
   void read_responses(WorkerProcess& worker, Clock::time_point now);
-  void handle_record(WorkerProcess& worker, const RecordView& record, Clock::time_point now);
-  /// Appends a result_data record to the result being received; on an allocation failure, the
-  /// result is dropped and its job is to fail (receive_failure).
-  void receive_result_bytes(WorkerProcess& worker, const RecordView& record);
   void on_hello(WorkerProcess& worker, Clock::time_point now);
-  void finish_job(WorkerProcess& worker, Clock::time_point now);
-  /// Reads a bounded share of `worker`'s output and logs its lines (rate-limited); `until_eof`:
-  /// it has exited, so its output is read to the end (or to a bound) and closed.
+  void finish_job(WorkerProcess& worker, Arrival result, Clock::time_point now);
+  /// Logs a bounded share of `worker`'s output (WorkerLink::read_output); `until_eof`: it has
+  /// exited, so its output is read to the end (or to a bound) and closed.
   void read_output(WorkerProcess& worker, bool until_eof);
 
   // supervisor_lifecycle.cpp: workers coming and going.

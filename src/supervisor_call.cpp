@@ -68,9 +68,9 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
   // which CPU it answers to, so that it does not poll for its next job on the CPU this thread
   // needs to read the result (end_direct_call puts both back).
   w->direct_call = true;
-  w->responses.end_wait(wake_by_default);
+  w->link.responses().end_wait(wake_by_default);
   if (const int cpu = platform::current_cpu(); cpu >= 0) {
-    w->segment.header().host_cpu.store(cpu, std::memory_order_relaxed);
+    w->link.header().host_cpu.store(cpu, std::memory_order_relaxed);
   }
   give_job(*w, std::move(owned), now);
   if (memory_budget_.enabled()) w->budget.add(w->memory, peak);
@@ -80,7 +80,7 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
       send_request(*w);
     }
     for (;;) {
-      if (w->responses.has_data()) {
+      if (w->link.responses().has_data()) {
         Reporter::Deferral deferral(reporter_);
         read_responses(*w, now);
       }
@@ -90,18 +90,19 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
       const std::optional<Clock::time_point> give_back_at = next_timer(*w);
       // A payload that did not fit the ring, a broken protocol or a timer due: the supervisor
       // thread's to carry on with.
-      if (done || w->untrusted || w->waiting_for_space || (give_back_at && now >= *give_back_at)) {
+      if (done || w->untrusted || w->link.waiting_for_space() ||
+          (give_back_at && now >= *give_back_at)) {
         end_direct_call(lock, *w, done);
         return id;
       }
-      const std::uint32_t seen = w->responses.begin_wait(wake_by_futex);
-      if (w->responses.has_data()) continue;
+      const std::uint32_t seen = w->link.responses().begin_wait(wake_by_futex);
+      if (w->link.responses().has_data()) continue;
       // The word lies in the worker's segment. If the worker exits meanwhile, the supervisor
       // thread changes the word and wakes it (on_exit) before it unmaps the segment, so this wait
       // ends at once whether it began before or after that (an unmapped word fails the wait;
       // should another mapping land there, the deadline ends it), and the worker is looked up
       // again below before anything is read.
-      const std::atomic<std::uint32_t>& word = w->responses.wait_word();
+      const std::atomic<std::uint32_t>& word = w->link.responses().wait_word();
       lock.unlock();
       platform::futex_wait(
           word, seen,
@@ -121,7 +122,7 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
     if (!lock.owns_lock()) lock.lock();
     if (auto it = workers_.find(worker_id); it != workers_.end() && it->second->direct_call) {
       it->second->direct_call = false;
-      it->second->responses.end_wait(wake_by_futex);
+      it->second->link.responses().end_wait(wake_by_futex);
     }
     lock.unlock();
     intake_.wake();
@@ -164,7 +165,7 @@ WorkerProcess* Supervisor::direct_call_worker(std::uint64_t peak) {
     if (w.job_limit && w.jobs_done + 1 >= w.job_limit) continue;
     const bool long_jobs = w.typical_job_time && *w.typical_job_time >= options_.spin.budget;
     if (!one_cpu && !nobody_polls && !long_jobs) continue;
-    const int worker_cpu = w.segment.header().worker_cpu.load(std::memory_order_relaxed);
+    const int worker_cpu = w.link.header().worker_cpu.load(std::memory_order_relaxed);
     if (cpu >= 0 && worker_cpu == cpu) return &w;
     if ((nobody_polls || long_jobs) && !elsewhere) elsewhere = &w;
   }
@@ -173,14 +174,14 @@ WorkerProcess* Supervisor::direct_call_worker(std::uint64_t peak) {
 
 void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProcess& w, bool done) {
   w.direct_call = false;
-  w.responses.end_wait(wake_by_futex);
+  w.link.responses().end_wait(wake_by_futex);
   const JobIntake::State intake = intake_.state();
   const bool sleeping = intake.supervisor_sleeping, queued = intake.queued > 0;
   // As prepare_sleep left it: the worker rings the sleeping supervisor thread's doorbell again.
-  if (sleeping && !w.untrusted) w.responses.begin_wait(wake_by_default);
+  if (sleeping && !w.untrusted) w.link.responses().begin_wait(wake_by_default);
   // What update_spin_hint last wrote (-1, unknown, with SpinPolicy off): the worker also decides
   // on it whether to stream a result a ringful at a time.
-  w.segment.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
+  w.link.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
   // The supervisor thread sleeps on unless it has something to do: a job to carry on with (with
   // its timers), lines or events to emit, a worker to stop or replace, jobs that arrived meanwhile
   // (it may have gone to sleep counting on this worker's result to wake it), or a timer due before

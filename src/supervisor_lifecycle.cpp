@@ -123,12 +123,18 @@ void Supervisor::start_failed(Clock::time_point now, const std::string& why) {
 
 void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor) {
   auto worker = std::make_unique<WorkerProcess>();
-  worker->output_lines = WorkerOutput(options_.stderr_tail_lines);
   worker->id = next_worker_id_++;
   worker->predecessor_reason = predecessor;
-  worker->segment = Segment::create(options_.ring_bytes, options_.max_payload_bytes,
-                                    options_.max_result_bytes, host_pid_);
-  SegmentHeader& header = worker->segment.header();
+  LinkLimits limits;
+  limits.ring_bytes = options_.ring_bytes;
+  limits.max_result_bytes = options_.max_result_bytes;
+  limits.lent_kept_accessible =
+      options_.lent_buffers_after_job == LentBuffersAfterJob::kept_accessible;
+  limits.tail_lines = options_.stderr_tail_lines;
+  worker->link = WorkerLink(Segment::create(options_.ring_bytes, options_.max_payload_bytes,
+                                            options_.max_result_bytes, host_pid_),
+                            limits);
+  SegmentHeader& header = worker->link.header();
   header.address_space_limit = options_.recycle.address_space_limit;
   if (!options_.security.dumpable) header.worker_flags |= worker_flag_non_dumpable;
   if (options_.spin.enabled) {
@@ -137,15 +143,10 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
     header.spin_hint.store(spin_hint_, std::memory_order_relaxed);
     header.host_cpu.store(host_cpu_, std::memory_order_relaxed);
   }
-  worker->requests =
-      RingWriter(&header.requests, worker->segment.request_data(), options_.ring_bytes);
-  worker->responses =
-      RingReader(&header.responses, worker->segment.response_data(), options_.ring_bytes);
-  worker->max_body = max_record_body(options_.ring_bytes);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   worker->job_limit = jittered_job_limit(options_.recycle, unit(random_));
   worker->lifetime_limit = jittered_lifetime(options_.recycle, unit(random_));
-  worker->doorbell = platform::make_eventfd();
+  platform::UniqueFd doorbell = platform::make_eventfd();
   platform::Pipe output = platform::make_pipe();
   platform::DescriptorChannel channel = platform::make_descriptor_channel();
 
@@ -155,8 +156,8 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   request.arguments.insert(request.arguments.end(), {worker_flag, std::to_string(protocol_version),
                                                      std::to_string(host_pid_)});
   request.output_fd = output.write_end.get();
-  request.doorbell_fd = worker->doorbell.get();
-  request.segment_fd = worker->segment.descriptor();
+  request.doorbell_fd = doorbell.get();
+  request.segment_fd = worker->link.segment().descriptor();
   request.channel_fd = channel.worker_end.get();
   apply_security(options_.security, request);
   if (options_.worker_oom_score_adj != 0) request.oom_score_adj = options_.worker_oom_score_adj;
@@ -174,10 +175,9 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   // the worker (and its children) exit; the segment stays mapped here.
   output.write_end.reset();
   worker->cgroup.procs.reset();
-  worker->segment.close_descriptor();
+  worker->link.segment().close_descriptor();
   channel.worker_end.reset();
-  worker->channel = std::move(channel.host_end);
-  worker->output = std::move(output.read_end);
+  worker->link.attach(std::move(doorbell), std::move(channel.host_end), std::move(output.read_end));
   worker->spawned_at = now;
   worker->start_deadline = now + options_.start_timeout;
   if (spawned) {
@@ -193,16 +193,16 @@ void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
   worker->pidfd = std::move(spawned.pidfd);
   // A fork's answer may come after this thread moved to another CPU (update_spin_hint).
   if (options_.spin.enabled) {
-    worker->segment.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
+    worker->link.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
   }
   try {
     worker->rss_reader = platform::RssReader(worker->pid);
-    poller_.add(worker->doorbell.get(), poll_key(worker->id, doorbell_key), true);
+    poller_.add(worker->link.doorbell(), poll_key(worker->id, doorbell_key), true);
     poller_.add(worker->pidfd.get(), poll_key(worker->id, exit_key));
-    poller_.add(worker->output.get(), poll_key(worker->id, output_key));
+    poller_.add(worker->link.output(), poll_key(worker->id, output_key));
   } catch (...) {
     platform::kill_process(worker->pidfd.get());
-    poller_.remove(worker->doorbell.get());
+    poller_.remove(worker->link.doorbell());
     poller_.remove(worker->pidfd.get());
     platform::reap_blocking(worker->pid);
     throw;
@@ -312,7 +312,7 @@ void Supervisor::finish_fork_server_retirements(Clock::time_point now, bool dead
 
 void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   // With the guard and its parent, where they are the host's (a child subreaper host).
-  const SegmentHeader& header = w.segment.header();
+  const SegmentHeader& header = w.link.header();
   const std::int32_t guard_pids[2] = {header.guard_starter_pid.load(std::memory_order_relaxed),
                                       header.guard_pid.load(std::memory_order_relaxed)};
   std::optional<platform::ExitStatus> status =
@@ -420,7 +420,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
       error.message = message;
       error.exit_code = status->exit_code;
       error.signal = status->signal;
-      error.worker_stderr = join_lines(w.output_lines.tail());
+      error.worker_stderr = join_lines(w.link.output_tail());
       error.attempts = job->attempts;
       fail_job(w, std::move(job), std::move(error), LogLevel::warning);
     }
@@ -434,7 +434,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   event.signal = status->signal;
   if (reason == RecycleReason::start_failure) {
     ++start_failures_;
-    std::string tail = join_lines(w.output_lines.tail());
+    std::string tail = join_lines(w.link.output_tail());
     std::string why = w.leaving_detail.empty() ? how : w.leaving_detail;
     event.message = fmt::format("worker (pid {}) {} before it was ready{}{}", w.pid, why,
                                 tail.empty() ? "" : "; its output:\n", tail);
@@ -448,10 +448,10 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   }
   // A Pool::call thread waiting for this worker's result sleeps until the worker's next timer:
   // it must learn now that the job has its outcome (or went back to the queue).
-  if (w.direct_call) platform::futex_wake_all(w.responses.interrupt_wait());
-  poller_.remove(w.doorbell.get());
+  if (w.direct_call) platform::futex_wake_all(w.link.responses().interrupt_wait());
+  poller_.remove(w.link.doorbell());
   poller_.remove(w.pidfd.get());
-  if (w.output) poller_.remove(w.output.get());
+  if (w.link.output() >= 0) poller_.remove(w.link.output());
   workers_.erase(w.id);  // `w` is gone from here on
 }
 
@@ -464,12 +464,11 @@ void Supervisor::return_prefetched(WorkerProcess& w) {
 
 Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w) {
   // Not for a job whose request is still streaming in, nor jobs a Pool::call thread handles.
-  if (!w.job || w.untrusted || w.direct_call || !w.job_start_sent ||
-      w.sent != w.job->payload.size()) {
+  if (!w.job || w.untrusted || w.direct_call || !w.link.request_complete(*w.job)) {
     return TakeBack::nothing;
   }
-  std::atomic<std::uint64_t>& claims = w.segment.header().job_claims;
-  const std::uint32_t last_sent = w.job_starts_sent;
+  std::atomic<std::uint64_t>& claims = w.link.header().job_claims;
+  const std::uint32_t last_sent = w.link.starts_sent();
   // The jobs sent ahead, never the current one: its outcome is its own (a timeout counts from
   // dispatch, a stop's reason is its outcome), read or not.
   const std::uint32_t last_read =
@@ -499,7 +498,7 @@ Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w) {
 }
 
 bool Supervisor::worker_runs(WorkerProcess& w, const Job& job) {
-  const std::uint64_t claims = w.segment.header().job_claims.load(std::memory_order_acquire);
+  const std::uint64_t claims = w.link.header().job_claims.load(std::memory_order_acquire);
   return static_cast<std::uint32_t>(claims) == job.start_number;
 }
 
@@ -535,7 +534,7 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
   if (!detail.empty()) w.leaving_detail = std::move(detail);
   w.stop_sent = true;
   w.state = WorkerState::stopping;
-  w.waiting_for_space = false;
+  w.link.abandon_request();
   bool graceful = reason == RecycleReason::job_timeout || reason == RecycleReason::shutdown ||
                   is_retirement(reason);
   if (!graceful || !w.ready || options_.kill_grace.count() == 0) {
@@ -544,8 +543,7 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
   }
   if (!w.job) {
     // Idle: ask it to leave through the ring; SIGKILL if it has not after the grace period.
-    w.requests.append(RecordType::stop, 0, {});
-    if (w.requests.publish()) platform::futex_wake_all(w.requests.wake_word());
+    w.link.send_stop();
   } else {
     platform::terminate_process(w.pidfd.get());
   }
@@ -564,7 +562,7 @@ void Supervisor::kill_for_violation(WorkerProcess& w, const std::string& what) {
   w.leaving_detail = what;
   w.stop_sent = true;
   w.state = WorkerState::stopping;
-  w.waiting_for_space = false;
+  w.link.abandon_request();
   w.kill_at.reset();
   w.kill();
 }

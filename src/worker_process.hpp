@@ -9,16 +9,13 @@
 #include <optional>
 #include <string>
 
-#include "channel/layout.hpp"
-#include "channel/ring.hpp"
-#include "channel/segment.hpp"
 #include "job.hpp"
 #include "memory_budget.hpp"
 #include "platform/platform.hpp"
 #include "procpool/options.hpp"
 #include "procpool/stats.hpp"
 #include "worker_cgroups.hpp"
-#include "worker_output.hpp"
+#include "worker_link.hpp"
 
 namespace procpool::detail {
 
@@ -42,16 +39,12 @@ inline std::uint64_t poll_key(std::uint64_t worker_id, PollKey kind) {
 struct WorkerProcess {
   std::uint64_t id = 0;
   int pid = 0;
-  platform::UniqueFd pidfd, doorbell, output;
-  /// The host's end of the worker's descriptor channel (an in-place job's buffers go through it).
-  platform::UniqueFd channel;
+  platform::UniqueFd pidfd;
+  /// Its channel: segment and rings, doorbell, descriptor socket, output pipe.
+  WorkerLink link;
   platform::RssReader rss_reader;
   /// Its memory cgroup, with PoolOptions::worker_cgroups (empty otherwise).
   WorkerCgroup cgroup;
-  Segment segment;
-  RingWriter requests;
-  RingReader responses;
-  std::uint64_t max_body = 0;
 
   WorkerState state = WorkerState::starting;
   bool ready = false;
@@ -91,19 +84,14 @@ struct WorkerProcess {
   bool untrusted = false;
   std::string leaving_detail;
 
-  // The job it runs (the oldest it was sent), and how far its request has been sent.
+  /// The job it runs (the oldest it was sent).
   std::unique_ptr<Job> job;
-  bool job_start_sent = false;
-  std::uint64_t sent = 0;
-  bool waiting_for_space = false;
   /// Jobs sent whole into its request ring behind `job`, oldest first (PrefetchPolicy). Non-empty
   /// only while `job` is set and fully sent.
   std::deque<std::unique_ptr<Job>> prefetched;
   /// When its current job last looked late but the worker was not on it (jobs sent ahead are
   /// taken back only from a worker still on a late job).
   Clock::time_point late_check_at;
-  /// job_start records sent into its request ring: the number of the last one (job_claims.hpp).
-  std::uint32_t job_starts_sent = 0;
   /// A Pool::call thread gave it its job and waits for the result on its response ring (it is woken
   /// by a futex, wake_by_futex, not the doorbell); no job is sent ahead to it meanwhile.
   bool direct_call = false;
@@ -111,18 +99,6 @@ struct WorkerProcess {
   /// first job.
   std::optional<Clock::duration> typical_job_time;
 
-  // The result being received.
-  bool receiving = false;
-  ResultStatus result_status = ResultStatus::ok;
-  std::uint64_t expected = 0;
-  Bytes received;
-  /// Bytes of the result read and dropped since the host could not hold them (receive_failure).
-  std::uint64_t discarded = 0;
-  /// Why the result being received is dropped: the host could not allocate for it.
-  std::optional<std::string> receive_failure;
-
-  /// Its stdout and stderr, as lines.
-  WorkerOutput output_lines;
   std::uint64_t jobs_done = 0;
 
   /// Sends SIGKILL, through the pidfd.
