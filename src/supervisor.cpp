@@ -657,10 +657,11 @@ void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_s
   } else if (!w.unread_jobs) {
     w.memory_before_job = w.memory;
   }
-  w.job_deadline.reset();
-  if (w.job->timeout.count() > 0) w.job_deadline = now + w.job->timeout;
-  if (fresh_start || !w.next_sample_at) {
-    w.next_sample_at = now + options_.recycle.memory_sample_interval;
+  w.timers.job_deadline.reset();
+  if (w.job->timeout.count() > 0) w.timers.job_deadline = now + w.job->timeout;
+  w.timers.idle_reading_at.reset();
+  if (fresh_start || !w.timers.sample_at) {
+    w.timers.sample_at = now + options_.recycle.memory_sample_interval;
   }
 }
 
@@ -722,6 +723,67 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock:
   return taken;
 }
 
+void Supervisor::on_timers(WorkerProcess& w, Clock::time_point now) {
+  WorkerTimers& timers = w.timers;
+  if (timers.start_deadline && now >= *timers.start_deadline) {
+    stop_worker(
+        w, RecycleReason::start_failure, now,
+        fmt::format("it did not report ready within {} ms", options_.start_timeout.count()));
+  }
+  if (timers.job_deadline && now >= *timers.job_deadline) {
+    // What it has not read behind this job goes back to the queue first, so that no job sent
+    // ahead is started only to be killed with this one. If it has read past this job, the job
+    // ended after step() read its ring: its result is read at the next step (the deadline, still
+    // set and past, keeps the loop from sleeping).
+    if (take_back_unstarted(w) != TakeBack::worker_moved_on) {
+      reporter_.log(
+          LogLevel::warning,
+          fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
+                      "worker",
+                      w.job->name, w.id, w.pid, w.job->timeout.count()));
+      timers.job_deadline.reset();
+      stop_worker(w, RecycleReason::job_timeout, now);
+    }
+  }
+  if (timers.sample_at && now >= *timers.sample_at) {
+    timers.sample_at = now + options_.recycle.memory_sample_interval;  // unset if it stops
+    sample_memory(w, now);
+    apply_policy(w, now);
+  }
+  if (timers.idle_reading_at && now >= *timers.idle_reading_at) {
+    timers.idle_reading_at.reset();
+    sample_memory(w, now);
+    attribute_memory(w);
+    apply_policy(w, now);
+  }
+  if (timers.policy_recheck_at && now >= *timers.policy_recheck_at) {
+    timers.policy_recheck_at.reset();
+    apply_policy(w, now);
+  }
+  if (timers.kill_at && now >= *timers.kill_at) {
+    timers.kill_at.reset();
+    w.kill();
+  }
+}
+
+std::optional<Clock::time_point> Supervisor::take_back_overdue(WorkerProcess& w,
+                                                               Clock::time_point now) {
+  // Jobs sent ahead behind a job that has run longer than short jobs take go back to the queue,
+  // for a free worker (or this one, once its job ends) to run. Only if the worker is still on
+  // that job: one that has moved on, or not yet reached it, is late only in this thread's view
+  // (results not yet read, a worker waiting for a CPU), and is looked at again later.
+  if (w.prefetched.empty() || w.stop_sent) return std::nullopt;
+  const Clock::time_point overdue_at =
+      std::max(w.job_started_at, w.late_check_at) + options_.prefetch.when_jobs_take_under;
+  if (now < overdue_at) return overdue_at;
+  if (!worker_runs(w, *w.job)) {
+    w.late_check_at = now;
+    return now + options_.prefetch.when_jobs_take_under;
+  }
+  take_back_unstarted(w);  // prepare_sleep sees them queued for an idle worker
+  return std::nullopt;
+}
+
 std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now) {
   std::optional<Clock::time_point> next;
   auto consider = [&](std::optional<Clock::time_point> t) {
@@ -730,83 +792,16 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
   // Policy actions may stop workers but never erase them here (only on_exit does).
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
-    if (w.start_deadline && !w.leaving) {
-      if (now >= *w.start_deadline) {
-        stop_worker(
-            w, RecycleReason::start_failure, now,
-            fmt::format("it did not report ready within {} ms", options_.start_timeout.count()));
-      } else {
-        consider(w.start_deadline);
-      }
-    }
-    if (w.job && w.job_deadline && (!w.leaving || !w.stop_sent)) {
-      if (now < *w.job_deadline) {
-        consider(w.job_deadline);
-      } else {
-        // What it has not read behind this job goes back to the queue first, so that no job sent
-        // ahead is started only to be killed with this one. If it has read past this job, the job
-        // ended after step() read its ring: its result is read at the next step (prepare_sleep
-        // sees it and does not sleep).
-        if (take_back_unstarted(w) != TakeBack::worker_moved_on) {
-          reporter_.log(
-              LogLevel::warning,
-              fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
-                          "worker",
-                          w.job->name, w.id, w.pid, w.job->timeout.count()));
-          w.job_deadline.reset();
-          stop_worker(w, RecycleReason::job_timeout, now);
-        }
-      }
-    }
-    // Jobs sent ahead behind a job that has run longer than short jobs take go back to the queue,
-    // for a free worker (or this one, once its job ends) to run. Only if the worker is still on
-    // that job: one that has moved on, or not yet reached it, is late only in this thread's view
-    // (results not yet read, a worker waiting for a CPU), and is looked at again later.
-    if (!w.prefetched.empty() && !w.stop_sent) {
-      const Clock::time_point overdue_at =
-          std::max(w.job_started_at, w.late_check_at) + options_.prefetch.when_jobs_take_under;
-      if (now < overdue_at) {
-        consider(overdue_at);
-      } else if (!worker_runs(w, *w.job)) {
-        w.late_check_at = now;
-        consider(now + options_.prefetch.when_jobs_take_under);
-      } else {
-        take_back_unstarted(w);  // prepare_sleep sees them queued for an idle worker
-      }
-    }
-    // A busy worker's periodic sample, or an idle one's reading after jobs that left it unread.
-    if (w.next_sample_at && !w.stop_sent) {
-      if (now >= *w.next_sample_at) {
-        sample_memory(w, now);
-        if (!w.job) attribute_memory(w);
-        apply_policy(w, now);
-        w.next_sample_at.reset();
-        if (w.job) w.next_sample_at = now + options_.recycle.memory_sample_interval;
-      }
-      consider(w.next_sample_at);
-    }
-    if (w.policy_recheck_at && !w.leaving) {
-      if (now >= *w.policy_recheck_at) {
-        w.policy_recheck_at.reset();
-        apply_policy(w, now);
-      }
-      consider(w.policy_recheck_at);
-    }
-    if (w.kill_at) {
-      if (now >= *w.kill_at) {
-        w.kill();
-        w.kill_at.reset();
-      } else {
-        consider(w.kill_at);
-      }
-    }
+    on_timers(w, now);
+    consider(w.timers.next());
+    consider(take_back_overdue(w, now));
   }
   if (!forks_.empty()) {
-    if (now >= *forks_.front()->start_deadline) {
+    if (now >= *forks_.front()->timers.start_deadline) {
       retire_fork_server(now, fmt::format("the fork server (pid {}) did not answer within {} ms",
                                           fork_server_->pid(), options_.start_timeout.count()));
     } else {
-      consider(forks_.front()->start_deadline);
+      consider(forks_.front()->timers.start_deadline);
     }
   }
   if (!retiring_fork_servers_.empty()) {

@@ -168,7 +168,13 @@ class Supervisor {
   /// Jobs sent to worker `pid` that it never started: back to the head of the queue with their
   /// attempt counts as they were, or failed if the pool is stopping or degraded.
   void return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid);
+  /// Acts on every timer due (WorkerTimers) and on the pool's own; returns the earliest one left.
   std::optional<Clock::time_point> check_timers(Clock::time_point now);
+  /// Acts on `worker`'s timers that are due at `now`.
+  void on_timers(WorkerProcess& worker, Clock::time_point now);
+  /// Takes back the jobs sent ahead of a job that has run longer than short jobs take
+  /// (PrefetchPolicy::when_jobs_take_under); returns when to look again, if ever.
+  std::optional<Clock::time_point> take_back_overdue(WorkerProcess& worker, Clock::time_point now);
   bool prepare_sleep(Clock::time_point now);
   /// Whether to poll (SpinPolicy) instead of sleeping now, given that the last iteration delivered
   /// `delivered` outcomes; collects the response rings to poll for data in spin_rings_ and the
@@ -262,9 +268,6 @@ class Supervisor {
   /// that outcome with the lock released, and wakes the supervisor thread if it has anything to
   /// do. Unlocks `lock`.
   void end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProcess& worker, bool done);
-  /// The earliest of `worker`'s timers (its job's timeout and memory sample, a policy recheck, a
-  /// kill), if any.
-  std::optional<Clock::time_point> next_timer(const WorkerProcess& worker) const;
   /// True if one of `worker`'s timers falls before the sleeping supervisor thread would wake.
   bool timer_before_wake(const WorkerProcess& worker) const;
 

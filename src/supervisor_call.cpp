@@ -87,7 +87,7 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
       const bool done = !w->job || w->job->id != id;
       // Until the supervisor thread would next act on this worker (its job's timeout or memory
       // sample, a policy recheck), recomputed each turn since that thread may have acted meanwhile.
-      const std::optional<Clock::time_point> give_back_at = next_timer(*w);
+      const std::optional<Clock::time_point> give_back_at = w->timers.next(false);
       // A payload that did not fit the ring, a broken protocol or a timer due: the supervisor
       // thread's to carry on with.
       if (done || w->untrusted || w->link.waiting_for_space() ||
@@ -196,24 +196,8 @@ void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProce
   deliver_outcomes(outcomes);
 }
 
-std::optional<Clock::time_point> Supervisor::next_timer(const WorkerProcess& w) const {
-  std::optional<Clock::time_point> next;
-  auto consider = [&](const std::optional<Clock::time_point>& t) {
-    if (t && (!next || *t < *next)) next = t;
-  };
-  consider(w.policy_recheck_at);
-  consider(w.kill_at);
-  if (w.job) {
-    consider(w.job_deadline);
-    // Not an idle worker's reading after jobs that left it unread: that alone is no reason to wake
-    // a sleeping supervisor thread, which takes it when it next wakes, or the worker's next job.
-    consider(w.next_sample_at);
-  }
-  return next;
-}
-
 bool Supervisor::timer_before_wake(const WorkerProcess& w) const {
-  std::optional<Clock::time_point> next = next_timer(w);
+  std::optional<Clock::time_point> next = w.timers.next(false);
   return next && (!sleep_until_ || *next < *sleep_until_);
 }
 

@@ -48,7 +48,7 @@ void Supervisor::read_responses(WorkerProcess& w, Clock::time_point now) {
 
 void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
   w.ready = true;
-  w.start_deadline.reset();
+  w.timers.start_deadline.reset();
   w.ready_at = w.idle_since = now;
   if (!w.leaving) w.state = WorkerState::idle;
   sample_memory(w, now);
@@ -94,20 +94,20 @@ void Supervisor::finish_job(WorkerProcess& w, Arrival result, Clock::time_point 
     w.link.request_sent_ahead(*w.job);
     begin_job(w, now, false);
   } else {
-    w.job_deadline.reset();
+    w.timers.job_deadline.reset();
     w.idle_since = now;
     if (!w.leaving) w.state = WorkerState::idle;
     if (w.memory_before_job) {
       w.unread_job_name = job->name;
       ++w.unread_jobs;
     }
+    // The busy worker's sample, if due first, becomes its reading once idle.
+    const WorkerTimers::Time sample_at = std::exchange(w.timers.sample_at, std::nullopt);
     if (memory_reading_due(w, now)) {
-      w.next_sample_at.reset();
       sample_memory(w, now);
       attribute_memory(w);
-    } else if (!w.next_sample_at) {
-      // Left idle, it is read by the periodic sample.
-      w.next_sample_at = now + options_.recycle.memory_sample_interval;
+    } else {
+      w.timers.idle_reading_at = sample_at.value_or(now + options_.recycle.memory_sample_interval);
     }
   }
   if (!w.baseline && w.memory && w.jobs_done >= options_.recycle.baseline_after_jobs) {

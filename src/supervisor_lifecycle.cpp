@@ -179,7 +179,7 @@ void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> p
   channel.worker_end.reset();
   worker->link.attach(std::move(doorbell), std::move(channel.host_end), std::move(output.read_end));
   worker->spawned_at = now;
-  worker->start_deadline = now + options_.start_timeout;
+  worker->timers.start_deadline = now + options_.start_timeout;
   if (spawned) {
     watch_worker(std::move(worker), std::move(*spawned));
   } else {
@@ -535,6 +535,7 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
   w.stop_sent = true;
   w.state = WorkerState::stopping;
   w.link.abandon_request();
+  w.timers.stopping();
   bool graceful = reason == RecycleReason::job_timeout || reason == RecycleReason::shutdown ||
                   is_retirement(reason);
   if (!graceful || !w.ready || options_.kill_grace.count() == 0) {
@@ -547,7 +548,7 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
   } else {
     platform::terminate_process(w.pidfd.get());
   }
-  w.kill_at = now + options_.kill_grace;
+  w.timers.kill_at = now + options_.kill_grace;
 }
 
 void Supervisor::kill_for_violation(WorkerProcess& w, const std::string& what) {
@@ -563,7 +564,8 @@ void Supervisor::kill_for_violation(WorkerProcess& w, const std::string& what) {
   w.stop_sent = true;
   w.state = WorkerState::stopping;
   w.link.abandon_request();
-  w.kill_at.reset();
+  w.timers.stopping();
+  w.timers.kill_at.reset();
   w.kill();
 }
 
@@ -635,7 +637,7 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   facts.soft_limit_waived = w.soft_limit_waived;
   facts.scale_down_when_idle = options_.min_workers && live > *options_.min_workers;
   Decision decision = decide(facts, options_.recycle, now);
-  w.policy_recheck_at = decision.recheck_at;
+  w.timers.policy_recheck_at = decision.recheck_at;
   if (decision.verdict == Verdict::keep) return;
 
   if (decision.verdict == Verdict::kill_now) {
@@ -653,12 +655,13 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
           return x.second->leaving && is_synchronised(*x.second->leaving);
         }));
     if (retiring >= options_.recycle.max_concurrent_recycles) {
-      w.policy_recheck_at = now + milliseconds(20);
+      w.timers.policy_recheck_at = now + milliseconds(20);
       return;
     }
   }
   w.leaving = decision.reason;
   w.leaving_detail = decision.detail;
+  w.timers.policy_recheck_at.reset();
   w.state = w.job ? WorkerState::retiring : WorkerState::stopping;
   if (decision.reason == RecycleReason::scale_down) {
     scaled_target_ = std::max(options_.min_workers.value_or(0), target_workers() - 1);

@@ -16,6 +16,7 @@
 #include "procpool/stats.hpp"
 #include "worker_cgroups.hpp"
 #include "worker_link.hpp"
+#include "worker_timers.hpp"
 
 namespace procpool::detail {
 
@@ -49,8 +50,7 @@ struct WorkerProcess {
   WorkerState state = WorkerState::starting;
   bool ready = false;
   Clock::time_point spawned_at, ready_at, idle_since, job_started_at;
-  std::optional<Clock::time_point> start_deadline, job_deadline, kill_at, next_sample_at,
-      policy_recheck_at;
+  WorkerTimers timers;
 
   // Recycling: this worker's own limits (jitter applied) and what is known of its memory.
   std::uint64_t job_limit = 0;
