@@ -278,7 +278,7 @@ PoolStats Supervisor::stats() const {
     WorkerStats ws;
     ws.id = id;
     ws.pid = w->pid;
-    ws.state = w->state;
+    ws.state = w->state();
     ws.jobs_done = w->jobs_done;
     ws.age = duration_cast<milliseconds>(now - w->spawned_at);
     ws.rss_bytes = w->rss;
@@ -296,13 +296,13 @@ PoolStats Supervisor::stats() const {
       if (minutes > 0) ws.growth_bytes_per_minute = growth / minutes;
     }
     ws.predecessor_reason = w->predecessor_reason;
-    ws.leaving_reason = w->leaving;
+    ws.leaving_reason = w->life.leaving();
     stats.in_flight += w->prefetched.size();
     if (w->job) {
       ++stats.in_flight;
       ws.current_job = w->job->name;
       ws.current_job_running_for = duration_cast<milliseconds>(now - w->job_started_at);
-    } else if (w->ready) {
+    } else if (w->life.ready()) {
       ws.idle_for = duration_cast<milliseconds>(now - w->idle_since);
     }
     stats.workers.push_back(std::move(ws));
@@ -520,9 +520,9 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
   if (intake.drain_asked && !drain_deadline_) drain_deadline_ = now + *intake.drain_asked;
   const bool queued = intake.queued > 0;
   for (auto& [id, worker] : workers_) {
-    if (worker->untrusted) continue;
+    if (worker->life.untrusted()) continue;
     read_responses(*worker, now);
-    if (worker->job && worker->link.waiting_for_space() && !worker->untrusted)
+    if (worker->job && worker->link.waiting_for_space() && !worker->life.untrusted())
       send_request(*worker);
   }
   if (drain_deadline_ && !final_stop_) {
@@ -536,7 +536,8 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
     if (queued && scaled_target_ < options_.workers && !memory_budget_.holding()) {
       bool capacity_coming =
           !forks_.empty() || std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
-            return !w.second->leaving && (w.second->dispatchable() || !w.second->ready);
+            return !w.second->life.leaving() &&
+                   (w.second->dispatchable() || !w.second->life.ready());
           });
       if (!capacity_coming) ++scaled_target_;
     }
@@ -623,15 +624,16 @@ std::uint64_t Supervisor::memory_in_use(bool& may_free) const {
   std::uint64_t in_use = 0;
   for (const auto& [id, w] : workers_) {
     in_use += w->budget.charge(w->memory);
-    may_free |= w->job != nullptr || w->leaving.has_value();
+    may_free |= w->job != nullptr || w->life.leaving().has_value();
   }
   return in_use;
 }
 
 bool Supervisor::retire_if_last_job_given(WorkerProcess& w, Clock::time_point now) {
-  if (w.leaving || !w.job_limit || w.jobs_done + w.jobs_in_hand() < w.job_limit) return false;
+  if (w.life.leaving() || !w.job_limit || w.jobs_done + w.jobs_in_hand() < w.job_limit)
+    return false;
   apply_policy(w, now);
-  return w.leaving.has_value();
+  return w.life.leaving().has_value();
 }
 
 void Supervisor::give_job(WorkerProcess& w, std::unique_ptr<Job> job, Clock::time_point now) {
@@ -642,7 +644,6 @@ void Supervisor::give_job(WorkerProcess& w, std::unique_ptr<Job> job, Clock::tim
 }
 
 void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_start) {
-  w.state = WorkerState::busy;
   w.job_started_at = now;
   if (!fresh_start) {
     // It follows one just finished, with no reading between them: its memory change, and that of
@@ -667,8 +668,8 @@ void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_s
 
 bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock::time_point now) {
   const PrefetchPolicy& policy = options_.prefetch;
-  if (!w.job || !w.ready || w.leaving || w.stop_sent || w.untrusted || w.direct_call ||
-      !w.link.request_complete(*w.job) || !w.typical_job_time ||
+  if (!w.job || !w.life.ready() || w.life.leaving() || w.life.stop_sent() || w.life.untrusted() ||
+      w.direct_call || !w.link.request_complete(*w.job) || !w.typical_job_time ||
       *w.typical_job_time >= policy.when_jobs_take_under) {
     return false;
   }
@@ -772,7 +773,7 @@ std::optional<Clock::time_point> Supervisor::take_back_overdue(WorkerProcess& w,
   // for a free worker (or this one, once its job ends) to run. Only if the worker is still on
   // that job: one that has moved on, or not yet reached it, is late only in this thread's view
   // (results not yet read, a worker waiting for a CPU), and is looked at again later.
-  if (w.prefetched.empty() || w.stop_sent) return std::nullopt;
+  if (w.prefetched.empty() || w.life.stop_sent()) return std::nullopt;
   const Clock::time_point overdue_at =
       std::max(w.job_started_at, w.late_check_at) + options_.prefetch.when_jobs_take_under;
   if (now < overdue_at) return overdue_at;
@@ -830,7 +831,7 @@ bool Supervisor::prepare_sleep(Clock::time_point now) {
   backlog_polling_ = false;
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
-    if (w.untrusted) continue;
+    if (w.life.untrusted()) continue;
     // A worker with jobs sent ahead is streaming short jobs: rather than have it ring the doorbell
     // for each result (a system call per job on each side), look at its ring again shortly. Not
     // once the job it runs has taken longer than a short job should: polling would then spin for
@@ -873,7 +874,7 @@ bool Supervisor::prepare_spin(bool delivered) {
   for (auto& [id, worker] : workers_) {
     WorkerProcess& w = *worker;
     // A Pool::call thread reads that ring itself; polling it here would race with it.
-    if (w.untrusted || !w.job || w.direct_call) continue;
+    if (w.life.untrusted() || !w.job || w.direct_call) continue;
     // Jobs sent ahead: prepare_sleep's backlog poll.
     if (!w.prefetched.empty()) return false;
     if (shares_cpu(w)) continue;
@@ -909,7 +910,7 @@ std::size_t Supervisor::cpus_in_use() const {
   std::size_t busy = forks_.size();  // processes being forked
   for (const auto& [id, worker] : workers_) {
     const WorkerProcess& w = *worker;
-    if (!w.ready) {
+    if (!w.life.ready()) {
       ++busy;  // a process loading
     } else if (w.job) {
       // A short job about to end does not count. Counting every job made polling bimodal with

@@ -90,7 +90,7 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
       const std::optional<Clock::time_point> give_back_at = w->timers.next(false);
       // A payload that did not fit the ring, a broken protocol or a timer due: the supervisor
       // thread's to carry on with.
-      if (done || w->untrusted || w->link.waiting_for_space() ||
+      if (done || w->life.untrusted() || w->link.waiting_for_space() ||
           (give_back_at && now >= *give_back_at)) {
         end_direct_call(lock, *w, done);
         return id;
@@ -178,7 +178,7 @@ void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProce
   const JobIntake::State intake = intake_.state();
   const bool sleeping = intake.supervisor_sleeping, queued = intake.queued > 0;
   // As prepare_sleep left it: the worker rings the sleeping supervisor thread's doorbell again.
-  if (sleeping && !w.untrusted) w.link.responses().begin_wait(wake_by_default);
+  if (sleeping && !w.life.untrusted()) w.link.responses().begin_wait(wake_by_default);
   // What update_spin_hint last wrote (-1, unknown, with SpinPolicy off): the worker also decides
   // on it whether to stream a result a ringful at a time.
   w.link.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
@@ -186,8 +186,8 @@ void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProce
   // its timers), lines or events to emit, a worker to stop or replace, jobs that arrived meanwhile
   // (it may have gone to sleep counting on this worker's result to wake it), or a timer due before
   // it would wake.
-  const bool wake_supervisor = !done || queued || reporter_.has_deferred() || w.leaving ||
-                               w.untrusted || !pending_replacements_.empty() ||
+  const bool wake_supervisor = !done || queued || reporter_.has_deferred() || w.life.leaving() ||
+                               w.life.untrusted() || !pending_replacements_.empty() ||
                                (sleeping && timer_before_wake(w));
   std::vector<Outcome> outcomes;
   outcomes.swap(outcomes_);

@@ -42,15 +42,14 @@ void Supervisor::read_responses(WorkerProcess& w, Clock::time_point now) {
       case Arrival::Kind::violation:
         return kill_for_violation(w, arrival->violation);
     }
-    if (w.untrusted) return;  // what it sent ahead of the record just read gave it away
+    if (w.life.untrusted()) return;  // what it sent ahead of the record just read gave it away
   }
 }
 
 void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
-  w.ready = true;
+  w.life.became_ready();
   w.timers.start_deadline.reset();
   w.ready_at = w.idle_since = now;
-  if (!w.leaving) w.state = WorkerState::idle;
   sample_memory(w, now);
   const RecyclePolicy& policy = options_.recycle;
   if (policy.memory_soft_limit && w.memory && *w.memory > policy.memory_soft_limit) {
@@ -81,7 +80,7 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
 void Supervisor::finish_job(WorkerProcess& w, Arrival result, Clock::time_point now) {
   // A stopped worker that was stopped before it read this job finishes only this one: what it has
   // not read behind it goes back to the queue.
-  if (w.stop_sent && !w.prefetched.empty()) take_back_unstarted(w);
+  if (w.life.stop_sent() && !w.prefetched.empty()) take_back_unstarted(w);
   reserve_outcomes(1);  // before the job leaves its worker: its outcome has a place to go
   std::unique_ptr<Job> job = std::move(w.job);
   ++w.jobs_done;
@@ -96,7 +95,6 @@ void Supervisor::finish_job(WorkerProcess& w, Arrival result, Clock::time_point 
   } else {
     w.timers.job_deadline.reset();
     w.idle_since = now;
-    if (!w.leaving) w.state = WorkerState::idle;
     if (w.memory_before_job) {
       w.unread_job_name = job->name;
       ++w.unread_jobs;
@@ -151,7 +149,7 @@ void Supervisor::finish_job(WorkerProcess& w, Arrival result, Clock::time_point 
     error.attempts = job->attempts;
     fail_job(w, std::move(job), std::move(error), LogLevel::debug);
   }
-  if (w.leaving) {
+  if (w.life.leaving()) {
     release_retired(w, now);  // its last job is done
   } else {
     apply_policy(w, now);

@@ -92,9 +92,9 @@ std::size_t Supervisor::target_workers() const {
 }
 
 void Supervisor::spawn_workers(Clock::time_point now) {
-  auto live = forks_.size() + static_cast<std::size_t>(
-                                  std::count_if(workers_.begin(), workers_.end(),
-                                                [](const auto& w) { return !w.second->leaving; }));
+  auto live = forks_.size() + static_cast<std::size_t>(std::count_if(
+                                  workers_.begin(), workers_.end(),
+                                  [](const auto& w) { return !w.second->life.leaving(); }));
   std::size_t target = target_workers();
   while (pending_replacements_.size() > target)
     pending_replacements_.pop_front();
@@ -322,31 +322,33 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   // later cannot drop one.
   reserve_outcomes(w.jobs_in_hand());
   read_output(w, true);
-  if (!w.untrusted) read_responses(w, now);  // a result written just before it died still counts
+  if (!w.life.untrusted())
+    read_responses(w, now);  // a result written just before it died still counts
   std::string how = describe_exit(*status);
   // A SIGKILL the supervisor did not send: the kernel's counters say whether the OOM killer sent
   // it, and then that is the reason, whatever else was under way.
   std::optional<OomFinding> oom;
-  if (status->signal && platform::is_sigkill(*status->signal) && !w.kill_sent) {
+  if (status->signal && platform::is_sigkill(*status->signal) && !w.life.kill_sent()) {
     std::optional<CgroupOomReading> own_cgroup;
     if (w.cgroup) own_cgroup = w.cgroup.oom_reading();
     oom = oom_attribution_.explain(own_cgroup);
     how = describe_unsent_kill(*oom);
   }
   w.cgroup.release();
-  const bool oom_killed = oom && oom->verdict == OomFinding::Verdict::oom_killer && w.ready;
+  const bool oom_killed = oom && oom->verdict == OomFinding::Verdict::oom_killer && w.life.ready();
   // Planned only if the supervisor asked it to go; a retiring worker that dies during its last job
   // crashed. A worker killed for the hard limit before its first job is the limit's fault, not a
   // job's: counted like a failed start, so a limit below a fresh worker's size backs off and trips
   // the breaker instead of respawning in a loop. An OOM kill is its job's doing, as a hard limit
   // kill is; one without a job is not.
   bool killed_at_start =
-      w.leaving == RecycleReason::memory_hard_limit && w.jobs_done == 0 && !w.job;
-  bool planned = oom_killed ? w.job != nullptr : w.stop_sent && !killed_at_start;
-  RecycleReason reason = w.stop_sent && w.leaving
-                             ? *w.leaving
-                             : (w.ready ? RecycleReason::crash : RecycleReason::start_failure);
-  if (!w.ready && reason != RecycleReason::shutdown) reason = RecycleReason::start_failure;
+      w.life.leaving() == RecycleReason::memory_hard_limit && w.jobs_done == 0 && !w.job;
+  bool planned = oom_killed ? w.job != nullptr : w.life.stop_sent() && !killed_at_start;
+  RecycleReason reason =
+      w.life.stop_sent() && w.life.leaving()
+          ? *w.life.leaving()
+          : (w.life.ready() ? RecycleReason::crash : RecycleReason::start_failure);
+  if (!w.life.ready() && reason != RecycleReason::shutdown) reason = RecycleReason::start_failure;
   if (oom_killed) {
     reason = RecycleReason::oom_kill;
     PoolEvent event = worker_event(
@@ -358,7 +360,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
     event.signal = status->signal;
     reporter_.emit(std::move(event), LogLevel::warning);
   }
-  if (!w.leaving) {
+  if (!w.life.leaving()) {
     // It stops counting as live only now: its successor replaces a crash.
     pending_replacements_.push_back(reason);
   }
@@ -366,8 +368,8 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   return_prefetched(w);
   if (w.job) {
     std::unique_ptr<Job> job = std::move(w.job);
-    ErrorKind kind =
-        oom_killed ? ErrorKind::memory_limit : outcome_for(w.stop_sent ? w.leaving : std::nullopt);
+    ErrorKind kind = oom_killed ? ErrorKind::memory_limit
+                                : outcome_for(w.life.stop_sent() ? w.life.leaving() : std::nullopt);
     std::string message;
     switch (kind) {
       case ErrorKind::timeout:
@@ -378,7 +380,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
       case ErrorKind::protocol_violation:
         message =
             fmt::format("worker (pid {}) broke the protocol while running '{}': {}; it was killed",
-                        w.pid, job->name, w.leaving_detail);
+                        w.pid, job->name, w.life.leaving_detail());
         break;
       case ErrorKind::shutting_down:
         message = fmt::format("the pool shut down while '{}' was running; its worker (pid {}) {}",
@@ -390,7 +392,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
                                    "ran '{}': {}",
                                    w.pid, job->name, oom->limit)
                              : fmt::format("worker (pid {}) was killed while running '{}': {}",
-                                           w.pid, job->name, w.leaving_detail);
+                                           w.pid, job->name, w.life.leaving_detail());
         break;
       default:
         message = fmt::format("worker (pid {}) {} while running '{}'", w.pid, how, job->name);
@@ -435,7 +437,7 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   if (reason == RecycleReason::start_failure) {
     ++start_failures_;
     std::string tail = join_lines(w.link.output_tail());
-    std::string why = w.leaving_detail.empty() ? how : w.leaving_detail;
+    std::string why = w.life.leaving_detail().empty() ? how : w.life.leaving_detail();
     event.message = fmt::format("worker (pid {}) {} before it was ready{}{}", w.pid, why,
                                 tail.empty() ? "" : "; its output:\n", tail);
     reporter_.emit(std::move(event), LogLevel::error);
@@ -464,7 +466,7 @@ void Supervisor::return_prefetched(WorkerProcess& w) {
 
 Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w) {
   // Not for a job whose request is still streaming in, nor jobs a Pool::call thread handles.
-  if (!w.job || w.untrusted || w.direct_call || !w.link.request_complete(*w.job)) {
+  if (!w.job || w.life.untrusted() || w.direct_call || !w.link.request_complete(*w.job)) {
     return TakeBack::nothing;
   }
   std::atomic<std::uint64_t>& claims = w.link.header().job_claims;
@@ -521,24 +523,21 @@ void Supervisor::return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid
 
 void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time_point now,
                              std::string detail) {
-  if (w.stop_sent) return;
+  if (w.life.stop_sent()) return;
   // Jobs it has not read are not its to finish or to die with: back to the queue, untouched.
-  if (w.ready && !w.untrusted) take_back_unstarted(w);
+  if (w.life.ready() && !w.life.untrusted()) take_back_unstarted(w);
   // The stop's reason decides what the job in hand becomes (a timeout or a shutdown overtakes a
   // retirement under way); a successor is owed only once per worker.
-  if (!w.leaving && reason != RecycleReason::shutdown && reason != RecycleReason::scale_down &&
-      reason != RecycleReason::memory_budget) {
+  if (!w.life.leaving() && reason != RecycleReason::shutdown &&
+      reason != RecycleReason::scale_down && reason != RecycleReason::memory_budget) {
     pending_replacements_.push_back(reason);
   }
-  w.leaving = reason;
-  if (!detail.empty()) w.leaving_detail = std::move(detail);
-  w.stop_sent = true;
-  w.state = WorkerState::stopping;
+  w.life.stop(reason, std::move(detail));
   w.link.abandon_request();
   w.timers.stopping();
   bool graceful = reason == RecycleReason::job_timeout || reason == RecycleReason::shutdown ||
                   is_retirement(reason);
-  if (!graceful || !w.ready || options_.kill_grace.count() == 0) {
+  if (!graceful || !w.life.ready() || options_.kill_grace.count() == 0) {
     w.kill();
     return;
   }
@@ -552,17 +551,13 @@ void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time
 }
 
 void Supervisor::kill_for_violation(WorkerProcess& w, const std::string& what) {
-  if (w.untrusted) return;
+  if (w.life.untrusted()) return;
   reporter_.log(
       LogLevel::error,
       fmt::format("worker {} (pid {}) broke the protocol: {}; killing it", w.id, w.pid, what));
-  w.untrusted = true;
   // A violation overrides any gentler stop under way: the worker is not to be trusted.
-  if (!w.leaving) pending_replacements_.push_back(RecycleReason::protocol_violation);
-  w.leaving = RecycleReason::protocol_violation;
-  w.leaving_detail = what;
-  w.stop_sent = true;
-  w.state = WorkerState::stopping;
+  if (!w.life.leaving()) pending_replacements_.push_back(RecycleReason::protocol_violation);
+  w.life.broke_protocol(what);
   w.link.abandon_request();
   w.timers.stopping();
   w.timers.kill_at.reset();
@@ -604,13 +599,13 @@ bool Supervisor::memory_reading_due(const WorkerProcess& w, Clock::time_point no
   // Before the baseline: it is to be a reading after its warm-up jobs, not one from before them.
   // After jobs sent ahead (no reading to count from): the next job must count from a reading
   // after them, or their change would be given to it.
-  return !w.baseline || w.leaving || !w.memory_before_job ||
+  return !w.baseline || w.life.leaving() || !w.memory_before_job ||
          now - w.memory_read_at >= options_.recycle.memory_read_min_interval;
 }
 
 void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
-  if (!w.ready || w.stop_sent || final_stop_) return;
-  if (w.leaving) {
+  if (!w.life.ready() || w.life.stop_sent() || final_stop_) return;
+  if (w.life.leaving()) {
     // Retiring, its last job still running: only the hard limit still applies.
     const std::uint64_t hard = options_.recycle.memory_hard_limit;
     if (hard && w.memory && *w.memory > hard) {
@@ -623,7 +618,7 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
     return;
   }
   auto live = static_cast<std::size_t>(std::count_if(
-      workers_.begin(), workers_.end(), [](const auto& x) { return !x.second->leaving; }));
+      workers_.begin(), workers_.end(), [](const auto& x) { return !x.second->life.leaving(); }));
   WorkerFacts facts;
   facts.ready_at = w.ready_at;
   facts.jobs_done = w.jobs_done;
@@ -652,17 +647,15 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   if (is_synchronised(decision.reason)) {
     auto retiring =
         static_cast<std::size_t>(std::count_if(workers_.begin(), workers_.end(), [](const auto& x) {
-          return x.second->leaving && is_synchronised(*x.second->leaving);
+          return x.second->life.leaving() && is_synchronised(*x.second->life.leaving());
         }));
     if (retiring >= options_.recycle.max_concurrent_recycles) {
       w.timers.policy_recheck_at = now + milliseconds(20);
       return;
     }
   }
-  w.leaving = decision.reason;
-  w.leaving_detail = decision.detail;
+  w.life.retire(decision.reason, decision.detail);
   w.timers.policy_recheck_at.reset();
-  w.state = w.job ? WorkerState::retiring : WorkerState::stopping;
   if (decision.reason == RecycleReason::scale_down) {
     scaled_target_ = std::max(options_.min_workers.value_or(0), target_workers() - 1);
   } else {
@@ -681,7 +674,7 @@ void Supervisor::make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time
   std::vector<WorkerProcess*> idle;
   std::size_t live = 0;
   for (auto& [id, worker] : workers_) {
-    if (!worker->leaving) ++live;
+    if (!worker->life.leaving()) ++live;
     if (worker->dispatchable() && !worker->direct_call) idle.push_back(worker.get());
   }
   // The largest first. None needs to stay for the job: a worker runs or leaves (it is held), and
@@ -708,8 +701,8 @@ void Supervisor::make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time
 }
 
 void Supervisor::release_retired(WorkerProcess& w, Clock::time_point now) {
-  if (!w.leaving || w.stop_sent || w.job || !is_retirement(*w.leaving)) return;
-  stop_worker(w, *w.leaving, now);
+  if (!w.life.leaving() || w.life.stop_sent() || w.job || !is_retirement(*w.life.leaving())) return;
+  stop_worker(w, *w.life.leaving(), now);
 }
 
 void Supervisor::note_unplanned_exit(Clock::time_point now, const std::string& why) {
@@ -756,7 +749,7 @@ void Supervisor::begin_final_stop(Clock::time_point now) {
   final_stop_ = true;
   fail_queue(ErrorKind::shutting_down, "the pool shut down before the job started");
   for (auto& [id, worker] : workers_) {
-    if (worker->stop_sent) continue;
+    if (worker->life.stop_sent()) continue;
     stop_worker(*worker, RecycleReason::shutdown, now);
   }
   // Workers the fork server has not reported are not wanted now, and the pool does not wait for

@@ -15,6 +15,7 @@
 #include "procpool/options.hpp"
 #include "procpool/stats.hpp"
 #include "worker_cgroups.hpp"
+#include "worker_life.hpp"
 #include "worker_link.hpp"
 #include "worker_timers.hpp"
 
@@ -47,8 +48,6 @@ struct WorkerProcess {
   /// Its memory cgroup, with PoolOptions::worker_cgroups (empty otherwise).
   WorkerCgroup cgroup;
 
-  WorkerState state = WorkerState::starting;
-  bool ready = false;
   Clock::time_point spawned_at, ready_at, idle_since, job_started_at;
   WorkerTimers timers;
 
@@ -74,15 +73,8 @@ struct WorkerProcess {
   bool soft_limit_waived = false;
   std::optional<RecycleReason> predecessor_reason;
 
-  /// Why it is leaving, once decided: a policy retired it, or the supervisor is stopping it.
-  std::optional<RecycleReason> leaving;
-  /// A stop record, SIGTERM or SIGKILL was sent.
-  bool stop_sent = false;
-  /// SIGKILL was sent (kill()): a SIGKILL it dies of is the supervisor's, not the OOM killer's.
-  bool kill_sent = false;
-  /// The protocol was broken: nothing more is read from its segment.
-  bool untrusted = false;
-  std::string leaving_detail;
+  /// Starting, ready, retiring, stopping or untrusted, and why it leaves.
+  WorkerLife life;
 
   /// The job it runs (the oldest it was sent).
   std::unique_ptr<Job> job;
@@ -104,13 +96,14 @@ struct WorkerProcess {
   /// Sends SIGKILL, through the pidfd.
   void kill() noexcept {
     platform::kill_process(pidfd.get());
-    kill_sent = true;
+    life.killed();
   }
 
   /// Can take a new job now.
-  bool dispatchable() const noexcept {
-    return ready && !leaving && !job && state == WorkerState::idle;
-  }
+  bool dispatchable() const noexcept { return life.ready() && !life.leaving() && !job; }
+
+  /// As stats() shows it.
+  WorkerState state() const noexcept { return life.state(job != nullptr); }
 
   /// Jobs sent to it that have no outcome yet.
   std::size_t jobs_in_hand() const noexcept { return (job ? 1 : 0) + prefetched.size(); }
