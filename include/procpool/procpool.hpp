@@ -17,6 +17,7 @@
 #include "procpool/stats_format.hpp"
 #include "procpool/version.hpp"
 #include "procpool/worker.hpp"
+#include "procpool/worker_state.hpp"
 
 /// \namespace procpool
 /// Everything procpool offers a host: Pool, JobRegistry and the worker entry points, options,
