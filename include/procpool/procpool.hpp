@@ -5,14 +5,18 @@
 #pragma once
 
 #include "procpool/codec.hpp"
+#include "procpool/dispatch_policy.hpp"
 #include "procpool/error.hpp"
 #include "procpool/events.hpp"
 #include "procpool/future.hpp"
 #include "procpool/job_registry.hpp"
 #include "procpool/lent_buffer.hpp"
+#include "procpool/memory_options.hpp"
 #include "procpool/options.hpp"
 #include "procpool/pool.hpp"
+#include "procpool/recycle_policy.hpp"
 #include "procpool/result.hpp"
+#include "procpool/security.hpp"
 #include "procpool/stats.hpp"
 #include "procpool/stats_format.hpp"
 #include "procpool/version.hpp"
