@@ -17,17 +17,10 @@ enum class QueueFullPolicy {
 };
 
 /// Sending jobs to a worker before it has finished the one it runs, so that short jobs run back to
-/// back instead of each waiting for a round trip through the supervisor.
-///
-/// A prefetched job sits in the worker's request ring: it cannot be cancelled any more. If the job
-/// ahead of it runs for `when_jobs_take_under` or longer, or its worker is stopped (a timeout, a
-/// memory kill, shutdown) or dies before reaching it, it goes back to the front of the queue, for
-/// any worker, without counting as an attempt. Its timeout counts from the moment the worker
-/// reaches it (the job ahead finished).
-/// Prefetching adapts to the jobs: a worker gets jobs ahead only while its recent jobs were short
-/// (`when_jobs_take_under`), and only as many as it should finish within `max_work_ahead`, so a
-/// job never waits long behind others in one worker while another worker could run it. A worker
-/// never holds more jobs than its RecyclePolicy::max_jobs leaves it.
+/// back instead of each waiting for a round trip through the supervisor. Only while the worker's
+/// recent jobs were short, and only as many as it should finish within `max_work_ahead`. A job
+/// sent ahead can no longer be cancelled; if it waits too long, or its worker stops, it goes back
+/// to the queue. See docs/architecture.md, "Prefetching: short jobs back to back".
 struct PrefetchPolicy {
   /// Most jobs one worker holds ahead of the one it runs. 0 = off: one job per worker at a time.
   /// Allowed: 0..4096.
@@ -41,21 +34,10 @@ struct PrefetchPolicy {
   std::chrono::microseconds max_work_ahead{1000};
 };
 
-/// Whether the supervisor and the workers poll briefly for the next event before they sleep: CPU
-/// time that would otherwise be idle, traded for latency. Where idle CPUs halt (virtual machines,
-/// power saving), waking a thread on another core costs tens of microseconds each way; a thread
-/// that polls on a free core sees the same event in well under one.
-///
-/// Adaptive, so that it does not take CPU time that jobs need. Only while fewer of the pool's
-/// workers run jobs or start up than the machine has CPUs: then the supervisor polls for a result
-/// while a job runs whose recent run times are under `budget` (or for the next submit right after
-/// delivering outcomes), and a worker polls for its next request after each result; while a payload
-/// or result of several ring records streams, both poll for ring space or data. Each turn of a
-/// poll yields the CPU (sched_yield), and a yield that took long and let another thread run ends
-/// the poll: that CPU is not free (one that took long with no switch, a virtual CPU the hypervisor
-/// held for a moment, does not). A poller whose polls keep running out of budget backs off, down to
-/// one poll in 64 waits. `procpool-bench --only spin` measures it against `enabled = false` side by
-/// side, with both CPUs busy and with everything on one CPU (docs/benchmarks.md).
+/// Whether the supervisor and the workers poll briefly for the next event before they sleep:
+/// otherwise idle CPU time traded for latency, where waking a thread on another core costs tens
+/// of microseconds. Adaptive: it polls only while a CPU is likely free, and backs off when its
+/// polls miss. See docs/architecture.md, "Polling before sleeping (SpinPolicy)".
 struct SpinPolicy {
   /// false: sleep at once, always. Default true.
   bool enabled = true;

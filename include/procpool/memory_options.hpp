@@ -8,15 +8,10 @@
 
 namespace procpool {
 
-/// Each worker in a memory cgroup of its own, capped by the kernel (docs/memory.md). A job whose
-/// allocations cross the cap ends as ErrorKind::memory_limit in tens of milliseconds (the kernel's
-/// reclaim, then its OOM killer), whatever RecyclePolicy::memory_sample_interval is, and no other
-/// process is touched: the OOM killer acts inside that cgroup alone. Needs a memory cgroup the host
-/// may make children in: root (or a delegated directory) on cgroup v1; on cgroup v2 also a parent
-/// that holds no processes itself (the "no internal processes" rule), such as a systemd unit with
-/// `Delegate=yes` and `DelegateSubgroup=` (the service in a subgroup, the unit's cgroup named as
-/// `parent`), a container whose entrypoint moved itself into a leaf cgroup, or a named delegated
-/// directory.
+/// Each worker in a memory cgroup of its own, capped by the kernel: a job whose allocations cross
+/// the cap ends as ErrorKind::memory_limit however fast it allocates, and the OOM killer acts
+/// inside that cgroup alone. Needs a memory cgroup the host may make children in (on cgroup v2,
+/// one that holds no process itself). See docs/memory.md, "Layer 2: kernel caps".
 struct MemoryCgroupOptions {
   /// false (default): workers run in the host's own memory cgroup.
   bool enabled = false;
@@ -38,12 +33,10 @@ struct MemoryCgroupOptions {
   bool required = false;
 };
 
-/// A ceiling on the memory of all the pool's workers together (docs/memory.md). A queued job is
-/// given a worker only while the workers' memory plus the job's expected peak
-/// (SubmitOptions::expected_memory_bytes, else the largest change its name has shown) fits; the
-/// job at the head of the queue waits until it does, and those behind it wait for it. With no
-/// worker running a job or leaving, it runs whatever the figures say, so nothing waits forever. A
-/// job whose expected peak alone exceeds the budget fails at once with ErrorKind::memory_limit.
+/// A ceiling on the memory of all the pool's workers together. The job at the head of the queue is
+/// given a worker only while the workers' memory plus its expected peak fits (the jobs behind it
+/// wait too); one whose peak alone exceeds the budget fails at once with ErrorKind::memory_limit.
+/// See docs/memory.md, "Layer 3: the pool memory budget".
 struct MemoryBudget {
   /// The budget in bytes. 0 (default): none (unless host_limit_fraction is set).
   std::uint64_t bytes = 0;

@@ -42,32 +42,22 @@ enum class StartMode {
   /// Every worker is a fresh execution of the worker executable (default): it shares nothing with
   /// any earlier process, at the cost of loading the program each time (about 1-2 ms).
   exec,
-  /// The pool executes the worker executable once more, as a fork server, which stops just before
-  /// it would attach to a segment; each worker is then a fork of that process. A worker starts in
-  /// a fraction of the time (no program load, no dynamic linking, no static initialisation), which
-  /// matters when workers are recycled often (RecyclePolicy::max_jobs = 1). Every worker is still a
-  /// new process whose memory is the fork server's, never an earlier worker's. The fork server is
-  /// started when the first worker is, with the same WorkerSecurity, is restarted if it dies, and
-  /// exits with the pool. Requirements: main() calls run_worker_if_requested() (or worker_main())
-  /// before starting any thread or opening anything a job must not share, because what it did
-  /// before is copied into every worker (see docs/gotchas.md: random seeds, address layout). A
-  /// fork server whose process runs more than one thread by then (a static initialiser started
-  /// one) forks nothing: every start fails, and the log says why and what to do.
+  /// Every worker is a fork of a fork server, one more execution of the worker executable: a start
+  /// in a fraction of the time, for pools that recycle often (RecyclePolicy::max_jobs = 1). main()
+  /// must call run_worker_if_requested() before it starts any thread, and what it did before is
+  /// copied into every worker. See docs/gotchas.md, "StartMode::fork_server".
   fork_server,
 };
 
 /// What a worker does with a job's lent buffers (Pool::lend) once the job's handler returns.
 enum class LentBuffersAfterJob {
   /// Before the outcome, the worker takes its access to both buffers away: a pointer the handler
-  /// kept, or a thread it left running, can no longer touch a buffer the caller owns again (trying
-  /// kills the worker with SIGSEGV). The mappings stay, so a later job on the same buffers maps
-  /// nothing; but where a page-table change is costly (some VMs), touching each page again is too:
-  /// docs/benchmarks.md, "zero-copy".
+  /// kept can no longer touch a buffer the caller owns again (trying kills the worker with
+  /// SIGSEGV). Default.
   inaccessible,
-  /// The worker leaves the buffers mapped as the job had them until a job needs them otherwise:
-  /// faster on such machines, but a handler's kept pointer can read or write a buffer after its
-  /// job's outcome. Only for handlers trusted not to keep one. Either way an input is writable
-  /// through no mapping in the worker while its job runs.
+  /// The worker leaves the buffers mapped as the job had them: faster where touching a page again
+  /// is costly (some VMs; docs/benchmarks.md, "zero-copy"), but a kept pointer can reach a buffer
+  /// after its job's outcome. Only for handlers trusted not to keep one.
   kept_accessible,
 };
 
@@ -97,14 +87,10 @@ struct PoolOptions {
   /// The worker's environment, resource limits, user and privileges (docs/security.md).
   WorkerSecurity security;
 
-  /// The `oom_score_adj` of every process procpool starts (workers, the fork server, the guards
-  /// of workers' process groups), set before any of their code runs. At the default, 1000, the
-  /// kernel's OOM killer, when the host's memory cgroup or the machine runs out, picks a worker
-  /// (the largest) before the host, whatever their sizes: a leak that outruns
-  /// RecyclePolicy::memory_sample_interval then costs one job, not the service. 0: not set (each
-  /// inherits the host's value, and the kernel picks by size alone). Allowed: -1000..1000; a
-  /// value below the host's own needs CAP_SYS_RESOURCE (ConfigError otherwise). See
-  /// docs/memory.md.
+  /// The `oom_score_adj` of every process procpool starts (workers, the fork server, the guards),
+  /// set before any of their code runs. The default, 1000, makes the kernel's OOM killer pick a
+  /// worker before the host. 0: not set (each inherits the host's value). Allowed: -1000..1000;
+  /// below the host's own value needs CAP_SYS_RESOURCE. See docs/memory.md, "The OOM score".
   int worker_oom_score_adj = 1000;
 
   /// Per-worker memory cgroups capped by the kernel (off by default).
@@ -144,19 +130,15 @@ struct PoolOptions {
   /// has not after this long; a worker not yet ready is SIGKILLed at once.
   std::chrono::milliseconds kill_grace{2000};
   /// How long a new worker has to attach to its shared memory and report ready before it is killed
-  /// and counted as a failed start. With StartMode::fork_server it runs from the request to the
-  /// fork server (the first includes the server's own start): a server that has not answered by
-  /// then is replaced, and every start it has not answered fails. The supervisor thread goes on
-  /// meanwhile; it never waits for the server. Allowed: > 0.
+  /// and counted as a failed start. With StartMode::fork_server it counts from the request to the
+  /// fork server, which is replaced if it has not answered by then (docs/architecture.md, "The
+  /// fork server"). Allowed: > 0.
   std::chrono::milliseconds start_timeout{10'000};
 
   /// Restart-storm breaker: when this many workers in a row fail to start or crash (with no job
   /// completed in between) within `restart_storm_window`, the pool is degraded: queued and new jobs
-  /// fail at once with ErrorKind::pool_degraded, while it keeps trying to start a worker with
-  /// backoff. The next worker that starts cleanly heals it, but the run of failures goes on until a
-  /// job completes, so one more failure degrades it again at once. Planned recycles never count;
-  /// a worker killed by memory_hard_limit before its first job does (the limit is below a fresh
-  /// worker's size). Allowed: >= 1.
+  /// fail at once with ErrorKind::pool_degraded until a worker starts cleanly. Planned recycles
+  /// never count. See docs/policies.md, "Crashes and restart storms". Allowed: >= 1.
   unsigned restart_storm_threshold = 5;
   /// The window within which `restart_storm_threshold` failures in a row degrade the pool.
   /// Allowed: > 0.

@@ -25,7 +25,7 @@ enum class MemoryMetric {
 ///
 /// "Retire" means: the worker takes no new job, a replacement is spawned at once, and the worker
 /// exits after its current job (or at once if idle). "Kill" means SIGKILL now; its job fails with
-/// ErrorKind::memory_limit (or is retried, if idempotent).
+/// ErrorKind::memory_limit (or is retried, if idempotent). See docs/policies.md.
 struct RecyclePolicy {
   /// Retire a worker after this many jobs. 0 = no limit.
   std::uint64_t max_jobs = 0;
@@ -60,25 +60,18 @@ struct RecyclePolicy {
   /// limit before the kernel's OOM killer. Memory is also read after each job (see
   /// memory_read_min_interval). Allowed: >= 10 ms.
   std::chrono::milliseconds memory_sample_interval{250};
-  /// Memory is read after each job, but not again within this interval of the last reading: a job
-  /// that ends sooner (back-to-back jobs of a few microseconds, where one reading of
-  /// `/proc/<pid>/statm` would cost a third of a round trip) leaves its reading to a later one.
-  /// Nothing goes unmeasured: jobs read together share their reading's change in the job stats (a
-  /// job of another name takes a reading first), and a worker left idle with jobs unread is read
-  /// by the periodic sample (after Pool::call, which lets the supervisor thread sleep on, when that
-  /// thread next wakes or the worker's next job ends). The limits see the growth of such jobs at
-  /// that reading; it is no more than this interval's worth of work can allocate. Until the
-  /// worker's baseline is taken, and for a retiring worker, memory is read after every job.
-  /// 0 = after every job. Allowed: 0..memory_sample_interval.
+  /// Memory is read after each job, but not again within this interval of the last reading:
+  /// back-to-back jobs of a few microseconds share one reading and its change, which the limits
+  /// see at that reading (docs/policies.md). 0 = after every job. Allowed:
+  /// 0..memory_sample_interval.
   std::chrono::microseconds memory_read_min_interval{100};
 
   /// RLIMIT_AS for each worker in bytes (its allocations fail beyond it). 0 = inherit the host's.
   std::uint64_t address_space_limit = 0;
 
   /// Workers that may be retiring at once for max_lifetime or idle_timeout (which strike workers
-  /// started together at the same moment); more wait their turn, serving meanwhile, so a policy
-  /// never replaces the whole pool in one instant. Job-count and memory retirements are each
-  /// worker's own and are never postponed. Allowed: >= 1.
+  /// started together at the same moment); more wait their turn, serving meanwhile. Job-count and
+  /// memory retirements are never postponed. Allowed: >= 1.
   std::size_t max_concurrent_recycles = 1;
 };
 

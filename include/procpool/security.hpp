@@ -58,28 +58,24 @@ struct WorkerSecurity {
   std::uint64_t max_open_files = 0;
 
   /// RLIMIT_CORE (soft and hard) for each worker, in bytes. nullopt (default) = inherit the
-  /// host's. 0 = a crashing worker writes no core dump, so its payloads (audio, documents) never
-  /// land on disk through one; recommended wherever payloads are sensitive. Allowed: up to the
-  /// host's hard limit (above it only when the host runs as root).
+  /// host's. 0 = no core dump, so payloads never land on disk through one: recommended wherever
+  /// they are sensitive. Allowed: up to the host's hard limit (above it only for a root host).
   std::optional<std::uint64_t> core_dump_limit;
 
   /// Run each worker as this user and group, with no supplementary groups. nullopt (default): the
   /// host's. Only a host running as root (effective uid 0) may set it; the Pool constructor throws
-  /// ConfigError otherwise. The worker's shared memory is handed to this user; the worker's
-  /// executable (worker_command[0], or this program) must be executable by it. A spawn whose
-  /// drop fails counts as a start failure, with the failing call in the log.
+  /// ConfigError otherwise. The worker's executable must be executable by that user; a spawn
+  /// whose drop fails is a start failure. See docs/security.md, "run_as".
   std::optional<RunAs> run_as;
 
   /// PR_SET_NO_NEW_PRIVS: neither the worker nor anything it executes can gain privileges
   /// (set-user-ID binaries, file capabilities). Default false.
   bool no_new_privileges = false;
 
-  /// false: the worker clears PR_SET_DUMPABLE before its first job (exec sets it again, so the
-  /// worker does it itself). It then writes no core dump, and other processes of its user (its
-  /// sibling workers included) can no longer ptrace it or read its memory, environment or
-  /// descriptors through /proc. A host needs CAP_SYS_PTRACE to read its smaps_rollup then, so a
-  /// host that is not root cannot combine it with MemoryMetric::pss or uss (ConfigError).
-  /// Default true (as any process).
+  /// false: the worker clears PR_SET_DUMPABLE before its first job: no core dump, and other
+  /// processes of its user (sibling workers included) can no longer ptrace it or read it through
+  /// /proc. A host that is not root cannot then combine it with MemoryMetric::pss or uss
+  /// (ConfigError). Default true (as any process). See docs/security.md, "dumpable".
   bool dumpable = true;
 };
 
