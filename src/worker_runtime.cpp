@@ -61,13 +61,13 @@ void report_host_unwatched() {
                std::strerror(errno));
 }
 
-// Runs in the worker process. The host is trusted here (it created the segment); what is checked is
-// checked to fail loudly rather than to defend.
 // The largest request buffer a worker keeps for the next job. Bigger ones are freed after their
 // job, so that one huge request does not stay in the worker's memory (where it would count against
 // the memory limits) until the worker is recycled.
 constexpr std::size_t max_retained_payload_bytes = std::size_t{64} << 20;
 
+// Runs in the worker process. The host is trusted here (it created the segment); what is checked is
+// checked to fail loudly rather than to defend.
 class WorkerLoop {
  public:
   /// `guard_starter`: what start_process_group_guard() returned (-1: no guard to confirm).

@@ -28,8 +28,8 @@ enum class ErrorKind {
   /// The worker running the job died: a signal or an exit code is in the error, with the last lines
   /// the worker wrote to stderr.
   worker_crashed,
-  /// The job ran longer than its timeout; its worker got SIGTERM, then SIGKILL after the grace
-  /// period.
+  /// The job ran longer than its timeout: its worker got SIGTERM, then SIGKILL after the grace
+  /// period (PoolOptions::kill_grace).
   timeout,
   /// The worker exceeded a memory limit and was killed while running the job.
   memory_limit,
@@ -45,15 +45,14 @@ enum class ErrorKind {
   /// The payload, or the result, is larger than the pool's configured limit.
   payload_too_large,
   /// The worker wrote something the supervisor could not accept (corrupt frame, wrong job id, a
-  /// length
-  /// past the segment, ...). The worker was killed.
+  /// length past the segment, ...). The worker was killed.
   protocol_violation,
   /// The restart-storm breaker tripped: workers kept crashing or failing to start (see
   /// PoolOptions::restart_storm_threshold). The pool rejects work until a worker starts cleanly.
   pool_degraded,
-  /// The request was malformed before it reached a worker (e.g. an empty job name, max_attempts ==
-  /// 0), or made where it cannot run: Pool::call from a Completion callback, or any job in a fork
-  /// of the pool's host.
+  /// The request was malformed before it reached a worker (e.g. an empty job name, or
+  /// max_attempts == 0), or was made where it cannot run: Pool::call from a Completion callback,
+  /// or any job in a fork of the pool's host.
   invalid_request,
   /// A typed job's request or response bytes could not be decoded by its codec.
   codec_error,

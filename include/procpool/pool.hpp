@@ -1,4 +1,29 @@
 // Pool: runs jobs in recyclable worker processes.
+//
+// At a glance (the workers are this same program, started again by the pool):
+//
+//   int main(int argc, char** argv) {
+//     procpool::JobRegistry jobs;  // the jobs a worker can run; the same in host and workers
+//     jobs.add("echo", [](procpool::JobContext&, std::span<const std::byte> payload) {
+//       return procpool::Bytes(payload.begin(), payload.end());
+//     });
+//     if (auto rc = procpool::run_worker_if_requested(argc, argv, jobs)) return *rc;  // first
+//
+//     procpool::PoolOptions options;  // options.hpp: every field has a working default
+//     options.recycle.memory_soft_limit = std::uint64_t{512} << 20;  // retire a worker above it
+//     procpool::Pool pool(options);
+//
+//     procpool::Bytes payload(64);
+//     procpool::JobResult result = pool.submit("echo", payload).get();  // exactly one outcome
+//     if (!result.ok()) std::puts(result.error().message.c_str());      // failures are values
+//     procpool::JobResult now = pool.call("echo", payload);  // submit + get, at less cost
+//     auto futures = pool.submit_batch("echo", std::vector<procpool::Bytes>(100, payload));
+//     procpool::PoolStats stats = pool.stats();  // to_json / to_prometheus: stats_format.hpp
+//   }
+//
+// Typed jobs (codec.hpp) add and submit a struct instead of bytes; in-place jobs (lend,
+// submit_in_place) work on shared buffers without a copy. docs/getting-started.md walks through
+// it all.
 #pragma once
 
 #include <chrono>
