@@ -281,20 +281,12 @@ PoolStats Supervisor::stats() const {
     ws.state = w->state();
     ws.jobs_done = w->jobs_done;
     ws.age = duration_cast<milliseconds>(now - w->spawned_at);
-    ws.rss_bytes = w->rss;
-    ws.peak_rss_bytes = w->peak_rss;
-    ws.memory_bytes = w->memory.value_or(0);
-    ws.baseline_bytes = w->baseline;
-    if (w->baseline && w->memory) {
-      double growth = static_cast<double>(*w->memory) - static_cast<double>(*w->baseline);
-      // Over the jobs that reading saw: not those still awaiting one.
-      const std::uint64_t jobs_read = w->jobs_done - w->unread_jobs;
-      if (jobs_read > w->baseline_jobs) {
-        ws.growth_bytes_per_job = growth / static_cast<double>(jobs_read - w->baseline_jobs);
-      }
-      double minutes = std::chrono::duration<double, std::ratio<60>>(now - w->baseline_at).count();
-      if (minutes > 0) ws.growth_bytes_per_minute = growth / minutes;
-    }
+    ws.rss_bytes = w->memory.rss();
+    ws.peak_rss_bytes = w->memory.peak_rss();
+    ws.memory_bytes = w->memory.current().value_or(0);
+    ws.baseline_bytes = w->memory.baseline();
+    ws.growth_bytes_per_job = w->memory.growth_per_job(w->jobs_done).value_or(0);
+    ws.growth_bytes_per_minute = w->memory.growth_per_minute(now).value_or(0);
     ws.predecessor_reason = w->predecessor_reason;
     ws.leaving_reason = w->life.leaving();
     stats.in_flight += w->prefetched.size();
@@ -565,7 +557,7 @@ bool Supervisor::dispatch(Clock::time_point now) {
     if (!job) break;
     give_job(w, std::move(job), now);
     if (memory_budget_.enabled()) {
-      w.budget.add(w.memory, peak);
+      w.memory.budget().add(w.memory.current(), peak);
       budget.in_use += peak;
       budget.may_free = true;
     }
@@ -623,7 +615,7 @@ std::unique_ptr<Job> Supervisor::take_job(const BudgetView& budget, bool take,
 std::uint64_t Supervisor::memory_in_use(bool& may_free) const {
   std::uint64_t in_use = 0;
   for (const auto& [id, w] : workers_) {
-    in_use += w->budget.charge(w->memory);
+    in_use += w->memory.budget_charge();
     may_free |= w->job != nullptr || w->life.leaving().has_value();
   }
   return in_use;
@@ -649,14 +641,13 @@ void Supervisor::begin_job(WorkerProcess& w, Clock::time_point now, bool fresh_s
     // It follows one just finished, with no reading between them: its memory change, and that of
     // the jobs still awaiting a reading, is not attributed (job stats), and the periodic sample
     // keeps running rather than starting over.
-    w.unread_jobs = 0;
-    w.memory_before_job.reset();
-  } else if (w.unread_jobs && w.unread_job_name != w.job->name) {
+    w.memory.job_follows_without_reading();
+  } else if (w.memory.unread_jobs_of_other_name(w.job->name)) {
     // The jobs awaiting a reading are another job's: they get theirs before this one runs.
-    sample_memory(w, now);
+    w.memory.read(now, true);
     attribute_memory(w);
-  } else if (!w.unread_jobs) {
-    w.memory_before_job = w.memory;
+  } else {
+    w.memory.job_starts();
   }
   w.timers.job_deadline.reset();
   if (w.job->timeout.count() > 0) w.timers.job_deadline = now + w.job->timeout;
@@ -714,8 +705,9 @@ bool Supervisor::prefetch(WorkerProcess& w, std::uint64_t& budget_in_use, Clock:
   for (std::size_t i = held_before; i < w.prefetched.size(); ++i) {
     Job& job = *w.prefetched[i];
     if (memory_budget_.enabled()) {
-      w.budget.add(w.memory, MemoryBudgetGate::expected_peak(job.options.expected_memory_bytes,
-                                                             job.name, job_stats_));
+      w.memory.budget().add(
+          w.memory.current(),
+          MemoryBudgetGate::expected_peak(job.options.expected_memory_bytes, job.name, job_stats_));
     }
     ++job.attempts;
     w.link.send_ahead(job);  // fits: checked above
@@ -748,12 +740,12 @@ void Supervisor::on_timers(WorkerProcess& w, Clock::time_point now) {
   }
   if (timers.sample_at && now >= *timers.sample_at) {
     timers.sample_at = now + options_.recycle.memory_sample_interval;  // unset if it stops
-    sample_memory(w, now);
+    w.memory.read(now, true);
     apply_policy(w, now);
   }
   if (timers.idle_reading_at && now >= *timers.idle_reading_at) {
     timers.idle_reading_at.reset();
-    sample_memory(w, now);
+    w.memory.read(now, false);
     attribute_memory(w);
     apply_policy(w, now);
   }

@@ -237,13 +237,9 @@ class Supervisor {
                    std::string detail = {});
   /// Kills `worker`, which broke the protocol (`what`), and trusts nothing it writes from now on.
   void kill_for_violation(WorkerProcess& worker, const std::string& what);
-  void sample_memory(WorkerProcess& worker, Clock::time_point now);
-  /// Gives the jobs whose memory change awaited a reading (unread_jobs) the change up to the
-  /// latest one, in the job stats.
+  /// Records the change of the jobs whose memory awaited a reading, up to the latest one, in the
+  /// job stats (WorkerMemory::attribute).
   void attribute_memory(WorkerProcess& worker);
-  /// Whether a job that just ended is to be followed by a reading of its worker's memory
-  /// (RecyclePolicy::memory_read_min_interval).
-  bool memory_reading_due(const WorkerProcess& worker, Clock::time_point now) const;
   void apply_policy(WorkerProcess& worker, Clock::time_point now);
   void release_retired(WorkerProcess& worker, Clock::time_point now);
   /// While a job expected to add `peak` waits for the memory budget (the workers hold `in_use`):

@@ -73,7 +73,7 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
     w->link.header().host_cpu.store(cpu, std::memory_order_relaxed);
   }
   give_job(*w, std::move(owned), now);
-  if (memory_budget_.enabled()) w->budget.add(w->memory, peak);
+  if (memory_budget_.enabled()) w->memory.budget().add(w->memory.current(), peak);
   try {
     {
       Reporter::Deferral deferral(reporter_);

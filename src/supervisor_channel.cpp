@@ -50,18 +50,19 @@ void Supervisor::on_hello(WorkerProcess& w, Clock::time_point now) {
   w.life.became_ready();
   w.timers.start_deadline.reset();
   w.ready_at = w.idle_since = now;
-  sample_memory(w, now);
+  w.memory.read(now, false);
   const RecyclePolicy& policy = options_.recycle;
-  if (policy.memory_soft_limit && w.memory && *w.memory > policy.memory_soft_limit) {
+  const std::optional<std::uint64_t>& memory = w.memory.current();
+  if (policy.memory_soft_limit && memory && *memory > policy.memory_soft_limit) {
     // Replacing it would give a worker just as big: keep it, say so once.
-    w.soft_limit_waived = true;
+    w.memory.waive_soft_limit();
     if (!std::exchange(reported_above_soft_limit_, true)) {
       reporter_.emit(
           worker_event(EventType::above_soft_limit_at_start, w,
                        fmt::format("worker {} (pid {}) uses {} right after start-up, over "
                                    "memory_soft_limit ({}); such workers are kept rather than "
                                    "recycled after every job; raise the limit",
-                                   w.id, w.pid, format_bytes(*w.memory),
+                                   w.id, w.pid, format_bytes(*memory),
                                    format_bytes(policy.memory_soft_limit))),
           LogLevel::warning);
     }
@@ -95,24 +96,18 @@ void Supervisor::finish_job(WorkerProcess& w, Arrival result, Clock::time_point 
   } else {
     w.timers.job_deadline.reset();
     w.idle_since = now;
-    if (w.memory_before_job) {
-      w.unread_job_name = job->name;
-      ++w.unread_jobs;
-    }
+    w.memory.job_ended(job->name);
     // The busy worker's sample, if due first, becomes its reading once idle.
     const WorkerTimers::Time sample_at = std::exchange(w.timers.sample_at, std::nullopt);
-    if (memory_reading_due(w, now)) {
-      sample_memory(w, now);
+    if (w.memory.reading_due(now, options_.recycle.memory_read_min_interval,
+                             w.life.leaving().has_value())) {
+      w.memory.read(now, false);
       attribute_memory(w);
     } else {
       w.timers.idle_reading_at = sample_at.value_or(now + options_.recycle.memory_sample_interval);
     }
   }
-  if (!w.baseline && w.memory && w.jobs_done >= options_.recycle.baseline_after_jobs) {
-    w.baseline = w.memory;
-    w.baseline_at = now;
-    w.baseline_jobs = w.jobs_done;
-  }
+  w.memory.take_baseline_if_due(w.jobs_done, options_.recycle.baseline_after_jobs, now);
   bool ok = result.status == ResultStatus::ok && !result.receive_failure;
   try {
     job_stats_.record(job->name, ok, took);

@@ -196,7 +196,7 @@ void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
     worker->link.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
   }
   try {
-    worker->rss_reader = platform::RssReader(worker->pid);
+    worker->memory = WorkerMemory(worker->pid, options_.recycle.memory_metric);
     poller_.add(worker->link.doorbell(), poll_key(worker->id, doorbell_key), true);
     poller_.add(worker->pidfd.get(), poll_key(worker->id, exit_key));
     poller_.add(worker->link.output(), poll_key(worker->id, output_key));
@@ -564,43 +564,10 @@ void Supervisor::kill_for_violation(WorkerProcess& w, const std::string& what) {
   w.kill();
 }
 
-void Supervisor::sample_memory(WorkerProcess& w, Clock::time_point now) {
-  auto rss = w.rss_reader.read();
-  if (!rss) return;  // exiting; its exit event follows
-  w.memory_read_at = now;
-  if (!w.job) w.budget.clear();  // a reading after its jobs: what they left is in it
-  w.rss = *rss;
-  w.peak_rss = std::max(w.peak_rss, *rss);
-  switch (options_.recycle.memory_metric) {
-    case MemoryMetric::rss:
-      w.memory = *rss;
-      break;
-    case MemoryMetric::pss:
-    case MemoryMetric::uss:
-      if (auto usage = platform::read_pss_uss(w.pid)) {
-        w.memory = options_.recycle.memory_metric == MemoryMetric::pss ? usage->pss : usage->uss;
-      }
-      break;
-  }
-}
-
 void Supervisor::attribute_memory(WorkerProcess& w) {
-  if (w.unread_jobs && w.memory && w.memory_before_job) {
-    job_stats_.record_memory(
-        w.unread_job_name,
-        static_cast<std::int64_t>(*w.memory) - static_cast<std::int64_t>(*w.memory_before_job),
-        w.unread_jobs);
+  if (std::optional<MemoryAttribution> attribution = w.memory.attribute()) {
+    job_stats_.record_memory(attribution->job_name, attribution->change, attribution->jobs);
   }
-  w.unread_jobs = 0;
-  w.memory_before_job = w.memory;
-}
-
-bool Supervisor::memory_reading_due(const WorkerProcess& w, Clock::time_point now) const {
-  // Before the baseline: it is to be a reading after its warm-up jobs, not one from before them.
-  // After jobs sent ahead (no reading to count from): the next job must count from a reading
-  // after them, or their change would be given to it.
-  return !w.baseline || w.life.leaving() || !w.memory_before_job ||
-         now - w.memory_read_at >= options_.recycle.memory_read_min_interval;
 }
 
 void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
@@ -608,9 +575,10 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   if (w.life.leaving()) {
     // Retiring, its last job still running: only the hard limit still applies.
     const std::uint64_t hard = options_.recycle.memory_hard_limit;
-    if (hard && w.memory && *w.memory > hard) {
+    const std::optional<std::uint64_t>& memory = w.memory.current();
+    if (hard && memory && *memory > hard) {
       std::string detail = fmt::format("memory {} is over the hard limit of {}",
-                                       format_bytes(*w.memory), format_bytes(hard));
+                                       format_bytes(*memory), format_bytes(hard));
       reporter_.log(LogLevel::warning,
                     fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, detail));
       stop_worker(w, RecycleReason::memory_hard_limit, now, std::move(detail));
@@ -625,11 +593,11 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
   facts.jobs_in_hand = w.jobs_in_hand();
   facts.busy = w.job != nullptr;
   facts.idle_since = w.idle_since;
-  facts.memory = w.memory;
-  facts.baseline = w.baseline;
+  facts.memory = w.memory.current();
+  facts.baseline = w.memory.baseline();
   facts.job_limit = w.job_limit;
   facts.lifetime_limit = w.lifetime_limit;
-  facts.soft_limit_waived = w.soft_limit_waived;
+  facts.soft_limit_waived = w.memory.soft_limit_waived();
   facts.scale_down_when_idle = options_.min_workers && live > *options_.min_workers;
   Decision decision = decide(facts, options_.recycle, now);
   w.timers.policy_recheck_at = decision.recheck_at;
@@ -680,13 +648,13 @@ void Supervisor::make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time
   // The largest first. None needs to stay for the job: a worker runs or leaves (it is held), and
   // the one that finishes takes it, or one is started once it fits.
   std::sort(idle.begin(), idle.end(), [](const WorkerProcess* a, const WorkerProcess* b) {
-    return a->budget.charge(a->memory) > b->budget.charge(b->memory);
+    return a->memory.budget_charge() > b->memory.budget_charge();
   });
   for (std::size_t i = 0;
        i < idle.size() && live > *options_.min_workers && !memory_budget_.fits(peak, in_use);
        ++i, --live) {
     WorkerProcess& w = *idle[i];
-    const std::uint64_t held = w.budget.charge(w.memory);
+    const std::uint64_t held = w.memory.budget_charge();
     in_use -= std::min(in_use, held);
     scaled_target_ = std::max(*options_.min_workers, target_workers() - 1);
     std::string detail =

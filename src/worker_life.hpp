@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "procpool/stats.hpp"
+#include "procpool/worker_state.hpp"
 
 namespace procpool::detail {
 

@@ -10,13 +10,13 @@
 #include <string>
 
 #include "job.hpp"
-#include "memory_budget.hpp"
 #include "platform/platform.hpp"
 #include "procpool/options.hpp"
 #include "procpool/stats.hpp"
 #include "worker_cgroups.hpp"
 #include "worker_life.hpp"
 #include "worker_link.hpp"
+#include "worker_memory.hpp"
 #include "worker_timers.hpp"
 
 namespace procpool::detail {
@@ -44,33 +44,17 @@ struct WorkerProcess {
   platform::UniqueFd pidfd;
   /// Its channel: segment and rings, doorbell, descriptor socket, output pipe.
   WorkerLink link;
-  platform::RssReader rss_reader;
   /// Its memory cgroup, with PoolOptions::worker_cgroups (empty otherwise).
   WorkerCgroup cgroup;
 
   Clock::time_point spawned_at, ready_at, idle_since, job_started_at;
   WorkerTimers timers;
 
-  // Recycling: this worker's own limits (jitter applied) and what is known of its memory.
+  // Recycling: this worker's own limits (jitter applied).
   std::uint64_t job_limit = 0;
   std::chrono::milliseconds lifetime_limit{0};
-  std::uint64_t rss = 0, peak_rss = 0;
-  std::optional<std::uint64_t> memory;  // in the policy's metric
-  /// When memory was last read (sample_memory).
-  Clock::time_point memory_read_at;
-  /// The reading the change of the jobs not yet attributed counts from (job stats); nullopt while
-  /// a job's change cannot be attributed (it followed a prefetched job without a reading).
-  std::optional<std::uint64_t> memory_before_job;
-  /// Finished jobs whose memory change awaits the next reading, all named `unread_job_name`: jobs
-  /// that ended within RecyclePolicy::memory_read_min_interval of the last reading.
-  std::uint64_t unread_jobs = 0;
-  std::string unread_job_name;
-  /// What it holds against the pool memory budget (PoolOptions::memory_budget).
-  BudgetReservation budget;
-  std::optional<std::uint64_t> baseline;
-  Clock::time_point baseline_at;
-  std::uint64_t baseline_jobs = 0;
-  bool soft_limit_waived = false;
+  /// Its readings, baseline, jobs awaiting a reading, waiver and budget reservation.
+  WorkerMemory memory;
   std::optional<RecycleReason> predecessor_reason;
 
   /// Starting, ready, retiring, stopping or untrusted, and why it leaves.
