@@ -26,21 +26,14 @@ Supervisor::Supervisor(PoolOptions options)
       reporter_(options_.log, options_.on_event),
       host_pid_(platform::current_pid()),
       fork_generation_(platform::watch_forks()),
-      host_stderr_(platform::file_info(2)),
       intake_(options_.queue_capacity, options_.when_queue_full),
       host_cgroup_(host_memory_cgroup()),
       oom_attribution_(host_cgroup_),
-      random_(std::random_device{}()),
       spin_(options_.spin.enabled ? std::chrono::nanoseconds(options_.spin.budget)
                                   : std::chrono::nanoseconds::zero()),
       online_cpus_(platform::online_cpus()),
-      usable_cpus_(platform::usable_cpus()) {
-  if (options_.worker_command.empty()) {
-    executable_ = platform::self_executable_path();
-  } else {
-    executable_ = options_.worker_command.front();
-    base_arguments_.assign(options_.worker_command.begin() + 1, options_.worker_command.end());
-  }
+      usable_cpus_(platform::usable_cpus()),
+      spawner_(options_, host_pid_, poller_, reporter_) {
   scaled_target_ = options_.min_workers.value_or(options_.workers);
   if (const MemoryCgroupOptions& cgroups = options_.worker_cgroups; cgroups.enabled) {
     worker_cgroups_.emplace(
@@ -275,37 +268,11 @@ PoolStats Supervisor::stats() const {
   stats.health = intake.stopping ? PoolHealth::stopped
                                  : (intake.degraded ? PoolHealth::degraded : PoolHealth::healthy);
   for (const auto& [id, w] : workers_) {
-    WorkerStats ws;
-    ws.id = id;
-    ws.pid = w->pid;
-    ws.state = w->state();
-    ws.jobs_done = w->jobs_done;
-    ws.age = duration_cast<milliseconds>(now - w->spawned_at);
-    ws.rss_bytes = w->memory.rss();
-    ws.peak_rss_bytes = w->memory.peak_rss();
-    ws.memory_bytes = w->memory.current().value_or(0);
-    ws.baseline_bytes = w->memory.baseline();
-    ws.growth_bytes_per_job = w->memory.growth_per_job(w->jobs_done).value_or(0);
-    ws.growth_bytes_per_minute = w->memory.growth_per_minute(now).value_or(0);
-    ws.predecessor_reason = w->predecessor_reason;
-    ws.leaving_reason = w->life.leaving();
-    stats.in_flight += w->prefetched.size();
-    if (w->job) {
-      ++stats.in_flight;
-      ws.current_job = w->job->name;
-      ws.current_job_running_for = duration_cast<milliseconds>(now - w->job_started_at);
-    } else if (w->life.ready()) {
-      ws.idle_for = duration_cast<milliseconds>(now - w->idle_since);
-    }
-    stats.workers.push_back(std::move(ws));
+    stats.in_flight += w->jobs_in_hand();
+    stats.workers.push_back(w->snapshot(now));
   }
-  for (const auto& w : forks_) {
-    WorkerStats ws;  // asked of the fork server, which has not answered: no pid yet
-    ws.id = w->id;
-    ws.age = duration_cast<milliseconds>(now - w->spawned_at);
-    ws.predecessor_reason = w->predecessor_reason;
-    stats.workers.push_back(std::move(ws));
-  }
+  // Asked of the fork server, which has not answered: no pid yet.
+  spawner_.snapshot(now, stats.workers);
   reporter_.fill(stats);
   stats.workers_started = workers_started_;
   stats.workers_exited = workers_exited_;
@@ -410,11 +377,10 @@ void Supervisor::run() noexcept {
   // After its workers. A server with starts unanswered (the loop failed) or retired gets its
   // grace period here, and every worker it reports late is killed.
   {
-    std::lock_guard lock(state_mutex_);  // stats() reads forks_
-    forks_.clear();
+    std::lock_guard lock(state_mutex_);  // stats() reads the starts under way
+    spawner_.forget_starts();
   }
-  fork_server_.reset();
-  retiring_fork_servers_.clear();
+  spawner_.stop();
   if (worker_cgroups_) {
     for (const std::string& left : worker_cgroups_->finish(std::chrono::seconds(2))) {
       reporter_.log(LogLevel::warning,
@@ -439,7 +405,7 @@ void Supervisor::loop() {
       ready.clear();
       timeout = step(now);
       update_spin_hint();
-      done = final_stop_ && workers_.empty() && forks_.empty();
+      done = final_stop_ && workers_.empty() && spawner_.starting() == 0;
       if (!done && (!timeout || *timeout > Clock::duration::zero())) {
         if (!prepare_sleep(now)) {
           timeout = Clock::duration::zero();
@@ -478,7 +444,7 @@ void Supervisor::loop() {
 }
 
 void Supervisor::make_cgroup_ahead() noexcept {
-  if (worker_cgroups_) worker_cgroups_->make_ahead(next_worker_id_);
+  if (worker_cgroups_) worker_cgroups_->make_ahead(spawner_.next_worker_id());
 }
 
 void Supervisor::on_ready_key(std::uint64_t key, Clock::time_point now) {
@@ -486,9 +452,10 @@ void Supervisor::on_ready_key(std::uint64_t key, Clock::time_point now) {
     case wake_key:
       return;  // what woke it is in the queue (edge-triggered: nothing to drain)
     case fork_answers_key:
-      return take_fork_answers(now);
+      take_started(now, spawner_.take_answers(now));
+      return;
     case fork_server_exit_key:
-      return finish_fork_server_retirements(now, false);
+      return spawner_.finish_retirements(now);
     default:
       break;
   }
@@ -526,11 +493,11 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
     // Scale up on queue depth: jobs wait and no worker is free or coming.
     // Not while the head waits for memory: a new worker would only add to what it waits for.
     if (queued && scaled_target_ < options_.workers && !memory_budget_.holding()) {
-      bool capacity_coming =
-          !forks_.empty() || std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
-            return !w.second->life.leaving() &&
-                   (w.second->dispatchable() || !w.second->life.ready());
-          });
+      bool capacity_coming = spawner_.starting() > 0 ||
+                             std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
+                               return !w.second->life.leaving() &&
+                                      (w.second->dispatchable() || !w.second->life.ready());
+                             });
       if (!capacity_coming) ++scaled_target_;
     }
     spawn_workers(now);
@@ -789,19 +756,9 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
     consider(w.timers.next());
     consider(take_back_overdue(w, now));
   }
-  if (!forks_.empty()) {
-    if (now >= *forks_.front()->timers.start_deadline) {
-      retire_fork_server(now, fmt::format("the fork server (pid {}) did not answer within {} ms",
-                                          fork_server_->pid(), options_.start_timeout.count()));
-    } else {
-      consider(forks_.front()->timers.start_deadline);
-    }
-  }
-  if (!retiring_fork_servers_.empty()) {
-    finish_fork_server_retirements(now, true);
-    for (const RetiringForkServer& retiring : retiring_fork_servers_)
-      consider(retiring.deadline);
-  }
+  std::optional<Clock::time_point> fork_server_deadline;
+  take_started(now, spawner_.check_deadlines(now, fork_server_deadline));
+  consider(fork_server_deadline);
   if (worker_cgroups_) {
     WorkerCgroups::Removals removals = worker_cgroups_->retry_removals(now);
     for (const std::string& left : removals.abandoned) {
@@ -899,7 +856,7 @@ bool Supervisor::shares_cpu(WorkerProcess& w) const noexcept {
 
 std::size_t Supervisor::cpus_in_use() const {
   const Clock::time_point now = Clock::now();
-  std::size_t busy = forks_.size();  // processes being forked
+  std::size_t busy = spawner_.starting();  // processes being forked
   for (const auto& [id, worker] : workers_) {
     const WorkerProcess& w = *worker;
     if (!w.life.ready()) {

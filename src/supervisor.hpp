@@ -29,7 +29,6 @@
 #include <vector>
 
 #include "adaptive_spin.hpp"
-#include "fork_server.hpp"
 #include "job_intake.hpp"
 #include "job_stats.hpp"
 #include "lending.hpp"
@@ -38,6 +37,7 @@
 #include "policy.hpp"
 #include "procpool/events.hpp"
 #include "reporter.hpp"
+#include "spawner.hpp"
 #include "worker_cgroups.hpp"
 #include "worker_process.hpp"
 
@@ -206,31 +206,14 @@ class Supervisor {
   // supervisor_lifecycle.cpp: workers coming and going.
   std::size_t target_workers() const;
   void spawn_workers(Clock::time_point now);
-  /// Starts one worker: spawned at once (StartMode::exec), or asked of the fork server, whose
-  /// answer take_fork_answers() reads. Throws std::system_error.
-  void spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor);
+  /// Watches the workers the Spawner started and counts the starts that failed; false if any
+  /// failed.
+  bool take_started(Clock::time_point now, Spawner::Started started);
   /// Makes a started process a worker the supervisor watches. Throws std::system_error (the
   /// process is then killed and reaped).
-  void watch_worker(std::unique_ptr<WorkerProcess> worker, platform::SpawnedProcess spawned);
+  void watch_worker(std::unique_ptr<WorkerProcess> worker);
   /// Counts and reports a worker that could not be started, and backs off.
   void start_failed(Clock::time_point now, const std::string& why);
-
-  // StartMode::fork_server: asynchronous starts (supervisor_lifecycle.cpp).
-  /// The fork server in service, started (or replaced, if it went away) here. Throws
-  /// std::system_error.
-  ForkServer& fork_server_for_start(const platform::SpawnRequest& request, Clock::time_point now);
-  /// The new fork server's stdout and stderr: 2, or -1 for /dev/null (see fork_server_for_start()).
-  int fork_server_output() const noexcept;
-  /// Reads the fork server's answers: each forked worker is watched, each refusal is a failed
-  /// start.
-  void take_fork_answers(Clock::time_point now);
-  /// Takes the fork server out of service (it went away, or did not answer in time): the starts it
-  /// has not answered fail with `why`; it gets a grace period to answer and exit
-  /// (retiring_fork_servers_).
-  void retire_fork_server(Clock::time_point now, const std::string& why);
-  /// Finishes the retirement of each retired server that has exited or, if `deadline_passed`, whose
-  /// grace period is over.
-  void finish_fork_server_retirements(Clock::time_point now, bool deadline_passed);
 
   void on_exit(WorkerProcess& worker, Clock::time_point now);
   void stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
@@ -284,13 +267,9 @@ class Supervisor {
   const PoolOptions options_;
   /// The log sink, the event callback and the job counters (thread-safe on its own).
   Reporter reporter_;
-  std::string executable_;
-  std::vector<std::string> base_arguments_;
   const int host_pid_;
   /// platform::fork_generation() in the host: another value means this is a forked copy.
   const std::uint64_t fork_generation_;
-  /// What the host's fd 2 was when the pool was built; nullopt if it was closed.
-  const std::optional<platform::FileInfo> host_stderr_;
 
   // Submission side.
   /// Lent buffers (thread-safe on its own). Shared: a buffer given back after the pool is gone
@@ -317,7 +296,6 @@ class Supervisor {
   // Supervisor state (changed by the supervisor thread under state_mutex_).
   mutable std::mutex state_mutex_;
   std::map<std::uint64_t, std::unique_ptr<WorkerProcess>> workers_;
-  std::uint64_t next_worker_id_ = 1;
   std::vector<Outcome> outcomes_;  // delivered after state_mutex_ is released
   /// When the sleeping supervisor thread wakes by itself (nullopt: only when woken). Meaningful
   /// while supervisor_sleeping_.
@@ -332,7 +310,6 @@ class Supervisor {
   std::uint64_t workers_started_ = 0, workers_exited_ = 0, start_failures_ = 0;
   std::array<std::uint64_t, recycle_reason_count> recycles_{};
   JobStatsTable job_stats_;
-  std::mt19937_64 random_;
 
   // Polling before sleeping (SpinPolicy; supervisor thread only).
   AdaptiveSpin spin_;
@@ -356,21 +333,9 @@ class Supervisor {
   };
   std::vector<SpaceWatch> spin_space_;
 
-  // StartMode::fork_server (supervisor thread).
-  /// The server in service, once the first worker is started.
-  std::unique_ptr<ForkServer> fork_server_;
-  /// Workers asked of fork_server_ and not answered yet, oldest first (the server answers in
-  /// order); each counts as a worker starting.
-  std::deque<std::unique_ptr<WorkerProcess>> forks_;
-  /// Servers taken out of service and still running, each until its grace period ends. None
-  /// is started while one is here, so a server that hangs does not pile up successors.
-  struct RetiringForkServer {
-    std::unique_ptr<ForkServer> server;
-    Clock::time_point deadline;
-  };
-  std::vector<RetiringForkServer> retiring_fork_servers_;
-
   platform::Poller poller_;
+  /// Starts workers (exec, or the fork server) and owns the worker ids and the fork servers.
+  Spawner spawner_;
   std::mutex shutdown_mutex_;
   std::thread thread_;
   std::atomic<std::thread::id> supervisor_thread_id_{};

@@ -6,8 +6,6 @@
 
 #include "channel/job_claims.hpp"
 #include "supervisor.hpp"
-#include "worker_args.hpp"
-#include "worker_security.hpp"
 
 namespace procpool::detail {
 
@@ -15,12 +13,6 @@ using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
 namespace {
-
-std::string describe_exit(const platform::ExitStatus& status) {
-  if (status.signal) return "was killed by " + platform::signal_name(*status.signal);
-  if (status.exit_code) return fmt::format("exited with code {}", *status.exit_code);
-  return "exited (status unknown: SIGCHLD is ignored in this process)";
-}
 
 /// How a worker ended that died by a SIGKILL the supervisor did not send.
 std::string describe_unsent_kill(const OomFinding& finding) {
@@ -92,25 +84,28 @@ std::size_t Supervisor::target_workers() const {
 }
 
 void Supervisor::spawn_workers(Clock::time_point now) {
-  auto live = forks_.size() + static_cast<std::size_t>(std::count_if(
-                                  workers_.begin(), workers_.end(),
-                                  [](const auto& w) { return !w.second->life.leaving(); }));
+  auto live = spawner_.starting() + static_cast<std::size_t>(std::count_if(
+                                        workers_.begin(), workers_.end(),
+                                        [](const auto& w) { return !w.second->life.leaving(); }));
   std::size_t target = target_workers();
   while (pending_replacements_.size() > target)
     pending_replacements_.pop_front();
-  while (live < target && now >= next_spawn_at_ && retiring_fork_servers_.empty()) {
+  while (live < target && now >= next_spawn_at_ && spawner_.may_start()) {
     std::optional<RecycleReason> predecessor;
     if (!pending_replacements_.empty()) {
       predecessor = pending_replacements_.front();
       pending_replacements_.pop_front();
     }
+    Spawner::Started started;
     try {
-      spawn_one(now, predecessor);
-      ++live;
+      started = spawner_.start(now, predecessor, worker_cgroups_ ? &*worker_cgroups_ : nullptr,
+                               {spin_hint_, host_cpu_});
     } catch (const std::exception& e) {
       start_failed(now, e.what());
       return;
     }
+    ++live;
+    if (!take_started(now, std::move(started))) return;
   }
 }
 
@@ -121,76 +116,22 @@ void Supervisor::start_failed(Clock::time_point now, const std::string& why) {
   note_unplanned_exit(now, why);
 }
 
-void Supervisor::spawn_one(Clock::time_point now, std::optional<RecycleReason> predecessor) {
-  auto worker = std::make_unique<WorkerProcess>();
-  worker->id = next_worker_id_++;
-  worker->predecessor_reason = predecessor;
-  LinkLimits limits;
-  limits.ring_bytes = options_.ring_bytes;
-  limits.max_result_bytes = options_.max_result_bytes;
-  limits.lent_kept_accessible =
-      options_.lent_buffers_after_job == LentBuffersAfterJob::kept_accessible;
-  limits.tail_lines = options_.stderr_tail_lines;
-  worker->link = WorkerLink(Segment::create(options_.ring_bytes, options_.max_payload_bytes,
-                                            options_.max_result_bytes, host_pid_),
-                            limits);
-  SegmentHeader& header = worker->link.header();
-  header.address_space_limit = options_.recycle.address_space_limit;
-  if (!options_.security.dumpable) header.worker_flags |= worker_flag_non_dumpable;
-  if (options_.spin.enabled) {
-    header.spin_budget_ns =
-        static_cast<std::uint32_t>(std::chrono::nanoseconds(options_.spin.budget).count());
-    header.spin_hint.store(spin_hint_, std::memory_order_relaxed);
-    header.host_cpu.store(host_cpu_, std::memory_order_relaxed);
+bool Supervisor::take_started(Clock::time_point now, Spawner::Started started) {
+  bool all_well = started.failures.empty();
+  for (const std::string& why : started.failures)
+    start_failed(now, why);
+  for (std::unique_ptr<WorkerProcess>& worker : started.workers) {
+    try {
+      watch_worker(std::move(worker));
+    } catch (const std::exception& e) {
+      start_failed(now, e.what());
+      all_well = false;
+    }
   }
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  worker->job_limit = jittered_job_limit(options_.recycle, unit(random_));
-  worker->lifetime_limit = jittered_lifetime(options_.recycle, unit(random_));
-  platform::UniqueFd doorbell = platform::make_eventfd();
-  platform::Pipe output = platform::make_pipe();
-  platform::DescriptorChannel channel = platform::make_descriptor_channel();
-
-  platform::SpawnRequest request;
-  request.executable = executable_;
-  request.arguments = base_arguments_;
-  request.arguments.insert(request.arguments.end(), {worker_flag, std::to_string(protocol_version),
-                                                     std::to_string(host_pid_)});
-  request.output_fd = output.write_end.get();
-  request.doorbell_fd = doorbell.get();
-  request.segment_fd = worker->link.segment().descriptor();
-  request.channel_fd = channel.worker_end.get();
-  apply_security(options_.security, request);
-  if (options_.worker_oom_score_adj != 0) request.oom_score_adj = options_.worker_oom_score_adj;
-  if (worker_cgroups_ && worker_cgroups_->active()) {
-    worker->cgroup = worker_cgroups_->make(worker->id);
-    request.cgroup_procs_fd = worker->cgroup.procs.get();
-  }
-  std::optional<platform::SpawnedProcess> spawned;
-  if (options_.start_mode == StartMode::exec) {
-    spawned = platform::spawn(request);
-  } else {
-    fork_server_for_start(request, now).request_worker(request);
-  }
-  // The child, or the request on its way to the fork server, has its own copies. EOF comes when
-  // the worker (and its children) exit; the segment stays mapped here.
-  output.write_end.reset();
-  worker->cgroup.procs.reset();
-  worker->link.segment().close_descriptor();
-  channel.worker_end.reset();
-  worker->link.attach(std::move(doorbell), std::move(channel.host_end), std::move(output.read_end));
-  worker->spawned_at = now;
-  worker->timers.start_deadline = now + options_.start_timeout;
-  if (spawned) {
-    watch_worker(std::move(worker), std::move(*spawned));
-  } else {
-    forks_.push_back(std::move(worker));
-  }
+  return all_well;
 }
 
-void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
-                              platform::SpawnedProcess spawned) {
-  worker->pid = spawned.pid;
-  worker->pidfd = std::move(spawned.pidfd);
+void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker) {
   // A fork's answer may come after this thread moved to another CPU (update_spin_hint).
   if (options_.spin.enabled) {
     worker->link.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
@@ -218,96 +159,6 @@ void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker,
   event.reason = predecessor;
   reporter_.emit(std::move(event), LogLevel::debug);
   workers_.emplace(worker->id, std::move(worker));
-}
-
-ForkServer& Supervisor::fork_server_for_start(const platform::SpawnRequest& request,
-                                              Clock::time_point now) {
-  if (fork_server_) {
-    if (std::optional<platform::ExitStatus> status = fork_server_->exited()) {
-      std::string why =
-          fmt::format("the fork server (pid {}) {}", fork_server_->pid(), describe_exit(*status));
-      reporter_.log(LogLevel::warning, why + "; starting another");
-      retire_fork_server(now, why);
-    } else if (!fork_server_->accepting()) {
-      retire_fork_server(
-          now, fmt::format("the fork server (pid {}) takes no requests", fork_server_->pid()));
-    }
-  }
-  if (!fork_server_) {
-    auto server = std::make_unique<ForkServer>(request, fork_server_output());
-    // Edge-triggered: take_fork_answers() reads every answer there is; a server that goes away
-    // with nothing unanswered is noticed at the next start, by exited() above.
-    poller_.add(server->channel(), fork_answers_key, true);
-    fork_server_ = std::move(server);
-    reporter_.log(LogLevel::debug,
-                  fmt::format("fork server started (pid {})", fork_server_->pid()));
-  }
-  return *fork_server_;
-}
-
-// The host's stderr only while fd 2 is the file it was when the pool was built. A host that had
-// none then (a daemon closes 0-2) may since have opened another file that took number 2, a
-// client's socket say, which the server would hold open and write into. A host that pointed fd 2
-// at another file on purpose (dup2 of a new log file) loses only the server's own messages.
-int Supervisor::fork_server_output() const noexcept {
-  if (!host_stderr_) return -1;
-  const std::optional<platform::FileInfo> now = platform::file_info(2);
-  const bool same = now && now->device == host_stderr_->device && now->inode == host_stderr_->inode;
-  return same ? 2 : -1;
-}
-
-void Supervisor::take_fork_answers(Clock::time_point now) {
-  while (fork_server_ && !forks_.empty()) {
-    std::optional<platform::SpawnedProcess> spawned;
-    try {
-      spawned = fork_server_->take_answer();
-    } catch (const std::exception& e) {
-      forks_.pop_front();
-      start_failed(now, e.what());
-      if (!fork_server_->accepting()) retire_fork_server(now, e.what());  // gone: the rest too
-      continue;
-    }
-    if (!spawned) return;  // not answered yet: the channel is readable again when it is
-    std::unique_ptr<WorkerProcess> worker = std::move(forks_.front());
-    forks_.pop_front();
-    try {
-      watch_worker(std::move(worker), std::move(*spawned));
-    } catch (const std::exception& e) {
-      start_failed(now, e.what());
-    }
-  }
-}
-
-void Supervisor::retire_fork_server(Clock::time_point now, const std::string& why) {
-  std::unique_ptr<ForkServer> server = std::move(fork_server_);
-  if (!server) return;
-  poller_.remove(server->channel());
-  // Every start it was asked for is lost: a late answer's worker is killed at retirement.
-  const std::size_t lost = forks_.size();
-  forks_.clear();
-  for (std::size_t i = 0; i < lost; ++i)
-    start_failed(now, why);
-  Clock::time_point deadline = server->retire(now);
-  if (server->finish_retirement(false)) return;  // it had exited already
-  poller_.add(server->pidfd(), fork_server_exit_key);
-  retiring_fork_servers_.push_back({std::move(server), deadline});
-}
-
-void Supervisor::finish_fork_server_retirements(Clock::time_point now, bool deadline_passed) {
-  std::erase_if(retiring_fork_servers_, [&](RetiringForkServer& retiring) {
-    ForkServer& server = *retiring.server;
-    if (!server.finish_retirement(false)) {  // still running
-      if (!deadline_passed || now < retiring.deadline) return false;
-      server.finish_retirement(true);
-      reporter_.log(
-          LogLevel::warning,
-          fmt::format("the retired fork server (pid {}) did not exit within its grace period; "
-                      "it was killed",
-                      server.pid()));
-    }
-    poller_.remove(server.pidfd());
-    return true;
-  });
 }
 
 void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
@@ -722,10 +573,7 @@ void Supervisor::begin_final_stop(Clock::time_point now) {
   }
   // Workers the fork server has not reported are not wanted now, and the pool does not wait for
   // them: the server is retired, and each worker it reports late is killed.
-  if (!forks_.empty()) {
-    forks_.clear();
-    retire_fork_server(now, {});
-  }
+  spawner_.abandon_starts(now);
 }
 
 }  // namespace procpool::detail

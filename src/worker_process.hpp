@@ -88,6 +88,8 @@ struct WorkerProcess {
 
   /// As stats() shows it.
   WorkerState state() const noexcept { return life.state(job != nullptr); }
+  /// What stats() shows of it at `now`.
+  WorkerStats snapshot(Clock::time_point now) const;
 
   /// Jobs sent to it that have no outcome yet.
   std::size_t jobs_in_hand() const noexcept { return (job ? 1 : 0) + prefetched.size(); }
