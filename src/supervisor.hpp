@@ -12,9 +12,14 @@
 // an idle worker from the calling thread and take the result itself, under state_mutex_ (see
 // supervisor_call.cpp); the supervisor thread sleeps through it.
 //
-// The code is split by concern: supervisor.cpp (public entry points and the loop),
-// supervisor_channel.cpp (ring I/O with workers), supervisor_lifecycle.cpp (spawning, exits,
-// stopping, recycling, restart backoff), supervisor_call.cpp (Pool::call's direct hand-off).
+// The supervisor coordinates parts that own their state: the JobIntake (the queue, shared with
+// submitters), the Reporter (log, events, counters), the Spawner (starting workers, the fork
+// server), and each WorkerProcess's link, memory, timers and life. Its own code is split by
+// concern: supervisor.cpp (public entry points, outcomes), supervisor_loop.cpp (the loop, timers,
+// sleeping and polling), supervisor_dispatch.cpp (dispatch, prefetch, taking back jobs sent
+// ahead), supervisor_channel.cpp (what a worker's link returned), supervisor_lifecycle.cpp
+// (starts, exits, stopping, the recycle policy, restart backoff), supervisor_call.cpp (Pool::call's
+// direct hand-off).
 #pragma once
 
 #include <array>
@@ -112,13 +117,38 @@ class Supervisor {
   /// once no lock is held.
   void enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected);
 
-  // supervisor.cpp: the loop.
+  // supervisor_loop.cpp: the loop, timers, sleeping and polling.
   void run() noexcept;
   void loop();
   std::optional<Clock::duration> step(Clock::time_point now);
   void on_ready_key(std::uint64_t key, Clock::time_point now);
   /// About to sleep: makes the next worker's memory cgroup now, off the path of its start.
   void make_cgroup_ahead() noexcept;
+  /// Acts on every timer due (WorkerTimers) and on the pool's own; returns the earliest one left.
+  std::optional<Clock::time_point> check_timers(Clock::time_point now);
+  /// Acts on `worker`'s timers that are due at `now`.
+  void on_timers(WorkerProcess& worker, Clock::time_point now);
+  /// Takes back the jobs sent ahead of a job that has run longer than short jobs take
+  /// (PrefetchPolicy::when_jobs_take_under); returns when to look again, if ever.
+  std::optional<Clock::time_point> take_back_overdue(WorkerProcess& worker, Clock::time_point now);
+  bool prepare_sleep(Clock::time_point now);
+  /// Whether to poll (SpinPolicy) instead of sleeping now, given that the last iteration delivered
+  /// `delivered` outcomes; collects the response rings to poll for data in spin_rings_ and the
+  /// request rings to poll for space in spin_space_.
+  bool prepare_spin(bool delivered);
+  /// Polls spin_rings_, spin_space_ and the submit count for SpinPolicy::budget, at most `limit`.
+  void spin(std::optional<Clock::duration> limit);
+  /// Workers that want a CPU now: starting up (a process loading), or running a job that is not
+  /// short (SpinPolicy::budget) or has run longer than a short one does.
+  std::size_t cpus_in_use() const;
+  /// Tells the workers whether a CPU is likely free for them to poll on (SegmentHeader::spin_hint)
+  /// and which CPU this thread runs on (SegmentHeader::host_cpu).
+  void update_spin_hint();
+  void end_sleep();
+  void fail_queue(ErrorKind kind, const std::string& message);
+  void emergency_stop() noexcept;
+
+  // supervisor_dispatch.cpp: giving jobs to workers, taking back jobs sent ahead.
   /// Gives queued jobs to idle workers, then ahead to busy ones. True if a worker retired on
   /// being given its last job (its replacement is then due).
   bool dispatch(Clock::time_point now);
@@ -168,30 +198,6 @@ class Supervisor {
   /// Jobs sent to worker `pid` that it never started: back to the head of the queue with their
   /// attempt counts as they were, or failed if the pool is stopping or degraded.
   void return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid);
-  /// Acts on every timer due (WorkerTimers) and on the pool's own; returns the earliest one left.
-  std::optional<Clock::time_point> check_timers(Clock::time_point now);
-  /// Acts on `worker`'s timers that are due at `now`.
-  void on_timers(WorkerProcess& worker, Clock::time_point now);
-  /// Takes back the jobs sent ahead of a job that has run longer than short jobs take
-  /// (PrefetchPolicy::when_jobs_take_under); returns when to look again, if ever.
-  std::optional<Clock::time_point> take_back_overdue(WorkerProcess& worker, Clock::time_point now);
-  bool prepare_sleep(Clock::time_point now);
-  /// Whether to poll (SpinPolicy) instead of sleeping now, given that the last iteration delivered
-  /// `delivered` outcomes; collects the response rings to poll for data in spin_rings_ and the
-  /// request rings to poll for space in spin_space_.
-  bool prepare_spin(bool delivered);
-  /// Polls spin_rings_, spin_space_ and the submit count for SpinPolicy::budget, at most `limit`.
-  void spin(std::optional<Clock::duration> limit);
-  /// Workers that want a CPU now: starting up (a process loading), or running a job that is not
-  /// short (SpinPolicy::budget) or has run longer than a short one does.
-  std::size_t cpus_in_use() const;
-  /// Tells the workers whether a CPU is likely free for them to poll on (SegmentHeader::spin_hint)
-  /// and which CPU this thread runs on (SegmentHeader::host_cpu).
-  void update_spin_hint();
-  void end_sleep();
-  void fail_queue(ErrorKind kind, const std::string& message);
-  void emergency_stop() noexcept;
-
   // supervisor_channel.cpp: what a worker's link sent and read.
   /// Sends what the request of `worker`'s job still lacks (WorkerLink::send).
   void send_request(WorkerProcess& worker);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 
-#include "channel/job_claims.hpp"
 #include "supervisor.hpp"
 
 namespace procpool::detail {
@@ -306,70 +305,6 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
   poller_.remove(w.pidfd.get());
   if (w.link.output() >= 0) poller_.remove(w.link.output());
   workers_.erase(w.id);  // `w` is gone from here on
-}
-
-void Supervisor::return_prefetched(WorkerProcess& w) {
-  if (w.prefetched.empty()) return;
-  std::deque<std::unique_ptr<Job>> jobs;
-  jobs.swap(w.prefetched);
-  return_unstarted(std::move(jobs), w.pid);
-}
-
-Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& w) {
-  // Not for a job whose request is still streaming in, nor jobs a Pool::call thread handles.
-  if (!w.job || w.life.untrusted() || w.direct_call || !w.link.request_complete(*w.job)) {
-    return TakeBack::nothing;
-  }
-  std::atomic<std::uint64_t>& claims = w.link.header().job_claims;
-  const std::uint32_t last_sent = w.link.starts_sent();
-  // The jobs sent ahead, never the current one: its outcome is its own (a timeout counts from
-  // dispatch, a stop's reason is its outcome), read or not.
-  const std::uint32_t last_read =
-      w.prefetched.empty() ? static_cast<std::uint32_t>(claims.load(std::memory_order_acquire))
-                           : take_back_jobs(claims, w.prefetched.front()->start_number, last_sent);
-  if (job_number_after(last_read, last_sent)) {
-    kill_for_violation(
-        w, fmt::format("it claims to have read job_start {} of the {} sent", last_read, last_sent));
-    return TakeBack::nothing;
-  }
-  const bool moved_on = job_number_after(last_read, w.job->start_number);
-  std::deque<std::unique_ptr<Job>> jobs;
-  // Those numbered after last_read, if the take-back happened (it had read the current job).
-  if (!job_number_after(w.job->start_number, last_read)) {
-    while (!w.prefetched.empty() &&
-           job_number_after(w.prefetched.back()->start_number, last_read)) {
-      jobs.push_front(std::move(w.prefetched.back()));
-      w.prefetched.pop_back();
-    }
-  }
-  if (jobs.empty()) return moved_on ? TakeBack::worker_moved_on : TakeBack::nothing;
-  reporter_.log(LogLevel::debug,
-                fmt::format("took back {} job(s) worker {} (pid {}) had not started", jobs.size(),
-                            w.id, w.pid));
-  return_unstarted(std::move(jobs), w.pid);
-  return moved_on ? TakeBack::worker_moved_on : TakeBack::taken;
-}
-
-bool Supervisor::worker_runs(WorkerProcess& w, const Job& job) {
-  const std::uint64_t claims = w.link.header().job_claims.load(std::memory_order_acquire);
-  return static_cast<std::uint32_t>(claims) == job.start_number;
-}
-
-void Supervisor::return_unstarted(std::deque<std::unique_ptr<Job>> jobs, int pid) {
-  // Never started: they keep their place at the head of the queue and their attempt count.
-  for (auto& job : jobs)
-    --job->attempts;
-  if (!final_stop_ && intake_.return_to_front(jobs)) return;
-  ErrorKind kind = final_stop_ ? ErrorKind::shutting_down : ErrorKind::pool_degraded;
-  for (auto& job : jobs) {
-    unsigned attempts = job->attempts;
-    queue_outcome(
-        *job, job_failure(kind,
-                          fmt::format("the pool {} before the job started (worker pid {} had it "
-                                      "and did not start it)",
-                                      final_stop_ ? "shut down" : "is degraded", pid),
-                          attempts));
-  }
 }
 
 void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time_point now,
