@@ -222,9 +222,13 @@ class Supervisor {
   void start_failed(Clock::time_point now, const std::string& why);
 
   void on_exit(WorkerProcess& worker, Clock::time_point now);
+  /// Stops `worker` for `reason`, the one way a worker is told to go: a stop record or SIGTERM
+  /// with SIGKILL after PoolOptions::kill_grace, or SIGKILL now (a protocol violation, a hard
+  /// limit, a worker not yet ready). What it had not read goes back to the queue first.
   void stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
                    std::string detail = {});
-  /// Kills `worker`, which broke the protocol (`what`), and trusts nothing it writes from now on.
+  /// Logs that `worker` broke the protocol (`what`) and stops it for that: killed, and nothing it
+  /// writes is trusted from now on.
   void kill_for_violation(WorkerProcess& worker, const std::string& what);
   /// Records the change of the jobs whose memory awaited a reading, up to the latest one, in the
   /// job stats (WorkerMemory::attribute).

@@ -309,21 +309,31 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
 
 void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time_point now,
                              std::string detail) {
-  if (w.life.stop_sent()) return;
-  // Jobs it has not read are not its to finish or to die with: back to the queue, untouched.
-  if (w.life.ready() && !w.life.untrusted()) take_back_unstarted(w);
+  // A violation overrides any gentler stop under way: the worker is not to be trusted.
+  const bool violation = reason == RecycleReason::protocol_violation;
+  if (violation ? w.life.untrusted() : w.life.stop_sent()) return;
+  if (!violation && w.life.ready()) {
+    // Jobs it has not read are not its to finish or to die with: back to the queue, untouched.
+    take_back_unstarted(w);
+    if (w.life.untrusted()) return;  // what it claimed to have read gave it away: killed
+  }
   // The stop's reason decides what the job in hand becomes (a timeout or a shutdown overtakes a
   // retirement under way); a successor is owed only once per worker.
   if (!w.life.leaving() && reason != RecycleReason::shutdown &&
       reason != RecycleReason::scale_down && reason != RecycleReason::memory_budget) {
     pending_replacements_.push_back(reason);
   }
-  w.life.stop(reason, std::move(detail));
+  if (violation) {
+    w.life.broke_protocol(std::move(detail));
+  } else {
+    w.life.stop(reason, std::move(detail));
+  }
   w.link.abandon_request();
   w.timers.stopping();
   bool graceful = reason == RecycleReason::job_timeout || reason == RecycleReason::shutdown ||
                   is_retirement(reason);
   if (!graceful || !w.life.ready() || options_.kill_grace.count() == 0) {
+    w.timers.kill_at.reset();
     w.kill();
     return;
   }
@@ -341,13 +351,7 @@ void Supervisor::kill_for_violation(WorkerProcess& w, const std::string& what) {
   reporter_.log(
       LogLevel::error,
       fmt::format("worker {} (pid {}) broke the protocol: {}; killing it", w.id, w.pid, what));
-  // A violation overrides any gentler stop under way: the worker is not to be trusted.
-  if (!w.life.leaving()) pending_replacements_.push_back(RecycleReason::protocol_violation);
-  w.life.broke_protocol(what);
-  w.link.abandon_request();
-  w.timers.stopping();
-  w.timers.kill_at.reset();
-  w.kill();
+  stop_worker(w, RecycleReason::protocol_violation, Clock::now(), what);
 }
 
 void Supervisor::attribute_memory(WorkerProcess& w) {

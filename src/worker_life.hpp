@@ -41,8 +41,9 @@ class WorkerLife {
     detail_ = std::move(detail);
   }
   /// It is told to go, or killed, for `reason` (which overtakes a retirement under way); an empty
-  /// `detail` keeps the one it had.
+  /// `detail` keeps the one it had. Nothing changes for a worker that broke the protocol.
   void stop(RecycleReason reason, std::string detail) {
+    if (untrusted()) return;
     leaving_ = reason;
     if (!detail.empty()) detail_ = std::move(detail);
     stop_ = Stop::sent;
