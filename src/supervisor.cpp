@@ -267,9 +267,9 @@ PoolStats Supervisor::stats() const {
   stats.queued = intake.queued;
   stats.health = intake.stopping ? PoolHealth::stopped
                                  : (intake.degraded ? PoolHealth::degraded : PoolHealth::healthy);
-  for (const auto& [id, w] : workers_) {
-    stats.in_flight += w->jobs_in_hand();
-    stats.workers.push_back(w->snapshot(now));
+  for (const auto& [id, worker] : workers_) {
+    stats.in_flight += worker->jobs_in_hand();
+    stats.workers.push_back(worker->snapshot(now));
   }
   // Asked of the fork server, which has not answered: no pid yet.
   spawner_.snapshot(now, stats.workers);

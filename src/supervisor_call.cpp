@@ -54,55 +54,55 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
       memory_budget_.enabled()
           ? MemoryBudgetGate::expected_peak(job.options.expected_memory_bytes, job.name, job_stats_)
           : 0;
-  WorkerProcess* w = direct_call_worker(peak);
-  if (!w) {
+  WorkerProcess* worker = direct_call_worker(peak);
+  if (!worker) {
     lock.unlock();
     return submit_one(std::move(job), std::nullopt);
   }
   const JobId id = job.id;
-  const std::uint64_t worker_id = w->id;
+  const std::uint64_t worker_id = worker->id;
   Clock::time_point now = Clock::now();
 
   auto owned = std::make_unique<Job>(std::move(job));
   // The result wakes this thread, not the supervisor thread's doorbell; and the worker is told
   // which CPU it answers to, so that it does not poll for its next job on the CPU this thread
   // needs to read the result (end_direct_call puts both back).
-  w->direct_call = true;
-  w->link.responses().end_wait(wake_by_default);
+  worker->direct_call = true;
+  worker->link.responses().end_wait(wake_by_default);
   if (const int cpu = platform::current_cpu(); cpu >= 0) {
-    w->link.header().host_cpu.store(cpu, std::memory_order_relaxed);
+    worker->link.header().host_cpu.store(cpu, std::memory_order_relaxed);
   }
-  give_job(*w, std::move(owned), now);
-  if (memory_budget_.enabled()) w->memory.budget().add(w->memory.current(), peak);
+  give_job(*worker, std::move(owned), now);
+  if (memory_budget_.enabled()) worker->memory.budget().add(worker->memory.current(), peak);
   try {
     {
       Reporter::Deferral deferral(reporter_);
-      send_request(*w);
+      send_request(*worker);
     }
     for (;;) {
-      if (w->link.responses().has_data()) {
+      if (worker->link.responses().has_data()) {
         Reporter::Deferral deferral(reporter_);
-        read_responses(*w, now);
+        read_responses(*worker, now);
       }
-      const bool done = !w->job || w->job->id != id;
+      const bool done = !worker->job || worker->job->id != id;
       // Until the supervisor thread would next act on this worker (its job's timeout or memory
       // sample, a policy recheck), recomputed each turn since that thread may have acted meanwhile.
-      const std::optional<Clock::time_point> give_back_at = w->timers.next(false);
+      const std::optional<Clock::time_point> give_back_at = worker->timers.next(false);
       // A payload that did not fit the ring, a broken protocol or a timer due: the supervisor
       // thread's to carry on with.
-      if (done || w->life.untrusted() || w->link.waiting_for_space() ||
+      if (done || worker->life.untrusted() || worker->link.waiting_for_space() ||
           (give_back_at && now >= *give_back_at)) {
-        end_direct_call(lock, *w, done);
+        end_direct_call(lock, *worker, done);
         return id;
       }
-      const std::uint32_t seen = w->link.responses().begin_wait(wake_by_futex);
-      if (w->link.responses().has_data()) continue;
+      const std::uint32_t seen = worker->link.responses().begin_wait(wake_by_futex);
+      if (worker->link.responses().has_data()) continue;
       // The word lies in the worker's segment. If the worker exits meanwhile, the supervisor
       // thread changes the word and wakes it (on_exit) before it unmaps the segment, so this wait
       // ends at once whether it began before or after that (an unmapped word fails the wait;
       // should another mapping land there, the deadline ends it), and the worker is looked up
       // again below before anything is read.
-      const std::atomic<std::uint32_t>& word = w->link.responses().wait_word();
+      const std::atomic<std::uint32_t>& word = worker->link.responses().wait_word();
       lock.unlock();
       platform::futex_wait(
           word, seen,
@@ -114,7 +114,7 @@ JobId Supervisor::call(Job job, std::optional<JobResult> refusal) {
       auto it = workers_.find(worker_id);
       // Gone: its exit gave the job its outcome (or a retry), on the supervisor thread.
       if (it == workers_.end()) return id;
-      w = it->second.get();
+      worker = it->second.get();
     }
   } catch (...) {
     // No memory to read the result into, say: the supervisor thread carries on with the job, and
@@ -155,40 +155,43 @@ WorkerProcess* Supervisor::direct_call_worker(std::uint64_t peak) {
   const bool one_cpu = usable_cpus_ == 1;
   const int cpu = platform::current_cpu();
   WorkerProcess* elsewhere = nullptr;
-  for (auto& [id, worker] : workers_) {
-    WorkerProcess& w = *worker;
+  for (auto& [id, owned] : workers_) {
+    WorkerProcess& worker = *owned;
     // dispatchable() rules out a worker that broke the protocol (it is leaving) or holds jobs sent
     // ahead (it has a job); another caller may still be finishing with an idle one.
-    if (!w.dispatchable() || w.direct_call) continue;
+    if (!worker.dispatchable() || worker.direct_call) continue;
     // Its last job (max_jobs): it retires on it, and starting its replacement is the supervisor
     // thread's.
-    if (w.job_limit && w.jobs_done + 1 >= w.job_limit) continue;
-    const bool long_jobs = w.typical_job_time && *w.typical_job_time >= options_.spin.budget;
+    if (worker.job_limit && worker.jobs_done + 1 >= worker.job_limit) continue;
+    const bool long_jobs =
+        worker.typical_job_time && *worker.typical_job_time >= options_.spin.budget;
     if (!one_cpu && !nobody_polls && !long_jobs) continue;
-    const int worker_cpu = w.link.header().worker_cpu.load(std::memory_order_relaxed);
-    if (cpu >= 0 && worker_cpu == cpu) return &w;
-    if ((nobody_polls || long_jobs) && !elsewhere) elsewhere = &w;
+    const int worker_cpu = worker.link.header().worker_cpu.load(std::memory_order_relaxed);
+    if (cpu >= 0 && worker_cpu == cpu) return &worker;
+    if ((nobody_polls || long_jobs) && !elsewhere) elsewhere = &worker;
   }
   return elsewhere;
 }
 
-void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProcess& w, bool done) {
-  w.direct_call = false;
-  w.link.responses().end_wait(wake_by_futex);
+void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProcess& worker,
+                                 bool done) {
+  worker.direct_call = false;
+  worker.link.responses().end_wait(wake_by_futex);
   const JobIntake::State intake = intake_.state();
   const bool sleeping = intake.supervisor_sleeping, queued = intake.queued > 0;
   // As prepare_sleep left it: the worker rings the sleeping supervisor thread's doorbell again.
-  if (sleeping && !w.life.untrusted()) w.link.responses().begin_wait(wake_by_default);
+  if (sleeping && !worker.life.untrusted()) worker.link.responses().begin_wait(wake_by_default);
   // What update_spin_hint last wrote (-1, unknown, with SpinPolicy off): the worker also decides
   // on it whether to stream a result a ringful at a time.
-  w.link.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
+  worker.link.header().host_cpu.store(host_cpu_, std::memory_order_relaxed);
   // The supervisor thread sleeps on unless it has something to do: a job to carry on with (with
   // its timers), lines or events to emit, a worker to stop or replace, jobs that arrived meanwhile
   // (it may have gone to sleep counting on this worker's result to wake it), or a timer due before
   // it would wake.
-  const bool wake_supervisor = !done || queued || reporter_.has_deferred() || w.life.leaving() ||
-                               w.life.untrusted() || !pending_replacements_.empty() ||
-                               (sleeping && timer_before_wake(w));
+  const bool wake_supervisor = !done || queued || reporter_.has_deferred() ||
+                               worker.life.leaving() || worker.life.untrusted() ||
+                               !pending_replacements_.empty() ||
+                               (sleeping && timer_before_wake(worker));
   std::vector<Outcome> outcomes;
   outcomes.swap(outcomes_);
   lock.unlock();
@@ -196,8 +199,8 @@ void Supervisor::end_direct_call(std::unique_lock<std::mutex>& lock, WorkerProce
   deliver_outcomes(outcomes);
 }
 
-bool Supervisor::timer_before_wake(const WorkerProcess& w) const {
-  std::optional<Clock::time_point> next = w.timers.next(false);
+bool Supervisor::timer_before_wake(const WorkerProcess& worker) const {
+  std::optional<Clock::time_point> next = worker.timers.next(false);
   return next && (!sleep_until_ || *next < *sleep_until_);
 }
 

@@ -84,8 +84,9 @@ std::size_t Supervisor::target_workers() const {
 
 void Supervisor::spawn_workers(Clock::time_point now) {
   auto live = spawner_.starting() + static_cast<std::size_t>(std::count_if(
-                                        workers_.begin(), workers_.end(),
-                                        [](const auto& w) { return !w.second->life.leaving(); }));
+                                        workers_.begin(), workers_.end(), [](const auto& entry) {
+                                          return !entry.second->life.leaving();
+                                        }));
   std::size_t target = target_workers();
   while (pending_replacements_.size() > target)
     pending_replacements_.pop_front();
@@ -160,95 +161,99 @@ void Supervisor::watch_worker(std::unique_ptr<WorkerProcess> worker) {
   workers_.emplace(worker->id, std::move(worker));
 }
 
-void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
+void Supervisor::on_exit(WorkerProcess& worker, Clock::time_point now) {
   // With the guard and its parent, where they are the host's (a child subreaper host).
-  const SegmentHeader& header = w.link.header();
+  const SegmentHeader& header = worker.link.header();
   const std::int32_t guard_pids[2] = {header.guard_starter_pid.load(std::memory_order_relaxed),
                                       header.guard_pid.load(std::memory_order_relaxed)};
   std::optional<platform::ExitStatus> status =
-      platform::reap_worker(w.pid, w.pidfd.get(), guard_pids, std::chrono::seconds(1));
+      platform::reap_worker(worker.pid, worker.pidfd.get(), guard_pids, std::chrono::seconds(1));
   if (!status) return;
   // Room for the outcomes of every job it holds, before any leaves it: an allocation failing
   // later cannot drop one.
-  reserve_outcomes(w.jobs_in_hand());
-  read_output(w, true);
-  if (!w.life.untrusted())
-    read_responses(w, now);  // a result written just before it died still counts
+  reserve_outcomes(worker.jobs_in_hand());
+  read_output(worker, true);
+  if (!worker.life.untrusted())
+    read_responses(worker, now);  // a result written just before it died still counts
   std::string how = describe_exit(*status);
   // A SIGKILL the supervisor did not send: the kernel's counters say whether the OOM killer sent
   // it, and then that is the reason, whatever else was under way.
   std::optional<OomFinding> oom;
-  if (status->signal && platform::is_sigkill(*status->signal) && !w.life.kill_sent()) {
+  if (status->signal && platform::is_sigkill(*status->signal) && !worker.life.kill_sent()) {
     std::optional<CgroupOomReading> own_cgroup;
-    if (w.cgroup) own_cgroup = w.cgroup.oom_reading();
+    if (worker.cgroup) own_cgroup = worker.cgroup.oom_reading();
     oom = oom_attribution_.explain(own_cgroup);
     how = describe_unsent_kill(*oom);
   }
-  w.cgroup.release();
-  const bool oom_killed = oom && oom->verdict == OomFinding::Verdict::oom_killer && w.life.ready();
+  worker.cgroup.release();
+  const bool oom_killed =
+      oom && oom->verdict == OomFinding::Verdict::oom_killer && worker.life.ready();
   // Planned only if the supervisor asked it to go; a retiring worker that dies during its last job
   // crashed. A worker killed for the hard limit before its first job is the limit's fault, not a
   // job's: counted like a failed start, so a limit below a fresh worker's size backs off and trips
   // the breaker instead of respawning in a loop. An OOM kill is its job's doing, as a hard limit
   // kill is; one without a job is not.
-  bool killed_at_start =
-      w.life.leaving() == RecycleReason::memory_hard_limit && w.jobs_done == 0 && !w.job;
-  bool planned = oom_killed ? w.job != nullptr : w.life.stop_sent() && !killed_at_start;
+  bool killed_at_start = worker.life.leaving() == RecycleReason::memory_hard_limit &&
+                         worker.jobs_done == 0 && !worker.job;
+  bool planned = oom_killed ? worker.job != nullptr : worker.life.stop_sent() && !killed_at_start;
   RecycleReason reason =
-      w.life.stop_sent() && w.life.leaving()
-          ? *w.life.leaving()
-          : (w.life.ready() ? RecycleReason::crash : RecycleReason::start_failure);
-  if (!w.life.ready() && reason != RecycleReason::shutdown) reason = RecycleReason::start_failure;
+      worker.life.stop_sent() && worker.life.leaving()
+          ? *worker.life.leaving()
+          : (worker.life.ready() ? RecycleReason::crash : RecycleReason::start_failure);
+  if (!worker.life.ready() && reason != RecycleReason::shutdown)
+    reason = RecycleReason::start_failure;
   if (oom_killed) {
     reason = RecycleReason::oom_kill;
     PoolEvent event = worker_event(
-        EventType::oom_kill, w,
-        fmt::format("the kernel's OOM killer ended worker {} (pid {}){}: {}", w.id, w.pid,
-                    w.job ? fmt::format(" while it ran '{}'", w.job->name) : std::string(),
-                    oom->limit));
+        EventType::oom_kill, worker,
+        fmt::format(
+            "the kernel's OOM killer ended worker {} (pid {}){}: {}", worker.id, worker.pid,
+            worker.job ? fmt::format(" while it ran '{}'", worker.job->name) : std::string(),
+            oom->limit));
     event.reason = reason;
     event.signal = status->signal;
     reporter_.emit(std::move(event), LogLevel::warning);
   }
-  if (!w.life.leaving()) {
+  if (!worker.life.leaving()) {
     // It stops counting as live only now: its successor replaces a crash.
     pending_replacements_.push_back(reason);
   }
 
-  return_prefetched(w);
-  if (w.job) {
-    std::unique_ptr<Job> job = std::move(w.job);
-    ErrorKind kind = oom_killed ? ErrorKind::memory_limit
-                                : outcome_for(w.life.stop_sent() ? w.life.leaving() : std::nullopt);
+  return_prefetched(worker);
+  if (worker.job) {
+    std::unique_ptr<Job> job = std::move(worker.job);
+    ErrorKind kind =
+        oom_killed ? ErrorKind::memory_limit
+                   : outcome_for(worker.life.stop_sent() ? worker.life.leaving() : std::nullopt);
     std::string message;
     switch (kind) {
       case ErrorKind::timeout:
         message = fmt::format(
             "job '{}' ran longer than its timeout of {} ms; its worker (pid {}) was stopped and {}",
-            job->name, job->timeout.count(), w.pid, how);
+            job->name, job->timeout.count(), worker.pid, how);
         break;
       case ErrorKind::protocol_violation:
         message =
             fmt::format("worker (pid {}) broke the protocol while running '{}': {}; it was killed",
-                        w.pid, job->name, w.life.leaving_detail());
+                        worker.pid, job->name, worker.life.leaving_detail());
         break;
       case ErrorKind::shutting_down:
         message = fmt::format("the pool shut down while '{}' was running; its worker (pid {}) {}",
-                              job->name, w.pid, how);
+                              job->name, worker.pid, how);
         break;
       case ErrorKind::memory_limit:
         message = oom_killed ? fmt::format(
                                    "the kernel's OOM killer ended worker (pid {}) while it "
                                    "ran '{}': {}",
-                                   w.pid, job->name, oom->limit)
+                                   worker.pid, job->name, oom->limit)
                              : fmt::format("worker (pid {}) was killed while running '{}': {}",
-                                           w.pid, job->name, w.life.leaving_detail());
+                                           worker.pid, job->name, worker.life.leaving_detail());
         break;
       default:
-        message = fmt::format("worker (pid {}) {} while running '{}'", w.pid, how, job->name);
+        message = fmt::format("worker (pid {}) {} while running '{}'", worker.pid, how, job->name);
         break;
     }
-    job_stats_.record(job->name, false, now - w.job_started_at);
+    job_stats_.record(job->name, false, now - worker.job_started_at);
     bool retryable = kind == ErrorKind::worker_crashed || kind == ErrorKind::timeout ||
                      kind == ErrorKind::memory_limit;
     bool retried = false;
@@ -272,131 +277,132 @@ void Supervisor::on_exit(WorkerProcess& w, Clock::time_point now) {
       error.message = message;
       error.exit_code = status->exit_code;
       error.signal = status->signal;
-      error.worker_stderr = join_lines(w.link.output_tail());
+      error.worker_stderr = join_lines(worker.link.output_tail());
       error.attempts = job->attempts;
-      fail_job(w, std::move(job), std::move(error), LogLevel::warning);
+      fail_job(worker, std::move(job), std::move(error), LogLevel::warning);
     }
   }
 
   ++workers_exited_;
   ++recycles_[static_cast<std::size_t>(reason)];
-  PoolEvent event = worker_event(EventType::exited, w, {});
+  PoolEvent event = worker_event(EventType::exited, worker, {});
   event.reason = reason;
   event.exit_code = status->exit_code;
   event.signal = status->signal;
   if (reason == RecycleReason::start_failure) {
     ++start_failures_;
-    std::string tail = join_lines(w.link.output_tail());
-    std::string why = w.life.leaving_detail().empty() ? how : w.life.leaving_detail();
-    event.message = fmt::format("worker (pid {}) {} before it was ready{}{}", w.pid, why,
+    std::string tail = join_lines(worker.link.output_tail());
+    std::string why = worker.life.leaving_detail().empty() ? how : worker.life.leaving_detail();
+    event.message = fmt::format("worker (pid {}) {} before it was ready{}{}", worker.pid, why,
                                 tail.empty() ? "" : "; its output:\n", tail);
     reporter_.emit(std::move(event), LogLevel::error);
-    note_unplanned_exit(now, fmt::format("worker (pid {}) {} before it was ready", w.pid, why));
+    note_unplanned_exit(now,
+                        fmt::format("worker (pid {}) {} before it was ready", worker.pid, why));
   } else {
-    event.message = fmt::format("worker {} (pid {}) {} after {} job(s) ({})", w.id, w.pid, how,
-                                w.jobs_done, to_string(reason));
+    event.message = fmt::format("worker {} (pid {}) {} after {} job(s) ({})", worker.id, worker.pid,
+                                how, worker.jobs_done, to_string(reason));
     reporter_.emit(std::move(event), planned ? LogLevel::debug : LogLevel::warning);
-    if (!planned) note_unplanned_exit(now, fmt::format("worker (pid {}) {}", w.pid, how));
+    if (!planned) note_unplanned_exit(now, fmt::format("worker (pid {}) {}", worker.pid, how));
   }
   // A Pool::call thread waiting for this worker's result sleeps until the worker's next timer:
   // it must learn now that the job has its outcome (or went back to the queue).
-  if (w.direct_call) platform::futex_wake_all(w.link.responses().interrupt_wait());
-  poller_.remove(w.link.doorbell());
-  poller_.remove(w.pidfd.get());
-  if (w.link.output() >= 0) poller_.remove(w.link.output());
-  workers_.erase(w.id);  // `w` is gone from here on
+  if (worker.direct_call) platform::futex_wake_all(worker.link.responses().interrupt_wait());
+  poller_.remove(worker.link.doorbell());
+  poller_.remove(worker.pidfd.get());
+  if (worker.link.output() >= 0) poller_.remove(worker.link.output());
+  workers_.erase(worker.id);  // `worker` is gone from here on
 }
 
-void Supervisor::stop_worker(WorkerProcess& w, RecycleReason reason, Clock::time_point now,
+void Supervisor::stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,
                              std::string detail) {
   // A violation overrides any gentler stop under way: the worker is not to be trusted.
   const bool violation = reason == RecycleReason::protocol_violation;
-  if (violation ? w.life.untrusted() : w.life.stop_sent()) return;
-  if (!violation && w.life.ready()) {
+  if (violation ? worker.life.untrusted() : worker.life.stop_sent()) return;
+  if (!violation && worker.life.ready()) {
     // Jobs it has not read are not its to finish or to die with: back to the queue, untouched.
-    take_back_unstarted(w);
-    if (w.life.untrusted()) return;  // what it claimed to have read gave it away: killed
+    take_back_unstarted(worker);
+    if (worker.life.untrusted()) return;  // what it claimed to have read gave it away: killed
   }
   // The stop's reason decides what the job in hand becomes (a timeout or a shutdown overtakes a
   // retirement under way); a successor is owed only once per worker.
-  if (!w.life.leaving() && reason != RecycleReason::shutdown &&
+  if (!worker.life.leaving() && reason != RecycleReason::shutdown &&
       reason != RecycleReason::scale_down && reason != RecycleReason::memory_budget) {
     pending_replacements_.push_back(reason);
   }
   if (violation) {
-    w.life.broke_protocol(std::move(detail));
+    worker.life.broke_protocol(std::move(detail));
   } else {
-    w.life.stop(reason, std::move(detail));
+    worker.life.stop(reason, std::move(detail));
   }
-  w.link.abandon_request();
-  w.timers.stopping();
+  worker.link.abandon_request();
+  worker.timers.stopping();
   bool graceful = reason == RecycleReason::job_timeout || reason == RecycleReason::shutdown ||
                   is_retirement(reason);
-  if (!graceful || !w.life.ready() || options_.kill_grace.count() == 0) {
-    w.timers.kill_at.reset();
-    w.kill();
+  if (!graceful || !worker.life.ready() || options_.kill_grace.count() == 0) {
+    worker.timers.kill_at.reset();
+    worker.kill();
     return;
   }
-  if (!w.job) {
+  if (!worker.job) {
     // Idle: ask it to leave through the ring; SIGKILL if it has not after the grace period.
-    w.link.send_stop();
+    worker.link.send_stop();
   } else {
-    platform::terminate_process(w.pidfd.get());
+    platform::terminate_process(worker.pidfd.get());
   }
-  w.timers.kill_at = now + options_.kill_grace;
+  worker.timers.kill_at = now + options_.kill_grace;
 }
 
-void Supervisor::kill_for_violation(WorkerProcess& w, const std::string& what) {
-  if (w.life.untrusted()) return;
-  reporter_.log(
-      LogLevel::error,
-      fmt::format("worker {} (pid {}) broke the protocol: {}; killing it", w.id, w.pid, what));
-  stop_worker(w, RecycleReason::protocol_violation, Clock::now(), what);
+void Supervisor::kill_for_violation(WorkerProcess& worker, const std::string& what) {
+  if (worker.life.untrusted()) return;
+  reporter_.log(LogLevel::error,
+                fmt::format("worker {} (pid {}) broke the protocol: {}; killing it", worker.id,
+                            worker.pid, what));
+  stop_worker(worker, RecycleReason::protocol_violation, Clock::now(), what);
 }
 
-void Supervisor::attribute_memory(WorkerProcess& w) {
-  if (std::optional<MemoryAttribution> attribution = w.memory.attribute()) {
+void Supervisor::attribute_memory(WorkerProcess& worker) {
+  if (std::optional<MemoryAttribution> attribution = worker.memory.attribute()) {
     job_stats_.record_memory(attribution->job_name, attribution->change, attribution->jobs);
   }
 }
 
-void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
-  if (!w.life.ready() || w.life.stop_sent() || final_stop_) return;
-  if (w.life.leaving()) {
+void Supervisor::apply_policy(WorkerProcess& worker, Clock::time_point now) {
+  if (!worker.life.ready() || worker.life.stop_sent() || final_stop_) return;
+  if (worker.life.leaving()) {
     // Retiring, its last job still running: only the hard limit still applies.
     const std::uint64_t hard = options_.recycle.memory_hard_limit;
-    const std::optional<std::uint64_t>& memory = w.memory.current();
+    const std::optional<std::uint64_t>& memory = worker.memory.current();
     if (hard && memory && *memory > hard) {
       std::string detail = fmt::format("memory {} is over the hard limit of {}",
                                        format_bytes(*memory), format_bytes(hard));
-      reporter_.log(LogLevel::warning,
-                    fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, detail));
-      stop_worker(w, RecycleReason::memory_hard_limit, now, std::move(detail));
+      reporter_.log(LogLevel::warning, fmt::format("worker {} (pid {}): {}; killing it", worker.id,
+                                                   worker.pid, detail));
+      stop_worker(worker, RecycleReason::memory_hard_limit, now, std::move(detail));
     }
     return;
   }
   auto live = static_cast<std::size_t>(std::count_if(
       workers_.begin(), workers_.end(), [](const auto& x) { return !x.second->life.leaving(); }));
   WorkerFacts facts;
-  facts.ready_at = w.ready_at;
-  facts.jobs_done = w.jobs_done;
-  facts.jobs_in_hand = w.jobs_in_hand();
-  facts.busy = w.job != nullptr;
-  facts.idle_since = w.idle_since;
-  facts.memory = w.memory.current();
-  facts.baseline = w.memory.baseline();
-  facts.job_limit = w.job_limit;
-  facts.lifetime_limit = w.lifetime_limit;
-  facts.soft_limit_waived = w.memory.soft_limit_waived();
+  facts.ready_at = worker.ready_at;
+  facts.jobs_done = worker.jobs_done;
+  facts.jobs_in_hand = worker.jobs_in_hand();
+  facts.busy = worker.job != nullptr;
+  facts.idle_since = worker.idle_since;
+  facts.memory = worker.memory.current();
+  facts.baseline = worker.memory.baseline();
+  facts.job_limit = worker.job_limit;
+  facts.lifetime_limit = worker.lifetime_limit;
+  facts.soft_limit_waived = worker.memory.soft_limit_waived();
   facts.scale_down_when_idle = options_.min_workers && live > *options_.min_workers;
   Decision decision = decide(facts, options_.recycle, now);
-  w.timers.policy_recheck_at = decision.recheck_at;
+  worker.timers.policy_recheck_at = decision.recheck_at;
   if (decision.verdict == Verdict::keep) return;
 
   if (decision.verdict == Verdict::kill_now) {
-    reporter_.log(LogLevel::warning,
-                  fmt::format("worker {} (pid {}): {}; killing it", w.id, w.pid, decision.detail));
-    stop_worker(w, decision.reason, now, decision.detail);
+    reporter_.log(LogLevel::warning, fmt::format("worker {} (pid {}): {}; killing it", worker.id,
+                                                 worker.pid, decision.detail));
+    stop_worker(worker, decision.reason, now, decision.detail);
     return;
   }
   // Time-based retirements (lifetime, idle) strike workers started together at the same moment:
@@ -408,23 +414,24 @@ void Supervisor::apply_policy(WorkerProcess& w, Clock::time_point now) {
           return x.second->life.leaving() && is_synchronised(*x.second->life.leaving());
         }));
     if (retiring >= options_.recycle.max_concurrent_recycles) {
-      w.timers.policy_recheck_at = now + milliseconds(20);
+      worker.timers.policy_recheck_at = now + milliseconds(20);
       return;
     }
   }
-  w.life.retire(decision.reason, decision.detail);
-  w.timers.policy_recheck_at.reset();
+  worker.life.retire(decision.reason, decision.detail);
+  worker.timers.policy_recheck_at.reset();
   if (decision.reason == RecycleReason::scale_down) {
     scaled_target_ = std::max(options_.min_workers.value_or(0), target_workers() - 1);
   } else {
     pending_replacements_.push_back(decision.reason);  // spawned at once, before this one leaves
   }
-  PoolEvent event = worker_event(EventType::retiring, w,
-                                 fmt::format("worker {} (pid {}) retiring ({}): {}", w.id, w.pid,
-                                             to_string(decision.reason), decision.detail));
+  PoolEvent event =
+      worker_event(EventType::retiring, worker,
+                   fmt::format("worker {} (pid {}) retiring ({}): {}", worker.id, worker.pid,
+                               to_string(decision.reason), decision.detail));
   event.reason = decision.reason;
   reporter_.emit(std::move(event), LogLevel::info);
-  release_retired(w, now);
+  release_retired(worker, now);
 }
 
 void Supervisor::make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time_point now) {
@@ -443,24 +450,27 @@ void Supervisor::make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time
   for (std::size_t i = 0;
        i < idle.size() && live > *options_.min_workers && !memory_budget_.fits(peak, in_use);
        ++i, --live) {
-    WorkerProcess& w = *idle[i];
-    const std::uint64_t held = w.memory.budget_charge();
+    WorkerProcess& worker = *idle[i];
+    const std::uint64_t held = worker.memory.budget_charge();
     in_use -= std::min(in_use, held);
     scaled_target_ = std::max(*options_.min_workers, target_workers() - 1);
     std::string detail =
         fmt::format("idle, holding {} while a job waits for the memory budget", format_bytes(held));
-    PoolEvent event = worker_event(EventType::retiring, w,
-                                   fmt::format("worker {} (pid {}) retiring ({}): {}", w.id, w.pid,
-                                               to_string(RecycleReason::memory_budget), detail));
+    PoolEvent event =
+        worker_event(EventType::retiring, worker,
+                     fmt::format("worker {} (pid {}) retiring ({}): {}", worker.id, worker.pid,
+                                 to_string(RecycleReason::memory_budget), detail));
     event.reason = RecycleReason::memory_budget;
     reporter_.emit(std::move(event), LogLevel::info);
-    stop_worker(w, RecycleReason::memory_budget, now, std::move(detail));
+    stop_worker(worker, RecycleReason::memory_budget, now, std::move(detail));
   }
 }
 
-void Supervisor::release_retired(WorkerProcess& w, Clock::time_point now) {
-  if (!w.life.leaving() || w.life.stop_sent() || w.job || !is_retirement(*w.life.leaving())) return;
-  stop_worker(w, *w.life.leaving(), now);
+void Supervisor::release_retired(WorkerProcess& worker, Clock::time_point now) {
+  if (!worker.life.leaving() || worker.life.stop_sent() || worker.job ||
+      !is_retirement(*worker.life.leaving()))
+    return;
+  stop_worker(worker, *worker.life.leaving(), now);
 }
 
 void Supervisor::note_unplanned_exit(Clock::time_point now, const std::string& why) {

@@ -136,7 +136,7 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
   }
   if (drain_deadline_ && !final_stop_) {
     bool busy = std::any_of(workers_.begin(), workers_.end(),
-                            [](const auto& w) { return w.second->job != nullptr; });
+                            [](const auto& entry) { return entry.second->job != nullptr; });
     if ((!busy && !queued) || now >= *drain_deadline_) begin_final_stop(now);
   }
   if (!final_stop_) {
@@ -144,9 +144,9 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
     // Not while the head waits for memory: a new worker would only add to what it waits for.
     if (queued && scaled_target_ < options_.workers && !memory_budget_.holding()) {
       bool capacity_coming = spawner_.starting() > 0 ||
-                             std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
-                               return !w.second->life.leaving() &&
-                                      (w.second->dispatchable() || !w.second->life.ready());
+                             std::any_of(workers_.begin(), workers_.end(), [](const auto& entry) {
+                               return !entry.second->life.leaving() &&
+                                      (entry.second->dispatchable() || !entry.second->life.ready());
                              });
       if (!capacity_coming) ++scaled_target_;
     }
@@ -160,11 +160,11 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
   return std::max(Clock::duration::zero(), *next - now);
 }
 
-void Supervisor::on_timers(WorkerProcess& w, Clock::time_point now) {
-  WorkerTimers& timers = w.timers;
+void Supervisor::on_timers(WorkerProcess& worker, Clock::time_point now) {
+  WorkerTimers& timers = worker.timers;
   if (timers.start_deadline && now >= *timers.start_deadline) {
     stop_worker(
-        w, RecycleReason::start_failure, now,
+        worker, RecycleReason::start_failure, now,
         fmt::format("it did not report ready within {} ms", options_.start_timeout.count()));
   }
   if (timers.job_deadline && now >= *timers.job_deadline) {
@@ -172,52 +172,52 @@ void Supervisor::on_timers(WorkerProcess& w, Clock::time_point now) {
     // ahead is started only to be killed with this one. If it has read past this job, the job
     // ended after step() read its ring: its result is read at the next step (the deadline, still
     // set and past, keeps the loop from sleeping).
-    if (take_back_unstarted(w) != TakeBack::worker_moved_on) {
+    if (take_back_unstarted(worker) != TakeBack::worker_moved_on) {
       reporter_.log(
           LogLevel::warning,
           fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
                       "worker",
-                      w.job->name, w.id, w.pid, w.job->timeout.count()));
+                      worker.job->name, worker.id, worker.pid, worker.job->timeout.count()));
       timers.job_deadline.reset();
-      stop_worker(w, RecycleReason::job_timeout, now);
+      stop_worker(worker, RecycleReason::job_timeout, now);
     }
   }
   if (timers.sample_at && now >= *timers.sample_at) {
     timers.sample_at = now + options_.recycle.memory_sample_interval;  // unset if it stops
-    w.memory.read(now, true);
-    apply_policy(w, now);
+    worker.memory.read(now, true);
+    apply_policy(worker, now);
   }
   if (timers.idle_reading_at && now >= *timers.idle_reading_at) {
     timers.idle_reading_at.reset();
-    w.memory.read(now, false);
-    attribute_memory(w);
-    apply_policy(w, now);
+    worker.memory.read(now, false);
+    attribute_memory(worker);
+    apply_policy(worker, now);
   }
   if (timers.policy_recheck_at && now >= *timers.policy_recheck_at) {
     timers.policy_recheck_at.reset();
-    apply_policy(w, now);
+    apply_policy(worker, now);
   }
   if (timers.kill_at && now >= *timers.kill_at) {
     timers.kill_at.reset();
-    w.kill();
+    worker.kill();
   }
 }
 
-std::optional<Clock::time_point> Supervisor::take_back_overdue(WorkerProcess& w,
+std::optional<Clock::time_point> Supervisor::take_back_overdue(WorkerProcess& worker,
                                                                Clock::time_point now) {
   // Jobs sent ahead behind a job that has run longer than short jobs take go back to the queue,
   // for a free worker (or this one, once its job ends) to run. Only if the worker is still on
   // that job: one that has moved on, or not yet reached it, is late only in this thread's view
   // (results not yet read, a worker waiting for a CPU), and is looked at again later.
-  if (w.prefetched.empty() || w.life.stop_sent()) return std::nullopt;
-  const Clock::time_point overdue_at =
-      std::max(w.job_started_at, w.late_check_at) + options_.prefetch.when_jobs_take_under;
+  if (worker.prefetched.empty() || worker.life.stop_sent()) return std::nullopt;
+  const Clock::time_point overdue_at = std::max(worker.job_started_at, worker.late_check_at) +
+                                       options_.prefetch.when_jobs_take_under;
   if (now < overdue_at) return overdue_at;
-  if (!worker_runs(w, *w.job)) {
-    w.late_check_at = now;
+  if (!worker_runs(worker, *worker.job)) {
+    worker.late_check_at = now;
     return now + options_.prefetch.when_jobs_take_under;
   }
-  take_back_unstarted(w);  // prepare_sleep sees them queued for an idle worker
+  take_back_unstarted(worker);  // prepare_sleep sees them queued for an idle worker
   return std::nullopt;
 }
 
@@ -227,11 +227,11 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
     if (t && (!next || *t < *next)) next = t;
   };
   // Policy actions may stop workers but never erase them here (only on_exit does).
-  for (auto& [id, worker] : workers_) {
-    WorkerProcess& w = *worker;
-    on_timers(w, now);
-    consider(w.timers.next());
-    consider(take_back_overdue(w, now));
+  for (auto& [id, owned] : workers_) {
+    WorkerProcess& worker = *owned;
+    on_timers(worker, now);
+    consider(worker.timers.next());
+    consider(take_back_overdue(worker, now));
   }
   std::optional<Clock::time_point> fork_server_deadline;
   take_started(now, spawner_.check_deadlines(now, fork_server_deadline));
@@ -255,25 +255,25 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
 
 bool Supervisor::prepare_sleep(Clock::time_point now) {
   backlog_polling_ = false;
-  for (auto& [id, worker] : workers_) {
-    WorkerProcess& w = *worker;
-    if (w.life.untrusted()) continue;
+  for (auto& [id, owned] : workers_) {
+    WorkerProcess& worker = *owned;
+    if (worker.life.untrusted()) continue;
     // A worker with jobs sent ahead is streaming short jobs: rather than have it ring the doorbell
     // for each result (a system call per job on each side), look at its ring again shortly. Not
     // once the job it runs has taken longer than a short job should: polling would then spin for
     // as long as that job runs, so it rings the doorbell again.
-    bool streaming =
-        !w.prefetched.empty() && now - w.job_started_at < options_.prefetch.when_jobs_take_under;
+    bool streaming = !worker.prefetched.empty() &&
+                     now - worker.job_started_at < options_.prefetch.when_jobs_take_under;
     if (streaming) {
       backlog_polling_ = true;
     } else {
-      w.link.responses().begin_wait();
+      worker.link.responses().begin_wait();
     }
-    if (w.link.responses().has_data()) return false;
-    if (w.link.waiting_for_space()) {
-      w.link.requests().begin_wait();
-      auto space = w.link.requests().free_bytes();
-      if (!space || *space >= RingWriter::record_bytes(w.link.max_body())) return false;
+    if (worker.link.responses().has_data()) return false;
+    if (worker.link.waiting_for_space()) {
+      worker.link.requests().begin_wait();
+      auto space = worker.link.requests().free_bytes();
+      if (!space || *space >= RingWriter::record_bytes(worker.link.max_body())) return false;
     }
   }
   bool any_dispatchable = false, any_in_flight = false;
@@ -297,23 +297,24 @@ bool Supervisor::prepare_spin(bool delivered) {
   spin_space_.clear();
   // A peer that last ran on this CPU needs it to answer: polling for it only delays it.
   bool short_job = false, streaming = false;
-  for (auto& [id, worker] : workers_) {
-    WorkerProcess& w = *worker;
+  for (auto& [id, owned] : workers_) {
+    WorkerProcess& worker = *owned;
     // A Pool::call thread reads that ring itself; polling it here would race with it.
-    if (w.life.untrusted() || !w.job || w.direct_call) continue;
+    if (worker.life.untrusted() || !worker.job || worker.direct_call) continue;
     // Jobs sent ahead: prepare_sleep's backlog poll.
-    if (!w.prefetched.empty()) return false;
-    if (shares_cpu(w)) continue;
-    if (w.link.waiting_for_space()) {
+    if (!worker.prefetched.empty()) return false;
+    if (shares_cpu(worker)) continue;
+    if (worker.link.waiting_for_space()) {
       // A payload streaming in: the worker frees a record's space in less time than waking this
       // thread takes, so the two copy side by side rather than in turns.
-      spin_space_.push_back({&w.link.requests(), RingWriter::record_bytes(w.link.max_body())});
+      spin_space_.push_back(
+          {&worker.link.requests(), RingWriter::record_bytes(worker.link.max_body())});
       streaming = true;
       continue;
     }
-    short_job |= !w.typical_job_time || *w.typical_job_time < options_.spin.budget;
-    streaming |= w.link.receiving();  // a result streaming out: its next record is a copy away
-    spin_rings_.push_back(&w.link.responses());
+    short_job |= !worker.typical_job_time || *worker.typical_job_time < options_.spin.budget;
+    streaming |= worker.link.receiving();  // a result streaming out: its next record is a copy away
+    spin_rings_.push_back(&worker.link.responses());
   }
   // Worth it while a short job runs or a payload streams, or right after outcomes went out (their
   // callers often submit again at once); and only on a CPU besides those of the workers running
@@ -327,22 +328,23 @@ bool Supervisor::on_host_cpu(int cpu) const noexcept {
   return host_cpu_ >= 0 && cpu == host_cpu_;
 }
 
-bool Supervisor::shares_cpu(WorkerProcess& w) const noexcept {
-  return on_host_cpu(w.link.header().worker_cpu.load(std::memory_order_relaxed));
+bool Supervisor::shares_cpu(WorkerProcess& worker) const noexcept {
+  return on_host_cpu(worker.link.header().worker_cpu.load(std::memory_order_relaxed));
 }
 
 std::size_t Supervisor::cpus_in_use() const {
   const Clock::time_point now = Clock::now();
   std::size_t busy = spawner_.starting();  // processes being forked
-  for (const auto& [id, worker] : workers_) {
-    const WorkerProcess& w = *worker;
-    if (!w.life.ready()) {
+  for (const auto& [id, owned] : workers_) {
+    const WorkerProcess& worker = *owned;
+    if (!worker.life.ready()) {
       ++busy;  // a process loading
-    } else if (w.job) {
+    } else if (worker.job) {
       // A short job about to end does not count. Counting every job made polling bimodal with
       // several callers: a supervisor that slept picked results up late, so both workers looked
       // busy for longer, so it slept again (and the reverse once it polled).
-      busy += job_holds_cpu(w.typical_job_time, now - w.job_started_at, options_.spin.budget);
+      busy +=
+          job_holds_cpu(worker.typical_job_time, now - worker.job_started_at, options_.spin.budget);
     }
   }
   return busy;
