@@ -124,13 +124,14 @@ int closed_stdio(StartMode mode) {
   }
   check_stdio("the fork server", servers[0], "/dev/null");
   // Something else takes fd 2 (here a pipe), as a daemon's next socket would; a fork server
-  // started now must not be handed it as its stderr.
+  // started now must not be handed it as its stderr. Its read end stays open here, so that
+  // whatever this process writes there is reported below instead of killing it with SIGPIPE.
   int other[2];
-  if (::pipe2(other, O_CLOEXEC) != 0 || ::dup2(other[1], 2) != 2) {
+  if (::pipe2(other, O_CLOEXEC | O_NONBLOCK) != 0 || ::dup2(other[1], 2) != 2) {
     report(std::string("cannot put a pipe on descriptor 2: ") + std::strerror(errno));
     return 1;
   }
-  ::close(other[0]);
+  const int written_to_fd2 = other[0];
   ::close(other[1]);
   ::kill(servers[0], SIGKILL);
   JobFuture exited = pool.submit("exit", Bytes{});  // a start is due: the server is replaced
@@ -146,6 +147,13 @@ int closed_stdio(StartMode mode) {
   }
   check_stdio("the second fork server", now[0], "/dev/null");
   echo(pool, "hello again");
+  // Nothing in the host writes to a descriptor 2 that is not its stderr (the log sink is quiet).
+  char written[512];
+  const ssize_t n = ::read(written_to_fd2, written, sizeof written);
+  if (n > 0) {
+    report("the host wrote to descriptor 2: " + std::string(written, static_cast<std::size_t>(n)));
+  }
+  ::close(written_to_fd2);
   return failed ? 1 : 0;
 }
 
