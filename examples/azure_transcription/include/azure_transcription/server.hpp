@@ -19,8 +19,8 @@
 namespace procpool::azure {
 
 /// Everything the server can be told, from flags (--name value or --name=value) or from the
-/// environment (PROCPOOL_TRANSCRIBE_NAME, e.g. PROCPOOL_TRANSCRIBE_MEMORY_SOFT_LIMIT_MB). Flags win.
-/// The defaults suit a speech SDK that leaks native memory per request.
+/// environment (PROCPOOL_TRANSCRIBE_NAME, e.g. PROCPOOL_TRANSCRIBE_MEMORY_SOFT_LIMIT_MB). Flags
+/// win. The defaults suit a speech SDK that leaks native memory per request.
 struct ServerOptions {
   std::string host = "127.0.0.1";   // --host
   int port = 8080;                  // --port (0: the OS chooses; the chosen port is printed)
