@@ -173,8 +173,8 @@ void Supervisor::on_exit(WorkerProcess& worker, Clock::time_point now) {
   // later cannot drop one.
   reserve_outcomes(worker.jobs_in_hand());
   read_output(worker, true);
-  if (!worker.life.untrusted())
-    read_responses(worker, now);  // a result written just before it died still counts
+  // A result written just before it died still counts.
+  if (!worker.life.untrusted()) read_responses(worker, now);
   std::string how = describe_exit(*status);
   // A SIGKILL the supervisor did not send: the kernel's counters say whether the OOM killer sent
   // it, and then that is the reason, whatever else was under way.
