@@ -8,7 +8,6 @@
 
 namespace procpool::detail {
 
-using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
 namespace {

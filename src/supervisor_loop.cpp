@@ -8,8 +8,6 @@
 
 namespace procpool::detail {
 
-using std::chrono::milliseconds;
-
 // ---- The loop ------------------------------------------------------------------------------
 
 void Supervisor::run() noexcept {

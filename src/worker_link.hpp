@@ -62,7 +62,6 @@ class WorkerLink {
   /// The rings, for the wait protocols (begin_wait, end_wait, has_data) of whoever sleeps on them.
   RingWriter& requests() noexcept { return requests_; }
   RingReader& responses() noexcept { return responses_; }
-  const RingReader& responses() const noexcept { return responses_; }
   /// The largest record body either ring takes.
   std::uint64_t max_body() const noexcept { return max_body_; }
 

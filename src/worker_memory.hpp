@@ -71,8 +71,6 @@ class WorkerMemory {
   /// one (RecyclePolicy::memory_read_min_interval). `leaving`: its last job (every one is read).
   bool reading_due(Clock::time_point now, std::chrono::microseconds min_interval,
                    bool leaving) const noexcept;
-  /// Jobs that ended and await a reading.
-  std::uint64_t unread_jobs() const noexcept { return unread_jobs_; }
 
   /// It was above the soft limit right after start-up: kept, not recycled after every job.
   void waive_soft_limit() noexcept { soft_limit_waived_ = true; }
