@@ -52,6 +52,7 @@ std::string_view to_string(RecycleReason reason) noexcept {
     case RecycleReason::shutdown: return "shutdown";
     case RecycleReason::oom_kill: return "oom_kill";
     case RecycleReason::memory_budget: return "memory_budget";
+    case RecycleReason::job_cancelled: return "job_cancelled";
   }
   return "unknown";
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -52,6 +53,19 @@ struct Job {
   std::uint32_t start_number = 0;
   /// It has waited for the pool memory budget (counted once).
   bool held_for_memory = false;
+  /// Pool::cancel accepted it after it started: its outcome is ErrorKind::cancelled whatever its
+  /// worker answers, and its worker is killed at `cancel_kill_at` if it still runs it.
+  std::optional<CancelMode> cancel;
+  std::chrono::steady_clock::time_point cancel_kill_at{};
+
+  /// When a worker that started it at `started` must stop it: its timeout, or its cancel.
+  std::optional<std::chrono::steady_clock::time_point> must_stop_by(
+      std::chrono::steady_clock::time_point started) const noexcept {
+    std::optional<std::chrono::steady_clock::time_point> by;
+    if (timeout.count() > 0) by = started + timeout;
+    if (cancel && (!by || cancel_kill_at < *by)) by = cancel_kill_at;
+    return by;
+  }
   /// Set for an in-place job, whose payload is empty: its bytes are in these buffers.
   std::unique_ptr<InPlaceBuffers> in_place;
 };

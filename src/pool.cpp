@@ -124,8 +124,8 @@ Future<std::uint64_t> Pool::start_call_in_place(std::string_view job_name, LentB
   });
 }
 
-bool Pool::cancel(JobId id) {
-  return impl_->supervisor.cancel(id);
+bool Pool::cancel(JobId id, CancelMode mode) {
+  return impl_->supervisor.cancel(id, mode);
 }
 
 PoolStats Pool::stats() const {

@@ -237,16 +237,75 @@ JobId Supervisor::submit_in_place(std::string_view name, LentBuffer input, LentB
   return submit_one(std::move(job), std::move(refusal));
 }
 
-bool Supervisor::cancel(JobId id) {
+bool Supervisor::cancel(JobId id, CancelMode mode) {
   // A forked copy queued nothing (every job is refused); the host's jobs are the host's.
   if (forked_copy(true)) return false;
-  std::optional<Job> job = intake_.remove(id);
-  if (!job) return false;
-  JobResult result =
-      job_failure(ErrorKind::cancelled, "cancelled before it started", job->attempts);
-  reporter_.count(result);
-  deliver_outcome(std::move(job->sink), std::move(result));
+  // Queued: the intake's lock alone.
+  if (std::optional<Job> job = intake_.remove(id)) {
+    complete_cancelled(std::move(*job));
+    return true;
+  }
+  std::optional<Job> taken;
+  bool held = false;
+  {
+    std::lock_guard lock(state_mutex_);
+    // Lines and events stay the supervisor thread's, as they are for a Pool::call thread.
+    Reporter::Deferral deferral(reporter_);
+    // Between the two looks it may have been given to a worker, or returned to the queue.
+    taken = intake_.remove(id);
+    if (!taken) held = cancel_held(id, mode, taken);
+  }
+  // To act on the stop, the jobs taken back, or the lines kept.
+  if (held || taken) intake_.wake();
+  if (!taken) return held;
+  complete_cancelled(std::move(*taken));
   return true;
+}
+
+void Supervisor::complete_cancelled(Job job) {
+  JobResult result = job_failure(ErrorKind::cancelled, "cancelled before it started", job.attempts);
+  reporter_.count(result);
+  deliver_outcome(std::move(job.sink), std::move(result));
+}
+
+bool Supervisor::cancel_held(JobId id, CancelMode mode, std::optional<Job>& taken) {
+  auto held_by = [id](WorkerProcess& worker) -> Job* {
+    if (worker.job && worker.job->id == id) return worker.job.get();
+    for (auto& job : worker.prefetched) {
+      if (job->id == id) return job.get();
+    }
+    return nullptr;
+  };
+  const Clock::time_point now = Clock::now();
+  for (auto& [worker_id, owned] : workers_) {
+    WorkerProcess& worker = *owned;
+    Job* job = held_by(worker);
+    if (!job) continue;
+    // Not read by the worker yet: back to the queue, with the jobs behind it, and out of there.
+    // Sent ahead behind a job the worker has read, or given to it (or ahead) before it read that.
+    if (job != worker.job.get()) take_back_unstarted(worker);
+    if (held_by(worker)) take_back_unread(worker, now);
+    if ((taken = intake_.remove(id))) return true;
+    job = held_by(worker);
+    if (!job) return false;  // failed on its way back (the pool is degraded): it has its outcome
+    if (mode == CancelMode::if_queued) return false;
+    const Clock::time_point kill_at = mode == CancelMode::kill ? now : now + options_.kill_grace;
+    if (!job->cancel || kill_at < job->cancel_kill_at) job->cancel_kill_at = kill_at;
+    if (job->cancel != CancelMode::kill) job->cancel = mode;
+    if (mode == CancelMode::interrupt) worker.link.ask_to_stop(*job);
+    if (worker.life.stop_sent()) {
+      // Already on its way out: only a kill can make it sooner.
+      if (mode == CancelMode::kill && !worker.life.kill_sent()) worker.kill();
+    } else if (job == worker.job.get()) {
+      // A job the worker reached after its current one gets its timer when the supervisor
+      // thread reads that far (begin_job).
+      worker.timers.job_deadline = job->must_stop_by(worker.job_started_at);
+    }
+    // A Pool::call thread waiting on this worker looks at its timers again.
+    if (worker.direct_call) platform::futex_wake_all(worker.link.responses().interrupt_wait());
+    return true;
+  }
+  return false;
 }
 
 PoolStats Supervisor::stats() const {

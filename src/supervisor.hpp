@@ -78,7 +78,8 @@ class Supervisor {
   /// Pool::call_in_place: as call, for an in-place job.
   JobId call_in_place(std::string_view name, LentBuffer input, LentBuffer output,
                       const SubmitOptions& options, OutcomeSink sink);
-  bool cancel(JobId id);
+  /// Pool::cancel.
+  bool cancel(JobId id, CancelMode mode);
   PoolStats stats() const;
   void shutdown(std::chrono::milliseconds drain);
 
@@ -116,6 +117,13 @@ class Supervisor {
   /// refuses (stopping, degraded, full) are counted and added to `rejected`, to be completed
   /// once no lock is held.
   void enqueue(std::span<Job> jobs, std::vector<Outcome>& rejected);
+
+  /// Completes a job that never started with ErrorKind::cancelled, on this thread.
+  void complete_cancelled(Job job);
+  /// Pool::cancel of a job a worker holds (state_mutex_ held): one sent ahead and not yet read is
+  /// taken back into `taken`; a started one is marked to end cancelled, per `mode`. False if no
+  /// worker holds it, or it started and `mode` is if_queued.
+  bool cancel_held(JobId id, CancelMode mode, std::optional<Job>& taken);
 
   // supervisor_loop.cpp: the loop, timers, sleeping and polling.
   void run() noexcept;
@@ -186,12 +194,23 @@ class Supervisor {
     taken,
     /// It has read past its current job, which has so ended (its result not yet read here).
     worker_moved_on,
+    /// It has not read its current job yet (it is passing over records taken back), so nothing
+    /// behind that job could be taken back.
+    not_reached,
   };
+  /// How long a job's stop waits for its worker to reach it (TakeBack::not_reached), so that the
+  /// kill cannot end a job it would read in the meantime; a worker that takes longer is stuck.
+  static constexpr std::chrono::milliseconds reach_wait{100};
   /// Takes back the jobs sent ahead to `worker` that it has not read (job_claims.hpp), once it
   /// has read its current job (never that one: its outcome is its own). They go back to the head
   /// of the queue untouched, as return_unstarted does. Nothing while its current request is still
   /// streaming or a Pool::call thread holds it.
   TakeBack take_back_unstarted(WorkerProcess& worker);
+  /// Takes back every job sent to `worker`, its current one included, if it has not read that
+  /// one yet (a job just given to it): they go back to the head of the queue untouched and the
+  /// worker is idle again. False if it has read it, or its jobs cannot be taken back now (as
+  /// take_back_unstarted, and while it is leaving).
+  bool take_back_unread(WorkerProcess& worker, Clock::time_point now);
   /// Whether `job` is the last job `worker` has read (job_claims.hpp): it runs it, or has just
   /// finished it. A hint for scheduling only; what is taken back is decided by take_back_unstarted.
   static bool worker_runs(WorkerProcess& worker, const Job& job);

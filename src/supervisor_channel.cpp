@@ -12,7 +12,10 @@ using std::chrono::milliseconds;
 void Supervisor::send_request(WorkerProcess& worker) {
   // Not to a worker on this thread's CPU: it would take the CPU at each record (a context switch
   // per record each way); it gets a ringful at once instead.
-  switch (worker.link.send(*worker.job, !shares_cpu(worker))) {
+  const WorkerLink::Sent sent = worker.link.send(*worker.job, !shares_cpu(worker));
+  // An interrupt asked for before its job_start record went out is passed on once it has.
+  if (worker.job->cancel == CancelMode::interrupt) worker.link.ask_to_stop(*worker.job);
+  switch (sent) {
     case WorkerLink::Sent::whole:
     case WorkerLink::Sent::waiting_for_space:
       return;
@@ -117,7 +120,15 @@ void Supervisor::finish_job(WorkerProcess& worker, Arrival result, Clock::time_p
     // The figures miss one job; the job keeps its outcome.
   }
   note_job_completed();
-  if (result.receive_failure) {
+  if (job->cancel) {
+    // Cancelled after it started: what it returned arrived too late to count.
+    unsigned attempts = job->attempts;
+    queue_outcome(*job, job_failure(ErrorKind::cancelled,
+                                    fmt::format("job '{}' was cancelled while it ran; what it "
+                                                "returned was discarded",
+                                                job->name),
+                                    attempts));
+  } else if (result.receive_failure) {
     JobError error;
     error.kind = ErrorKind::payload_too_large;
     error.message = std::move(*result.receive_failure);

@@ -117,8 +117,7 @@ void Supervisor::begin_job(WorkerProcess& worker, Clock::time_point now, bool fr
   } else {
     worker.memory.job_starts();
   }
-  worker.timers.job_deadline.reset();
-  if (worker.job->timeout.count() > 0) worker.timers.job_deadline = now + worker.job->timeout;
+  worker.timers.job_deadline = worker.job->must_stop_by(now);
   worker.timers.idle_reading_at.reset();
   if (fresh_start || !worker.timers.sample_at) {
     worker.timers.sample_at = now + options_.recycle.memory_sample_interval;
@@ -213,15 +212,14 @@ Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& worker) {
                                            last_read, last_sent));
     return TakeBack::nothing;
   }
+  if (job_number_after(worker.job->start_number, last_read)) return TakeBack::not_reached;
   const bool moved_on = job_number_after(last_read, worker.job->start_number);
   std::deque<std::unique_ptr<Job>> jobs;
-  // Those numbered after last_read, if the take-back happened (it had read the current job).
-  if (!job_number_after(worker.job->start_number, last_read)) {
-    while (!worker.prefetched.empty() &&
-           job_number_after(worker.prefetched.back()->start_number, last_read)) {
-      jobs.push_front(std::move(worker.prefetched.back()));
-      worker.prefetched.pop_back();
-    }
+  // Those numbered after last_read: the take-back happened (it had read the current job).
+  while (!worker.prefetched.empty() &&
+         job_number_after(worker.prefetched.back()->start_number, last_read)) {
+    jobs.push_front(std::move(worker.prefetched.back()));
+    worker.prefetched.pop_back();
   }
   if (jobs.empty()) return moved_on ? TakeBack::worker_moved_on : TakeBack::nothing;
   reporter_.log(LogLevel::debug,
@@ -229,6 +227,33 @@ Supervisor::TakeBack Supervisor::take_back_unstarted(WorkerProcess& worker) {
                             worker.id, worker.pid));
   return_unstarted(std::move(jobs), worker.pid);
   return moved_on ? TakeBack::worker_moved_on : TakeBack::taken;
+}
+
+bool Supervisor::take_back_unread(WorkerProcess& worker, Clock::time_point now) {
+  // Not one whose request is still streaming in, one a Pool::call thread handles, nor one that is
+  // leaving (it retires on this job, and would then be owed a stop).
+  if (!worker.job || worker.life.untrusted() || worker.life.leaving() || worker.direct_call ||
+      !worker.link.request_complete(*worker.job)) {
+    return false;
+  }
+  // Nothing if it has read its current job (or the claims are beyond belief, which
+  // take_back_unstarted reports).
+  if (!take_back_all_jobs(worker.link.header().job_claims, worker.job->start_number,
+                          worker.link.starts_sent())) {
+    return false;
+  }
+  std::deque<std::unique_ptr<Job>> jobs;
+  jobs.swap(worker.prefetched);
+  jobs.push_front(std::move(worker.job));
+  // Idle again, as if the jobs had never been given: it skips their records when it reads them.
+  worker.timers.job_deadline.reset();
+  worker.timers.sample_at.reset();
+  worker.idle_since = now;
+  worker.memory.budget().clear();
+  reporter_.log(LogLevel::debug, fmt::format("took back {} job(s) worker {} (pid {}) had not read",
+                                             jobs.size(), worker.id, worker.pid));
+  return_unstarted(std::move(jobs), worker.pid);
+  return true;
 }
 
 bool Supervisor::worker_runs(WorkerProcess& worker, const Job& job) {

@@ -70,6 +70,8 @@ ErrorKind outcome_for(std::optional<RecycleReason> leaving) {
       return ErrorKind::shutting_down;
     case RecycleReason::memory_hard_limit:
       return ErrorKind::memory_limit;
+    case RecycleReason::job_cancelled:
+      return ErrorKind::cancelled;
     default:
       return ErrorKind::worker_crashed;  // it died on its own during its last job
   }
@@ -222,11 +224,17 @@ void Supervisor::on_exit(WorkerProcess& worker, Clock::time_point now) {
   return_prefetched(worker);
   if (worker.job) {
     std::unique_ptr<Job> job = std::move(worker.job);
+    // A cancel accepted while it ran decides its outcome, whatever stopped the worker.
     ErrorKind kind =
-        oom_killed ? ErrorKind::memory_limit
-                   : outcome_for(worker.life.stop_sent() ? worker.life.leaving() : std::nullopt);
+        job->cancel  ? ErrorKind::cancelled
+        : oom_killed ? ErrorKind::memory_limit
+                     : outcome_for(worker.life.stop_sent() ? worker.life.leaving() : std::nullopt);
     std::string message;
     switch (kind) {
+      case ErrorKind::cancelled:
+        message = fmt::format("job '{}' was cancelled while it ran; its worker (pid {}) {}",
+                              job->name, worker.pid, how);
+        break;
       case ErrorKind::timeout:
         message = fmt::format(
             "job '{}' ran longer than its timeout of {} ms; its worker (pid {}) was stopped and {}",
@@ -279,7 +287,8 @@ void Supervisor::on_exit(WorkerProcess& worker, Clock::time_point now) {
       error.signal = status->signal;
       error.worker_stderr = join_lines(worker.link.output_tail());
       error.attempts = job->attempts;
-      fail_job(worker, std::move(job), std::move(error), LogLevel::warning);
+      fail_job(worker, std::move(job), std::move(error),
+               kind == ErrorKind::cancelled ? LogLevel::info : LogLevel::warning);
     }
   }
 

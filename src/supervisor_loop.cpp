@@ -168,16 +168,31 @@ void Supervisor::on_timers(WorkerProcess& worker, Clock::time_point now) {
   if (timers.job_deadline && now >= *timers.job_deadline) {
     // What it has not read behind this job goes back to the queue first, so that no job sent
     // ahead is started only to be killed with this one. If it has read past this job, the job
-    // ended after step() read its ring: its result is read at the next step (the deadline, still
-    // set and past, keeps the loop from sleeping).
-    if (take_back_unstarted(worker) != TakeBack::worker_moved_on) {
-      reporter_.log(
-          LogLevel::warning,
-          fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
-                      "worker",
-                      worker.job->name, worker.id, worker.pid, worker.job->timeout.count()));
+    // ended after step() read its ring: its result is read at the next step. If it has not reached
+    // this job yet, nothing behind it can be taken back: it is given reach_wait to get there. (The
+    // deadline, still set and past, keeps the loop from sleeping meanwhile.)
+    const TakeBack back = take_back_unstarted(worker);
+    const bool wait_to_reach =
+        back == TakeBack::not_reached && now - *timers.job_deadline < reach_wait;
+    if (back != TakeBack::worker_moved_on && !wait_to_reach && !worker.life.untrusted()) {
       timers.job_deadline.reset();
-      stop_worker(worker, RecycleReason::job_timeout, now);
+      if (worker.job->cancel) {
+        reporter_.log(LogLevel::info,
+                      fmt::format("job '{}' on worker {} (pid {}) was cancelled{}; killing the "
+                                  "worker",
+                                  worker.job->name, worker.id, worker.pid,
+                                  worker.job->cancel == CancelMode::interrupt
+                                      ? " and still ran after kill_grace"
+                                      : ""));
+        stop_worker(worker, RecycleReason::job_cancelled, now);
+      } else {
+        reporter_.log(
+            LogLevel::warning,
+            fmt::format("job '{}' on worker {} (pid {}) timed out after {} ms; stopping the "
+                        "worker",
+                        worker.job->name, worker.id, worker.pid, worker.job->timeout.count()));
+        stop_worker(worker, RecycleReason::job_timeout, now);
+      }
     }
   }
   if (timers.sample_at && now >= *timers.sample_at) {

@@ -59,6 +59,13 @@ class WorkerLink {
 
   Segment& segment() noexcept { return segment_; }
   SegmentHeader& header() noexcept { return segment_.header(); }
+  /// Asks the worker to stop `job` (JobContext::stop_requested), once its job_start record is
+  /// out; a later job is never affected.
+  void ask_to_stop(const Job& job) noexcept {
+    if (job.start_number != 0) {
+      segment_.header().stop_requested_job.store(job.start_number, std::memory_order_relaxed);
+    }
+  }
   /// The rings, for the wait protocols (begin_wait, end_wait, has_data) of whoever sleeps on them.
   RingWriter& requests() noexcept { return requests_; }
   RingReader& responses() noexcept { return responses_; }

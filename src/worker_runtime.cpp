@@ -216,7 +216,8 @@ class WorkerLoop {
     if (body.timeout_ms > 0) {
       deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(body.timeout_ms);
     }
-    JobContext context(name, job_id, body.attempt, jobs_done_, deadline);
+    JobContext context(name, job_id, body.attempt, jobs_done_, deadline,
+                       &segment_.header().stop_requested_job, job_starts_read_);
     const JobHandler* handler = registry_.find(name);
     const OwningJobHandler* owning = handler ? nullptr : registry_.find_owning(name);
     if (!handler && !owning) {
@@ -290,7 +291,8 @@ class WorkerLoop {
     if (body.timeout_ms > 0) {
       deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(body.timeout_ms);
     }
-    JobContext context(name, job_id, body.attempt, jobs_done_, deadline);
+    JobContext context(name, job_id, body.attempt, jobs_done_, deadline,
+                       &segment_.header().stop_requested_job, job_starts_read_);
     std::optional<std::size_t> written = call_handler(job_id, [&] {
       // From the handler's return (or throw) on, before the outcome says the caller owns the
       // buffers again, nothing in this process can read or write them (unless the pool says to

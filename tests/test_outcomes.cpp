@@ -103,8 +103,9 @@ TEST_CASE("a job that ignores SIGTERM is SIGKILLed after the grace period") {
 
 TEST_CASE("a queued job can be cancelled; a running one cannot") {
   Pool pool(test::quiet_options(1));
-  JobFuture running = pool.submit("hang", Bytes{});
-  REQUIRE(test::eventually([&] { return pool.stats().in_flight == 1; }));
+  test::StartMark mark;
+  JobFuture running = pool.submit("mark_then_hang", mark.payload());
+  REQUIRE(test::eventually([&] { return mark.seen(); }));
   JobFuture queued = pool.submit("echo", bytes("never"));
   CHECK(pool.cancel(queued.id()));
   CHECK_FALSE(pool.cancel(queued.id()));  // already gone

@@ -228,6 +228,25 @@ TEST_CASE("nothing is taken back while the worker has not read the jobs before t
   CHECK(claim_job(claims, 3) == true);
 }
 
+TEST_CASE("a job not yet read is taken back with all after it, and nothing once it is read") {
+  std::atomic<std::uint64_t> claims{0};
+  CHECK(claim_job(claims, 1) == true);
+  // Jobs 2..4 sent; the worker has read 1 only: 2, 3 and 4 are the host's again.
+  CHECK(take_back_all_jobs(claims, 2, 4));
+  CHECK(claim_job(claims, 2) == false);
+  CHECK(claim_job(claims, 3) == false);
+  CHECK(claim_job(claims, 4) == false);
+  // Job 5 read before the host tries: nothing changes, 6 and 7 stay the worker's (take_back_jobs
+  // would have taken them).
+  CHECK(claim_job(claims, 5) == true);
+  CHECK_FALSE(take_back_all_jobs(claims, 5, 7));
+  CHECK(claim_job(claims, 6) == true);
+  CHECK(claim_job(claims, 7) == true);
+  // A job before `first` unread: nothing either.
+  CHECK_FALSE(take_back_all_jobs(claims, 10, 10));
+  CHECK(claim_job(claims, 8) == true);
+}
+
 TEST_CASE("a worker refuses a claims word that skips or repeats a job number") {
   std::atomic<std::uint64_t> claims{0};
   CHECK_FALSE(claim_job(claims, 2).has_value());  // 1 was never read

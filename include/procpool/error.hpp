@@ -33,7 +33,8 @@ enum class ErrorKind {
   timeout,
   /// The worker exceeded a memory limit and was killed while running the job.
   memory_limit,
-  /// The caller cancelled the job before it was dispatched to a worker.
+  /// The caller cancelled the job (Pool::cancel): taken out of the queue, or stopped while a worker
+  /// ran it (CancelMode::interrupt or kill); `attempts` says whether it had started.
   cancelled,
   /// The pool's queue was full and the pool rejects rather than blocks (QueueFullPolicy::reject,
   /// or a submit from a completion callback, which must not block the supervisor).

@@ -1,6 +1,7 @@
 // JobRegistry and JobContext: the jobs a worker can run, and what a running job can know.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -24,14 +25,20 @@ namespace procpool {
 class JobContext {
  public:
   /// Made by the worker runtime for each handler call; a test of a handler may make one directly.
+  /// `stop_word` and `stop_token`: stop_requested() is true once `*stop_word == stop_token`
+  /// (never without a word).
   JobContext(std::string_view job_name, std::uint64_t job_id, unsigned attempt,
              std::uint64_t jobs_done_by_worker,
-             std::optional<std::chrono::steady_clock::time_point> deadline) noexcept
+             std::optional<std::chrono::steady_clock::time_point> deadline,
+             const std::atomic<std::uint32_t>* stop_word = nullptr,
+             std::uint32_t stop_token = 0) noexcept
       : job_name_(job_name),
         job_id_(job_id),
         attempt_(attempt),
         jobs_done_by_worker_(jobs_done_by_worker),
-        deadline_(deadline) {}
+        deadline_(deadline),
+        stop_word_(stop_word),
+        stop_token_(stop_token) {}
 
   /// The name the job was submitted under.
   std::string_view job_name() const noexcept { return job_name_; }
@@ -48,6 +55,13 @@ class JobContext {
   std::optional<std::chrono::steady_clock::time_point> deadline() const noexcept {
     return deadline_;
   }
+  /// True once the host asked this job to stop (Pool::cancel with CancelMode::interrupt): return
+  /// or throw soon. Whatever the handler returns from then on is discarded (the job ends
+  /// ErrorKind::cancelled); past PoolOptions::kill_grace the worker is killed. A load from shared
+  /// memory, cheap enough to poll in a loop.
+  bool stop_requested() const noexcept {
+    return stop_word_ && stop_word_->load(std::memory_order_relaxed) == stop_token_;
+  }
 
  private:
   std::string_view job_name_;
@@ -55,6 +69,8 @@ class JobContext {
   unsigned attempt_;
   std::uint64_t jobs_done_by_worker_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
+  const std::atomic<std::uint32_t>* stop_word_;
+  std::uint32_t stop_token_;
 };
 
 /// A job handler: takes the payload, returns the result bytes. Throwing makes the job fail with

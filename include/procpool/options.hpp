@@ -49,6 +49,19 @@ enum class StartMode {
   fork_server,
 };
 
+/// How Pool::cancel treats a job a worker has started. A job still queued, or sent ahead to a
+/// worker that has not started it, is taken back and ends ErrorKind::cancelled under every mode,
+/// without touching any worker.
+enum class CancelMode {
+  /// Only a job not yet started: a started one runs on.
+  if_queued,
+  /// A started job is asked to stop (JobContext::stop_requested(), a flag in shared memory, no
+  /// signal); its worker is killed if it still runs it after PoolOptions::kill_grace.
+  interrupt,
+  /// A started job's worker is killed now (SIGKILL) and replaced; no other job is affected.
+  kill,
+};
+
 /// What a worker does with a job's lent buffers (Pool::lend) once the job's handler returns.
 enum class LentBuffersAfterJob {
   /// Before the outcome, the worker takes its access to both buffers away: a pointer the handler

@@ -181,10 +181,15 @@ class PROCPOOL_API Pool {
   Result<std::uint64_t> call_in_place(std::string_view job_name, LentBuffer input,
                                       LentBuffer output, const SubmitOptions& options = {});
 
-  /// Cancels a job that is still queued: it completes with ErrorKind::cancelled and this returns
-  /// true. Returns false if the job already went to a worker, finished, or is unknown (in a fork
-  /// of the host, every job is).
-  bool cancel(JobId id);
+  /// Cancels the job `id`. True: its outcome is, or will be, ErrorKind::cancelled, whatever its
+  /// worker answers from now on (a result returned after an interrupt is discarded). False: it
+  /// keeps the outcome it has or will have, because it already has one, is unknown (in a fork of
+  /// the host, every job is), or started under CancelMode::if_queued. A job not yet started
+  /// (queued, sent ahead, waiting to be retried) completes at once, on this thread; a started one
+  /// when its worker stops it or is killed (`mode`). A job counts as started once the worker it was
+  /// given or sent ahead to has read it. Cancelling again may raise
+  /// the mode (interrupt, then kill). Exactly one outcome, always.
+  bool cancel(JobId id, CancelMode mode = CancelMode::if_queued);
 
   /// A consistent snapshot of the pool and its workers. In a fork of the host: PoolHealth::stopped,
   /// no worker, no job and zero counts (only min_workers and max_workers are set).

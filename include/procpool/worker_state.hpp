@@ -59,11 +59,14 @@ enum class RecycleReason {
   /// Idle while a job waited for the pool memory budget, with the pool above min_workers: stopped,
   /// not replaced, to give its memory back.
   memory_budget,
+  /// Its job was cancelled while it ran (CancelMode::kill, or CancelMode::interrupt past
+  /// PoolOptions::kill_grace): killed and replaced, not counted as a crash.
+  job_cancelled,
 };
 
 /// Number of RecycleReason values (for arrays indexed by reason).
 inline constexpr std::size_t recycle_reason_count =
-    static_cast<std::size_t>(RecycleReason::memory_budget) + 1;
+    static_cast<std::size_t>(RecycleReason::job_cancelled) + 1;
 
 /// A stable lower_snake_case name for `reason` ("max_jobs", "memory_soft_limit", ...). Never
 /// throws.

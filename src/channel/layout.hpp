@@ -25,7 +25,8 @@ inline constexpr std::uint32_t segment_magic = 0x70707367;  // "ppsg"
 /// 5: a fork server request may carry a fifth descriptor, the worker's cgroup.procs.
 /// 6: SegmentHeader::job_claims (job_claims.hpp).
 /// 7: JobFlags::job_flag_lent_kept_accessible.
-inline constexpr std::uint32_t protocol_version = 7;
+/// 8: SegmentHeader::stop_requested_job.
+inline constexpr std::uint32_t protocol_version = 8;
 
 /// How a waiting consumer wants to be woken (RingControl::consumer_waiting bits). The worker's
 /// request ring uses only wake_by_default (a futex wake on write_seq). On a response ring,
@@ -87,6 +88,10 @@ struct SegmentHeader {
   /// child of its own in the worker's process group.
   std::atomic<std::int32_t> guard_starter_pid{0};
   std::atomic<std::int32_t> guard_pid{0};
+  /// Host to worker: the number of the job_start record whose job is asked to stop
+  /// (Pool::cancel with CancelMode::interrupt; JobContext::stop_requested), 0 for none. A number
+  /// rather than a flag, so that a request never outlives its job.
+  std::atomic<std::uint32_t> stop_requested_job{0};
   /// Which job_start records the worker may still run: both sides, compare-and-swap only
   /// (job_claims.hpp). The worker changes it for every job: a line of its own, so that it does
   /// not take the fields above from the host's cache each time.

@@ -532,6 +532,25 @@ JobRegistry make_test_registry() {
                       " done=" + std::to_string(context.jobs_done_by_worker()) +
                       " deadline=" + (context.deadline() ? "yes" : "no"));
   });
+  // Cancelling a running job: each creates the file its payload names once it runs, so that a
+  // test knows the job started. The first polls JobContext::stop_requested() as a handler that
+  // honours CancelMode::interrupt does; the second never looks.
+  jobs.add("until_stop_requested", [](JobContext& context, std::span<const std::byte> in) {
+    std::ofstream(as_text(in)).put('1');
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    while (!context.stop_requested()) {
+      if (std::chrono::steady_clock::now() > give_up) return text_bytes("never asked to stop");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return text_bytes("stopped");
+  });
+  jobs.add("mark_then_hang", [](JobContext&, std::span<const std::byte> in) -> Bytes {
+    std::ofstream(as_text(in)).put('1');
+    hang();
+  });
+  jobs.add("stop_requested", [](JobContext& context, std::span<const std::byte>) {
+    return text_bytes(context.stop_requested() ? "yes" : "no");
+  });
   jobs.add("leak_mb", [](JobContext& context, std::span<const std::byte> in) {
     leak_mebibytes(value_of<std::uint32_t>(in));
     return text_bytes(std::to_string(::getpid()) + " " +

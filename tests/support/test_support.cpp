@@ -55,6 +55,27 @@ PoolOptions quiet_options(std::size_t workers) {
   return options;
 }
 
+StartMark::StartMark() {
+  static std::atomic<int> counter{0};
+  path_ = (std::filesystem::temp_directory_path() /
+           ("procpool-started-" + std::to_string(::getpid()) + "-" + std::to_string(++counter)))
+              .string();
+  std::filesystem::remove(path_);  // left by an earlier process with this pid
+}
+
+StartMark::~StartMark() {
+  std::error_code ignored;
+  std::filesystem::remove(path_, ignored);
+}
+
+Bytes StartMark::payload() const {
+  return bytes(path_);
+}
+
+bool StartMark::seen() const {
+  return std::filesystem::exists(path_);
+}
+
 LogSink LogLines::sink() {
   return [this](LogLevel, std::string_view line) {
     std::lock_guard lock(mutex_);

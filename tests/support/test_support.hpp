@@ -88,6 +88,21 @@ class Gate {
   std::string path_;
 };
 
+/// A file the test jobs "until_stop_requested" and "mark_then_hang" create once they run (their
+/// payload names it), so that a test knows the job started; removed with the object.
+class StartMark {
+ public:
+  StartMark();
+  ~StartMark();
+  StartMark(const StartMark&) = delete;
+  StartMark& operator=(const StartMark&) = delete;
+  Bytes payload() const;
+  bool seen() const;
+
+ private:
+  std::string path_;
+};
+
 /// The test registry's "echo", typed as strings.
 struct EchoText {
   static constexpr std::string_view name = "echo";
