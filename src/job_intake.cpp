@@ -42,7 +42,7 @@ JobIntake::Pushed JobIntake::push(std::span<Job> jobs, bool may_wait) {
     const std::size_t room = capacity_ - queue_.size();
     for (std::size_t end = std::min(jobs.size(), pushed.queued + room); pushed.queued < end;
          ++pushed.queued) {
-      queue_.push_back(std::move(jobs[pushed.queued]));
+      queue_.insert_last_of_priority(std::move(jobs[pushed.queued]));
     }
     if (supervisor_sleeping_ && submit_wakes_supervisor_) {
       supervisor_sleeping_ = false;
@@ -58,7 +58,7 @@ bool JobIntake::return_to_front(std::deque<std::unique_ptr<Job>>& jobs) {
   std::lock_guard lock(mutex_);
   if (degraded_) return false;
   for (auto it = jobs.rbegin(); it != jobs.rend(); ++it)
-    queue_.push_front(std::move(**it));
+    queue_.insert_first_of_priority(std::move(**it));
   jobs.clear();
   return true;
 }

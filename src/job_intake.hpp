@@ -54,13 +54,16 @@ class JobIntake {
     std::size_t queued = 0;
     std::optional<Refusal> refusal;
   };
-  /// Appends `jobs` to the queue in order under one lock, waking the sleeping supervisor thread
-  /// at most once per run of jobs that fit. A full queue refuses the rest, or waits for room with
+  /// Queues `jobs` in order under one lock, each behind every queued job of its priority or
+  /// higher (SubmitOptions::priority), waking the sleeping supervisor thread at most once per run
+  /// of jobs that fit. A full queue refuses the rest, or waits for room with
   /// QueueFullPolicy::block if `may_wait` (never on the supervisor thread, which makes the room).
   Pushed push(std::span<Job> jobs, bool may_wait);
 
-  /// Puts `jobs` back at the head of the queue in their order (a retry, jobs a worker never
-  /// started), unless the pool is degraded: then leaves them with the caller and returns false.
+  /// Puts `jobs` back (a retry, jobs a worker never started) each ahead of every queued job of its
+  /// priority or lower, behind every higher one, in their order within one priority; so with one
+  /// priority, at the head of the queue in their order. Unless the pool is degraded: then leaves
+  /// them with the caller and returns false.
   bool return_to_front(std::deque<std::unique_ptr<Job>>& jobs);
 
   /// What take_head() is to do with the job at the head of the queue.

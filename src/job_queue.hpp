@@ -23,6 +23,10 @@ namespace procpool::detail {
 /// quarters of all futex calls. Here a job costs no allocation of the queue's own once the ring
 /// has grown to the depth the pool sees.
 ///
+/// Jobs queued with insert_last_of_priority and insert_first_of_priority are kept in order of
+/// SubmitOptions::priority, highest first, and in the order they came within one priority; so the
+/// head is always a job of the highest priority queued. push_back and push_front ignore priority.
+///
 /// Not thread-safe: the supervisor guards it with its queue mutex.
 class JobQueue {
  public:
@@ -35,7 +39,7 @@ class JobQueue {
   bool empty() const noexcept { return size_ == 0; }
   std::size_t size() const noexcept { return size_; }
 
-  /// The oldest job; the queue must not be empty.
+  /// The job at the head, the next to leave; the queue must not be empty.
   Job& front() noexcept { return slots_[head_]; }
 
   /// Throw only std::bad_alloc (growing), leaving the queue unchanged.
@@ -52,7 +56,43 @@ class JobQueue {
     ++size_;
   }
 
-  /// Removes and returns the oldest job; the queue must not be empty.
+  /// Queues a new job behind every job of its priority or higher, ahead of every lower one. A job
+  /// not higher than the back (every job when all have one priority) is a plain push_back; only a
+  /// job overtaking others costs a scan and a shift, of the jobs it overtakes at most. Throws only
+  /// std::bad_alloc (growing), leaving the queue unchanged.
+  void insert_last_of_priority(Job&& job) {
+    const int priority = job.options.priority;
+    if (size_ == 0 || priority <= at(size_ - 1).options.priority) {
+      push_back(std::move(job));
+    } else if (priority > front().options.priority) {
+      push_front(std::move(job));
+    } else {
+      std::size_t i = size_ - 1;  // at(0) is not lower, so i stays >= 1
+      while (at(i - 1).options.priority < priority)
+        --i;
+      insert(i, std::move(job));
+    }
+  }
+
+  /// Puts a job back (it had left the queue unstarted) ahead of every job of its priority or
+  /// lower, behind every higher one; jobs put back last to first keep their order within each
+  /// priority. A job not lower than the head (every job when all have one priority) is a plain
+  /// push_front. Throws only std::bad_alloc (growing), leaving the queue unchanged.
+  void insert_first_of_priority(Job&& job) {
+    const int priority = job.options.priority;
+    if (size_ == 0 || priority >= front().options.priority) {
+      push_front(std::move(job));
+    } else if (priority < at(size_ - 1).options.priority) {
+      push_back(std::move(job));
+    } else {
+      std::size_t i = 1;  // at(size_ - 1) is not higher, so i stays <= size_ - 1
+      while (at(i).options.priority > priority)
+        ++i;
+      insert(i, std::move(job));
+    }
+  }
+
+  /// Removes and returns the job at the head; the queue must not be empty.
   Job pop_front() {
     Job job(std::move(slots_[head_]));
     slots_[head_].~Job();
@@ -91,6 +131,26 @@ class JobQueue {
 
   std::size_t mask() const noexcept { return capacity_ - 1; }
   Job& at(std::size_t i) noexcept { return slots_[(head_ + i) & mask()]; }
+
+  // Makes `job` the one at position `i` (0 < i < size_), moving the jobs on the shorter side of
+  // it one slot outwards.
+  void insert(std::size_t i, Job&& job) {
+    make_room();
+    if (i < size_ - i) {
+      const std::size_t slot = (head_ + capacity_ - 1) & mask();
+      new (&slots_[slot]) Job(std::move(at(0)));
+      head_ = slot;
+      ++size_;
+      for (std::size_t j = 1; j < i; ++j)
+        at(j) = std::move(at(j + 1));
+    } else {
+      new (&slots_[(head_ + size_) & mask()]) Job(std::move(at(size_ - 1)));
+      ++size_;
+      for (std::size_t j = size_ - 2; j > i; --j)
+        at(j) = std::move(at(j - 1));
+    }
+    at(i) = std::move(job);
+  }
 
   // Slots are raw storage: a job is constructed in one when pushed and destroyed when popped, so
   // growing touches only the jobs queued (no default-constructed, zero-filled slots).
@@ -140,8 +200,8 @@ class JobQueue {
     capacity_ = head_ = size_ = 0;
   }
 
-  static_assert(std::is_nothrow_move_constructible_v<Job>,
-                "growing the ring moves jobs and must not fail half-way");
+  static_assert(std::is_nothrow_move_constructible_v<Job> && std::is_nothrow_move_assignable_v<Job>,
+                "growing the ring and inserting into it move jobs and must not fail half-way");
 
   Job* slots_ = nullptr;  // capacity_ slots, a power of two; jobs live in [head_, head_ + size_)
   std::size_t capacity_ = 0;

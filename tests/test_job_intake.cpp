@@ -2,7 +2,7 @@
 // full) say which jobs were queued and which were not; a full queue with QueueFullPolicy::block
 // holds a submitter until jobs leave it, or until the pool stops; the sleep handshake wakes the
 // supervisor thread once per push, and only when asked to; jobs come out of it exactly once, in
-// order, whoever pushes them.
+// order (of priority, then of arrival), whoever pushes them.
 #include <poll.h>
 #include <unistd.h>
 
@@ -244,6 +244,48 @@ TEST_CASE("the head is taken, kept, or refused as the caller decides; runs are t
   CHECK(intake.return_to_front(taken));
   CHECK(taken.empty());
   CHECK(drain(intake) == std::vector<JobId>{4, 5, 6});
+}
+
+TEST_CASE("jobs are queued by priority; returned ones go back ahead of their priority's") {
+  JobIntake intake(100, QueueFullPolicy::reject);
+  auto with_priority = [](JobId id, int priority) {
+    Job j = job(id);
+    j.options.priority = priority;
+    return j;
+  };
+  // Pushed in one batch and one by one: the batch's jobs are placed each by its own priority.
+  std::vector<Job> batch;
+  batch.push_back(with_priority(1, 0));
+  batch.push_back(with_priority(2, 5));
+  batch.push_back(with_priority(3, -2));
+  batch.push_back(with_priority(4, 5));
+  REQUIRE(intake.push(batch, true).queued == 4);
+  std::vector<Job> one;
+  one.push_back(with_priority(5, 0));
+  REQUIRE(intake.push(one, true).queued == 1);
+  // Queue: 2, 4 (5); 1, 5 (0); 3 (-2). Taken as prefetch takes them: 2, 4, 1.
+  std::deque<std::unique_ptr<Job>> taken;
+  intake.take_while([](const Job& j) { return j.options.priority >= 0 && j.id != 5; }, taken);
+  REQUIRE(taken.size() == 3);
+  CHECK(taken[0]->id == 2);
+  CHECK(taken[1]->id == 4);
+  CHECK(taken[2]->id == 1);
+  // While they were out, a higher job, another of priority 5 and a lower one came.
+  std::vector<Job> meanwhile;
+  meanwhile.push_back(with_priority(6, 9));
+  meanwhile.push_back(with_priority(7, 5));
+  meanwhile.push_back(with_priority(8, -9));
+  REQUIRE(intake.push(meanwhile, true).queued == 3);
+  // A retry of priority 0 returned on its own first, as a crashed job's would be.
+  std::deque<std::unique_ptr<Job>> retry;
+  retry.push_back(std::make_unique<Job>(with_priority(9, 0)));
+  CHECK(intake.return_to_front(retry));
+  // Back ahead of every job of their priority or lower (2 and 4 ahead of 7, 1 ahead of 9 and
+  // 5), behind the higher 6, in their order.
+  CHECK(intake.return_to_front(taken));
+  CHECK(taken.empty());
+  CHECK(intake.state().queued == 9);
+  CHECK(drain(intake) == std::vector<JobId>{6, 2, 4, 7, 1, 9, 5, 3, 8});
 }
 
 TEST_CASE("jobs returned to a degraded pool stay with the caller; removed jobs leave the queue") {

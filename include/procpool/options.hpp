@@ -194,6 +194,13 @@ struct SubmitOptions {
   /// this name so far (JobStats::memory_delta_max_bytes), or nothing before one has been read. Give
   /// it for jobs whose memory peaks and falls back, which the change across a job does not show.
   std::uint64_t expected_memory_bytes = 0;
+  /// Where the job waits in the queue: a job with a higher priority is given to a worker before
+  /// every queued job with a lower one; jobs of the same priority go in the order submitted
+  /// (FIFO). Default 0; any int is valid, negative ones run after the default. Priorities are
+  /// strict, with no aging: while jobs of a higher priority keep arriving, a lower one waits, for
+  /// ever if they never stop. A job already sent to a worker is not overtaken (docs/policies.md,
+  /// "Priorities").
+  int priority = 0;
 };
 
 }  // namespace procpool
