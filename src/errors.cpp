@@ -21,6 +21,7 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::pool_degraded: return "pool_degraded";
     case ErrorKind::invalid_request: return "invalid_request";
     case ErrorKind::codec_error: return "codec_error";
+    case ErrorKind::deadline_exceeded: return "deadline_exceeded";
   }
   return "unknown";
 }

@@ -57,12 +57,16 @@ struct Job {
   /// worker answers, and its worker is killed at `cancel_kill_at` if it still runs it.
   std::optional<CancelMode> cancel;
   std::chrono::steady_clock::time_point cancel_kill_at{};
+  /// Its worker was stopped because its SubmitOptions::deadline passed.
+  bool deadline_passed = false;
 
-  /// When a worker that started it at `started` must stop it: its timeout, or its cancel.
+  /// When a worker that started it at `started` must stop it: its timeout, its deadline, or its
+  /// cancel.
   std::optional<std::chrono::steady_clock::time_point> must_stop_by(
       std::chrono::steady_clock::time_point started) const noexcept {
     std::optional<std::chrono::steady_clock::time_point> by;
     if (timeout.count() > 0) by = started + timeout;
+    if (options.deadline && (!by || *options.deadline < *by)) by = options.deadline;
     if (cancel && (!by || cancel_kill_at < *by)) by = cancel_kill_at;
     return by;
   }

@@ -42,6 +42,7 @@ JobIntake::Pushed JobIntake::push(std::span<Job> jobs, bool may_wait) {
     const std::size_t room = capacity_ - queue_.size();
     for (std::size_t end = std::min(jobs.size(), pushed.queued + room); pushed.queued < end;
          ++pushed.queued) {
+      note_deadline(jobs[pushed.queued]);
       queue_.insert_last_of_priority(std::move(jobs[pushed.queued]));
     }
     if (supervisor_sleeping_ && submit_wakes_supervisor_) {
@@ -57,8 +58,10 @@ JobIntake::Pushed JobIntake::push(std::span<Job> jobs, bool may_wait) {
 bool JobIntake::return_to_front(std::deque<std::unique_ptr<Job>>& jobs) {
   std::lock_guard lock(mutex_);
   if (degraded_) return false;
-  for (auto it = jobs.rbegin(); it != jobs.rend(); ++it)
+  for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) {
+    note_deadline(**it);
     queue_.insert_first_of_priority(std::move(**it));
+  }
   jobs.clear();
   return true;
 }
@@ -68,6 +71,37 @@ std::optional<Job> JobIntake::remove(JobId id) {
   std::optional<Job> job = queue_.remove(id);
   after_taking(lock, job ? 1 : 0);
   return job;
+}
+
+std::optional<std::chrono::steady_clock::time_point> JobIntake::earliest_deadline() const noexcept {
+  const auto ticks = earliest_deadline_.load(std::memory_order_relaxed);
+  if (ticks == no_deadline) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ticks));
+}
+
+void JobIntake::take_expired(std::chrono::steady_clock::time_point now, std::vector<Job>& expired) {
+  std::unique_lock lock(mutex_);
+  const std::size_t before = expired.size();
+  queue_.take_if(
+      [now](const Job& job) { return job.options.deadline && *job.options.deadline <= now; },
+      expired);
+  // What is left sets the next time to look.
+  std::chrono::steady_clock::rep earliest = no_deadline;
+  queue_.for_each([&](const Job& job) {
+    if (job.options.deadline) {
+      earliest = std::min(earliest, job.options.deadline->time_since_epoch().count());
+    }
+  });
+  earliest_deadline_.store(earliest, std::memory_order_relaxed);
+  after_taking(lock, expired.size() - before);
+}
+
+void JobIntake::note_deadline(const Job& job) noexcept {
+  if (!job.options.deadline) return;
+  const auto ticks = job.options.deadline->time_since_epoch().count();
+  if (ticks < earliest_deadline_.load(std::memory_order_relaxed)) {
+    earliest_deadline_.store(ticks, std::memory_order_relaxed);
+  }
 }
 
 JobQueue JobIntake::take_all() {

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -84,6 +85,12 @@ class JobIntake {
 
   /// Removes the queued job `id`; nullopt if it is not queued.
   std::optional<Job> remove(JobId id);
+  /// No earlier than the earliest SubmitOptions::deadline of the jobs queued (it stays put when
+  /// that job leaves the queue: a time to look, not a promise); nullopt if none has one. Takes no
+  /// lock.
+  std::optional<std::chrono::steady_clock::time_point> earliest_deadline() const noexcept;
+  /// Removes the queued jobs whose deadline is at or before `now` onto `expired`.
+  void take_expired(std::chrono::steady_clock::time_point now, std::vector<Job>& expired);
   /// Empties the queue, returning what it held.
   JobQueue take_all();
 
@@ -129,6 +136,12 @@ class JobIntake {
   std::optional<std::chrono::milliseconds> drain_asked_;
   bool supervisor_sleeping_ = false;
   bool submit_wakes_supervisor_ = true;
+  // earliest_deadline() as steady_clock ticks; no_deadline for none. Written under mutex_.
+  static constexpr std::chrono::steady_clock::rep no_deadline =
+      std::numeric_limits<std::chrono::steady_clock::rep>::max();
+  std::atomic<std::chrono::steady_clock::rep> earliest_deadline_{no_deadline};
+  // Lowers earliest_deadline_ to `job`'s deadline if it has an earlier one (mutex_ held).
+  void note_deadline(const Job& job) noexcept;
 };
 
 template <class Decide>

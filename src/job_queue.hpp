@@ -8,6 +8,7 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "job.hpp"
 #include "platform/platform.hpp"
@@ -115,6 +116,36 @@ class JobQueue {
       return job;
     }
     return std::nullopt;
+  }
+
+  /// Calls `visit(const Job&)` for each job, head first.
+  template <class Visit>
+  void for_each(Visit&& visit) {
+    for (std::size_t i = 0; i < size_; ++i)
+      visit(std::as_const(at(i)));
+  }
+
+  /// Removes every job for which `pred(const Job&)` is true onto the back of `taken`, keeping the
+  /// others in order. Throws only std::bad_alloc (making room in `taken`), before any job moves.
+  template <class Pred>
+  void take_if(Pred&& pred, std::vector<Job>& taken) {
+    std::size_t matching = 0;
+    for (std::size_t i = 0; i < size_; ++i)
+      matching += pred(std::as_const(at(i))) ? 1 : 0;
+    if (matching == 0) return;
+    taken.reserve(taken.size() + matching);
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < size_; ++i) {
+      if (pred(std::as_const(at(i)))) {
+        taken.push_back(std::move(at(i)));
+      } else if (kept++ != i) {
+        at(kept - 1) = std::move(at(i));
+      }
+    }
+    for (std::size_t i = kept; i < size_; ++i)
+      at(i).~Job();
+    size_ = kept;
+    release_if_drained();
   }
 
   void swap(JobQueue& other) noexcept {

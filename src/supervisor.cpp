@@ -110,6 +110,10 @@ std::optional<JobResult> Supervisor::check_request(std::string_view name, std::s
     return job_failure(ErrorKind::invalid_request,
                        "SubmitOptions::timeout must be 0 (pool default) or positive");
   }
+  if (options.deadline && *options.deadline <= Clock::now()) {
+    return job_failure(ErrorKind::deadline_exceeded,
+                       "SubmitOptions::deadline had passed when the job was submitted");
+  }
   if (payload_bytes > options_.max_payload_bytes) {
     return job_failure(
         ErrorKind::payload_too_large,
@@ -288,7 +292,8 @@ bool Supervisor::cancel_held(JobId id, CancelMode mode, std::optional<Job>& take
     if ((taken = intake_.remove(id))) return true;
     job = held_by(worker);
     if (!job) return false;  // failed on its way back (the pool is degraded): it has its outcome
-    if (mode == CancelMode::if_queued) return false;
+    // Started: only a stop can end it now. One asked for before still holds.
+    if (mode == CancelMode::if_queued) return job->cancel.has_value();
     const Clock::time_point kill_at = mode == CancelMode::kill ? now : now + options_.kill_grace;
     if (!job->cancel || kill_at < job->cancel_kill_at) job->cancel_kill_at = kill_at;
     if (job->cancel != CancelMode::kill) job->cancel = mode;

@@ -153,6 +153,8 @@ class Supervisor {
   /// and which CPU this thread runs on (SegmentHeader::host_cpu).
   void update_spin_hint();
   void end_sleep();
+  /// Fails the queued jobs whose SubmitOptions::deadline has passed (deadline_exceeded).
+  void fail_expired(Clock::time_point now);
   void fail_queue(ErrorKind kind, const std::string& message);
   void emergency_stop() noexcept;
 

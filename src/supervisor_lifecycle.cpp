@@ -70,8 +70,6 @@ ErrorKind outcome_for(std::optional<RecycleReason> leaving) {
       return ErrorKind::shutting_down;
     case RecycleReason::memory_hard_limit:
       return ErrorKind::memory_limit;
-    case RecycleReason::job_cancelled:
-      return ErrorKind::cancelled;
     default:
       return ErrorKind::worker_crashed;  // it died on its own during its last job
   }
@@ -229,8 +227,14 @@ void Supervisor::on_exit(WorkerProcess& worker, Clock::time_point now) {
         job->cancel  ? ErrorKind::cancelled
         : oom_killed ? ErrorKind::memory_limit
                      : outcome_for(worker.life.stop_sent() ? worker.life.leaving() : std::nullopt);
+    if (kind == ErrorKind::timeout && job->deadline_passed) kind = ErrorKind::deadline_exceeded;
     std::string message;
     switch (kind) {
+      case ErrorKind::deadline_exceeded:
+        message =
+            fmt::format("job '{}' ran past its deadline; its worker (pid {}) was stopped and {}",
+                        job->name, worker.pid, how);
+        break;
       case ErrorKind::cancelled:
         message = fmt::format("job '{}' was cancelled while it ran; its worker (pid {}) {}",
                               job->name, worker.pid, how);
@@ -265,8 +269,13 @@ void Supervisor::on_exit(WorkerProcess& worker, Clock::time_point now) {
     bool retryable = kind == ErrorKind::worker_crashed || kind == ErrorKind::timeout ||
                      kind == ErrorKind::memory_limit;
     bool retried = false;
+    const bool past_deadline = job->options.deadline && now >= *job->options.deadline;
+    if (retryable && past_deadline && job->options.idempotent &&
+        job->attempts < job->options.max_attempts) {
+      message += "; not retried: its deadline has passed";
+    }
     if (retryable && job->options.idempotent && job->attempts < job->options.max_attempts &&
-        !final_stop_) {
+        !final_stop_ && !past_deadline) {
       std::string retrying = fmt::format("{}; retrying (attempt {} of {})", message,
                                          job->attempts + 1, job->options.max_attempts);
       std::deque<std::unique_ptr<Job>> again;

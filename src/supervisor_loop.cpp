@@ -149,6 +149,7 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
       if (!capacity_coming) ++scaled_target_;
     }
     spawn_workers(now);
+    fail_expired(now);
     // A worker given its last job (max_jobs) retires as it gets it: start its replacement now,
     // alongside that job, so that it is ready about when the job ends.
     if (dispatch(now)) spawn_workers(now);
@@ -176,6 +177,7 @@ void Supervisor::on_timers(WorkerProcess& worker, Clock::time_point now) {
         back == TakeBack::not_reached && now - *timers.job_deadline < reach_wait;
     if (back != TakeBack::worker_moved_on && !wait_to_reach && !worker.life.untrusted()) {
       timers.job_deadline.reset();
+      const std::optional<Clock::time_point>& deadline = worker.job->options.deadline;
       if (worker.job->cancel) {
         reporter_.log(LogLevel::info,
                       fmt::format("job '{}' on worker {} (pid {}) was cancelled{}; killing the "
@@ -185,6 +187,13 @@ void Supervisor::on_timers(WorkerProcess& worker, Clock::time_point now) {
                                       ? " and still ran after kill_grace"
                                       : ""));
         stop_worker(worker, RecycleReason::job_cancelled, now);
+      } else if (deadline && now >= *deadline) {
+        reporter_.log(LogLevel::warning,
+                      fmt::format("job '{}' on worker {} (pid {}) ran past its deadline; stopping "
+                                  "the worker",
+                                  worker.job->name, worker.id, worker.pid));
+        worker.job->deadline_passed = true;
+        stop_worker(worker, RecycleReason::job_timeout, now);
       } else {
         reporter_.log(
             LogLevel::warning,
@@ -246,6 +255,8 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
     consider(worker.timers.next());
     consider(take_back_overdue(worker, now));
   }
+  // Queued jobs' deadlines, when a sleeping supervisor must wake to fail them.
+  if (!final_stop_) consider(intake_.earliest_deadline());
   std::optional<Clock::time_point> fork_server_deadline;
   take_started(now, spawner_.check_deadlines(now, fork_server_deadline));
   consider(fork_server_deadline);
@@ -399,6 +410,22 @@ void Supervisor::end_sleep() {
     worker->link.requests().end_wait();
   }
   intake_.end_sleep();
+}
+
+void Supervisor::fail_expired(Clock::time_point now) {
+  const std::optional<Clock::time_point> earliest = intake_.earliest_deadline();
+  if (!earliest || *earliest > now) return;
+  std::vector<Job> expired;
+  intake_.take_expired(now, expired);
+  for (Job& job : expired) {
+    unsigned attempts = job.attempts;
+    queue_outcome(job, job_failure(ErrorKind::deadline_exceeded,
+                                   attempts == 0 ? "its deadline passed while it was queued; it "
+                                                   "never started"
+                                                 : "its deadline passed while it waited to be "
+                                                   "retried",
+                                   attempts));
+  }
 }
 
 void Supervisor::fail_queue(ErrorKind kind, const std::string& message) {

@@ -183,6 +183,8 @@ TEST_CASE("an interrupt raised to a kill kills at once") {
   JobFuture running = pool.submit("mark_then_hang", mark.payload());
   REQUIRE(test::eventually([&] { return mark.seen(); }));
   CHECK(pool.cancel(running.id(), CancelMode::interrupt));
+  // Its outcome will be cancelled: so says any later cancel, whatever its mode.
+  CHECK(pool.cancel(running.id(), CancelMode::if_queued));
   CHECK(pool.cancel(running.id(), CancelMode::kill));
   CHECK(running.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
   require_cancelled(running, 1);

@@ -242,9 +242,16 @@ TEST_CASE("a job not yet read is taken back with all after it, and nothing once 
   CHECK_FALSE(take_back_all_jobs(claims, 5, 7));
   CHECK(claim_job(claims, 6) == true);
   CHECK(claim_job(claims, 7) == true);
-  // A job before `first` unread: nothing either.
+  // A job before `first` unread and still the worker's: nothing either.
   CHECK_FALSE(take_back_all_jobs(claims, 10, 10));
   CHECK(claim_job(claims, 8) == true);
+  // Jobs 9..10 taken back, the worker has not passed over them yet: 11..12 can be taken back
+  // too, and it skips all four.
+  CHECK(take_back_all_jobs(claims, 9, 10));
+  CHECK(take_back_all_jobs(claims, 11, 12));
+  for (std::uint32_t n = 9; n <= 12; ++n)
+    CHECK(claim_job(claims, n) == false);
+  CHECK(claim_job(claims, 13) == true);
 }
 
 TEST_CASE("a worker refuses a claims word that skips or repeats a job number") {

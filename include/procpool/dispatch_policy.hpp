@@ -19,8 +19,9 @@ enum class QueueFullPolicy {
 /// Sending jobs to a worker before it has finished the one it runs, so that short jobs run back to
 /// back instead of each waiting for a round trip through the supervisor. Only while the worker's
 /// recent jobs were short, and only as many as it should finish within `max_work_ahead`. A job
-/// sent ahead can no longer be cancelled; if it waits too long, or its worker stops, it goes back
-/// to the queue. See docs/architecture.md, "Prefetching: short jobs back to back".
+/// sent ahead can be cancelled until its worker reads it; if it waits too long, or its worker
+/// stops, it goes back to the queue. See docs/architecture.md, "Prefetching: short jobs back to
+/// back".
 struct PrefetchPolicy {
   /// Most jobs one worker holds ahead of the one it runs. 0 = off: one job per worker at a time.
   /// Allowed: 0..4096.

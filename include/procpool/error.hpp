@@ -57,6 +57,9 @@ enum class ErrorKind {
   invalid_request,
   /// A typed job's request or response bytes could not be decoded by its codec.
   codec_error,
+  /// The job's SubmitOptions::deadline passed: it was still queued (and never dispatched), or its
+  /// worker was stopped as for a timeout.
+  deadline_exceeded,
 };
 
 /// A stable lower_snake_case name for `kind` ("worker_crashed", "timeout", ...). Never throws.

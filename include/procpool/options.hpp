@@ -140,7 +140,8 @@ struct PoolOptions {
   std::chrono::milliseconds job_timeout{0};
   /// Time between SIGTERM and SIGKILL for a worker stopped for a timeout or, while running a job,
   /// at shutdown. An idle worker at shutdown is asked to exit through its ring and SIGKILLed if it
-  /// has not after this long; a worker not yet ready is SIGKILLed at once.
+  /// has not after this long; a worker not yet ready is SIGKILLed at once. Also how long a job
+  /// cancelled with CancelMode::interrupt has to return before its worker is killed.
   std::chrono::milliseconds kill_grace{2000};
   /// How long a new worker has to attach to its shared memory and report ready before it is killed
   /// and counted as a failed start. With StartMode::fork_server it counts from the request to the
@@ -182,8 +183,14 @@ struct PoolOptions {
 
 /// How one job is run.
 struct SubmitOptions {
-  /// Timeout for this job, counted from dispatch to a worker; 0 = use PoolOptions::job_timeout.
+  /// Timeout for one attempt of this job, counted from dispatch to a worker; 0 = use
+  /// PoolOptions::job_timeout.
   std::chrono::milliseconds timeout{0};
+  /// When the whole life of the job ends, retries included (unset: never). A job still queued at
+  /// its deadline fails with ErrorKind::deadline_exceeded and is never dispatched; a running one is
+  /// stopped as for a timeout and fails with deadline_exceeded; a retry never starts after it. A
+  /// deadline already past at submit fails the job at once.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
   /// The caller asserts that running the job twice is harmless. Only idempotent jobs are retried.
   bool idempotent = false;
   /// Total attempts for an idempotent job whose worker crashed, timed out or was killed for memory

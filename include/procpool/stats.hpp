@@ -18,7 +18,7 @@ namespace procpool {
 
 /// Number of ErrorKind values (for arrays indexed by kind).
 inline constexpr std::size_t error_kind_count =
-    static_cast<std::size_t>(ErrorKind::codec_error) + 1;
+    static_cast<std::size_t>(ErrorKind::deadline_exceeded) + 1;
 
 /// Whether the pool can run jobs.
 enum class PoolHealth {

@@ -61,14 +61,17 @@ inline std::uint32_t take_back_jobs(std::atomic<std::uint64_t>& claims, std::uin
 }
 
 /// Host side: takes back every job numbered `first` to `last_sent` if the worker has read none of
-/// them, having read exactly up to `first` - 1; true if it did. Unlike take_back_jobs, nothing is
-/// taken back once the worker has read `first`.
+/// them, and every job it has not read before `first` was taken back already (it is passing over
+/// them); true if it did. Unlike take_back_jobs, nothing is taken back once the worker has read
+/// `first`.
 inline bool take_back_all_jobs(std::atomic<std::uint64_t>& claims, std::uint32_t first,
                                std::uint32_t last_sent) noexcept {
   std::uint64_t seen = claims.load(std::memory_order_acquire);
   for (;;) {
     const auto consumed = static_cast<std::uint32_t>(seen);
-    if (consumed + 1 != first) return false;
+    const auto taken = static_cast<std::uint32_t>(seen >> 32);
+    if (job_number_after(consumed + 1, first)) return false;  // it has read `first`
+    if (consumed + 1 != first && job_number_after(first - 1, taken)) return false;
     const std::uint64_t next = (std::uint64_t{last_sent} << 32) | consumed;
     if (claims.compare_exchange_weak(seen, next, std::memory_order_acq_rel,
                                      std::memory_order_acquire)) {
