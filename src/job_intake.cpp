@@ -66,9 +66,55 @@ bool JobIntake::return_to_front(std::deque<std::unique_ptr<Job>>& jobs) {
   return true;
 }
 
+bool JobIntake::hold(std::unique_ptr<Job>& job, std::chrono::steady_clock::time_point ready_at) {
+  std::lock_guard lock(mutex_);
+  if (degraded_) return false;
+  held_.push_back(HeldJob{ready_at, std::move(*job)});
+  job.reset();
+  note_deadline(held_.back().job);
+  const auto ticks = ready_at.time_since_epoch().count();
+  if (ticks < next_release_.load(std::memory_order_relaxed)) {
+    next_release_.store(ticks, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+void JobIntake::release_held(std::chrono::steady_clock::time_point now) {
+  const auto due = next_release_.load(std::memory_order_relaxed);
+  if (due == no_deadline || due > now.time_since_epoch().count()) return;
+  std::lock_guard lock(mutex_);
+  std::chrono::steady_clock::rep next = no_deadline;
+  for (std::size_t i = 0; i < held_.size();) {
+    if (held_[i].ready_at <= now) {
+      queue_.insert_first_of_priority(std::move(held_[i].job));
+      held_[i] = std::move(held_.back());
+      held_.pop_back();
+    } else {
+      next = std::min(next, held_[i].ready_at.time_since_epoch().count());
+      ++i;
+    }
+  }
+  next_release_.store(next, std::memory_order_relaxed);
+}
+
+std::optional<std::chrono::steady_clock::time_point> JobIntake::next_release() const noexcept {
+  const auto ticks = next_release_.load(std::memory_order_relaxed);
+  if (ticks == no_deadline) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ticks));
+}
+
 std::optional<Job> JobIntake::remove(JobId id) {
   std::unique_lock lock(mutex_);
   std::optional<Job> job = queue_.remove(id);
+  if (!job) {
+    for (std::size_t i = 0; i < held_.size(); ++i) {
+      if (held_[i].job.id != id) continue;
+      job.emplace(std::move(held_[i].job));
+      held_[i] = std::move(held_.back());
+      held_.pop_back();
+      break;
+    }
+  }
   after_taking(lock, job ? 1 : 0);
   return job;
 }
@@ -82,18 +128,34 @@ std::optional<std::chrono::steady_clock::time_point> JobIntake::earliest_deadlin
 void JobIntake::take_expired(std::chrono::steady_clock::time_point now, std::vector<Job>& expired) {
   std::unique_lock lock(mutex_);
   const std::size_t before = expired.size();
-  queue_.take_if(
-      [now](const Job& job) { return job.options.deadline && *job.options.deadline <= now; },
-      expired);
-  // What is left sets the next time to look.
+  auto passed = [now](const Job& job) {
+    return job.options.deadline && *job.options.deadline <= now;
+  };
+  queue_.take_if(passed, expired);
+  for (std::size_t i = 0; i < held_.size();) {
+    if (passed(held_[i].job)) {
+      expired.push_back(std::move(held_[i].job));
+      held_[i] = std::move(held_.back());
+      held_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  recompute_earliest_deadline();
+  after_taking(lock, expired.size() - before);
+}
+
+void JobIntake::recompute_earliest_deadline() noexcept {
   std::chrono::steady_clock::rep earliest = no_deadline;
-  queue_.for_each([&](const Job& job) {
+  auto look = [&](const Job& job) {
     if (job.options.deadline) {
       earliest = std::min(earliest, job.options.deadline->time_since_epoch().count());
     }
-  });
+  };
+  queue_.for_each(look);
+  for (const HeldJob& held : held_)
+    look(held.job);
   earliest_deadline_.store(earliest, std::memory_order_relaxed);
-  after_taking(lock, expired.size() - before);
 }
 
 void JobIntake::note_deadline(const Job& job) noexcept {
@@ -108,6 +170,10 @@ JobQueue JobIntake::take_all() {
   JobQueue jobs;
   std::unique_lock lock(mutex_);
   jobs.swap(queue_);
+  for (HeldJob& held : held_)
+    jobs.push_back(std::move(held.job));
+  held_.clear();
+  next_release_.store(no_deadline, std::memory_order_relaxed);
   after_taking(lock, jobs.size());
   return jobs;
 }
@@ -129,7 +195,8 @@ bool JobIntake::set_degraded(bool degraded) {
 
 JobIntake::State JobIntake::state() const {
   std::lock_guard lock(mutex_);
-  return State{queue_.size(), stopping_, degraded_, drain_asked_, supervisor_sleeping_};
+  return State{queue_.size(), held_.size(), stopping_,
+               degraded_,     drain_asked_, supervisor_sleeping_};
 }
 
 bool JobIntake::begin_sleep(bool dispatch_possible, bool drain_begun, bool wake_on_submit) {

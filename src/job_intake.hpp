@@ -67,6 +67,16 @@ class JobIntake {
   /// them with the caller and returns false.
   bool return_to_front(std::deque<std::unique_ptr<Job>>& jobs);
 
+  /// Keeps `job` out of the queue until `ready_at` (a retry's backoff), when release_held() puts it
+  /// back as return_to_front does; meanwhile it can be removed or fail its deadline as a queued
+  /// job can. Unless the pool is degraded: then leaves it with the caller and returns false.
+  bool hold(std::unique_ptr<Job>& job, std::chrono::steady_clock::time_point ready_at);
+  /// Puts the held jobs whose time has come at `now` back in the queue.
+  void release_held(std::chrono::steady_clock::time_point now);
+  /// No earlier than the time the next held job is due (a time to look, as earliest_deadline);
+  /// nullopt if none is held. Takes no lock.
+  std::optional<std::chrono::steady_clock::time_point> next_release() const noexcept;
+
   /// What take_head() is to do with the job at the head of the queue.
   enum class HeadDecision {
     take,    // pop it and return it
@@ -83,15 +93,15 @@ class JobIntake {
   template <class Decide>
   void take_while(Decide&& decide, std::deque<std::unique_ptr<Job>>& taken);
 
-  /// Removes the queued job `id`; nullopt if it is not queued.
+  /// Removes the queued (or held) job `id`; nullopt if it is neither.
   std::optional<Job> remove(JobId id);
   /// No earlier than the earliest SubmitOptions::deadline of the jobs queued (it stays put when
   /// that job leaves the queue: a time to look, not a promise); nullopt if none has one. Takes no
   /// lock.
   std::optional<std::chrono::steady_clock::time_point> earliest_deadline() const noexcept;
-  /// Removes the queued jobs whose deadline is at or before `now` onto `expired`.
+  /// Removes the queued and held jobs whose deadline is at or before `now` onto `expired`.
   void take_expired(std::chrono::steady_clock::time_point now, std::vector<Job>& expired);
-  /// Empties the queue, returning what it held.
+  /// Empties the queue, returning what it held, held jobs last.
   JobQueue take_all();
 
   /// No new jobs from now on; `drain`: how long queued and running jobs may still finish, for
@@ -103,6 +113,8 @@ class JobIntake {
   /// A consistent view of the intake at one moment.
   struct State {
     std::size_t queued = 0;
+    /// Jobs held for a retry's backoff (hold()), not in `queued`.
+    std::size_t held = 0;
     bool stopping = false;
     bool degraded = false;
     /// The drain Pool::shutdown asked for, if it was called.
@@ -142,6 +154,15 @@ class JobIntake {
   std::atomic<std::chrono::steady_clock::rep> earliest_deadline_{no_deadline};
   // Lowers earliest_deadline_ to `job`'s deadline if it has an earlier one (mutex_ held).
   void note_deadline(const Job& job) noexcept;
+  // Sets earliest_deadline_ from the jobs queued and held (mutex_ held).
+  void recompute_earliest_deadline() noexcept;
+
+  struct HeldJob {
+    std::chrono::steady_clock::time_point ready_at;
+    Job job;
+  };
+  std::vector<HeldJob> held_;  // in no order: few, and each looked at once per release
+  std::atomic<std::chrono::steady_clock::rep> next_release_{no_deadline};
 };
 
 template <class Decide>

@@ -106,6 +106,10 @@ std::optional<JobResult> Supervisor::check_request(std::string_view name, std::s
         "SubmitOptions::max_attempts > 1 requires idempotent = true: only jobs that are "
         "safe to run twice are retried");
   }
+  if (options.retry_backoff.count() < 0) {
+    return job_failure(ErrorKind::invalid_request,
+                       "SubmitOptions::retry_backoff must be 0 (retry at once) or positive");
+  }
   if (options.timeout.count() < 0) {
     return job_failure(ErrorKind::invalid_request,
                        "SubmitOptions::timeout must be 0 (pool default) or positive");
@@ -267,7 +271,10 @@ bool Supervisor::cancel(JobId id, CancelMode mode) {
 }
 
 void Supervisor::complete_cancelled(Job job) {
-  JobResult result = job_failure(ErrorKind::cancelled, "cancelled before it started", job.attempts);
+  JobResult result = job_failure(
+      ErrorKind::cancelled,
+      job.attempts == 0 ? "cancelled before it started" : "cancelled while it waited to be retried",
+      job.attempts);
   reporter_.count(result);
   deliver_outcome(std::move(job.sink), std::move(result));
 }
@@ -327,7 +334,7 @@ PoolStats Supervisor::stats() const {
   auto now = Clock::now();
   std::lock_guard state_lock(state_mutex_);
   const JobIntake::State intake = intake_.state();
-  stats.queued = intake.queued;
+  stats.queued = intake.queued + intake.held;
   stats.health = intake.stopping ? PoolHealth::stopped
                                  : (intake.degraded ? PoolHealth::degraded : PoolHealth::healthy);
   for (const auto& [id, worker] : workers_) {

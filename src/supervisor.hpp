@@ -259,6 +259,9 @@ class Supervisor {
   /// While a job expected to add `peak` waits for the memory budget (the workers hold `in_use`):
   /// stops idle workers above min_workers, the largest first, until it would fit.
   void make_room(std::uint64_t peak, std::uint64_t in_use, Clock::time_point now);
+  /// How long `job`, which has had `job.attempts` attempts, waits before the next one
+  /// (SubmitOptions::retry_backoff, doubled per attempt, with jitter); zero for at once.
+  Clock::duration retry_backoff(const Job& job);
   void note_unplanned_exit(Clock::time_point now, const std::string& why);
   void note_job_completed();
   void set_degraded(bool degraded, const std::string& why);
@@ -341,6 +344,7 @@ class Supervisor {
   std::uint64_t workers_started_ = 0, workers_exited_ = 0, start_failures_ = 0;
   std::array<std::uint64_t, recycle_reason_count> recycles_{};
   JobStatsTable job_stats_;
+  std::minstd_rand retry_jitter_{std::random_device{}()};  // retry_backoff's jitter
 
   // Polling before sleeping (SpinPolicy; supervisor thread only).
   AdaptiveSpin spin_;

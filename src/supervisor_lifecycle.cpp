@@ -276,16 +276,24 @@ void Supervisor::on_exit(WorkerProcess& worker, Clock::time_point now) {
     }
     if (retryable && job->options.idempotent && job->attempts < job->options.max_attempts &&
         !final_stop_ && !past_deadline) {
-      std::string retrying = fmt::format("{}; retrying (attempt {} of {})", message,
-                                         job->attempts + 1, job->options.max_attempts);
-      std::deque<std::unique_ptr<Job>> again;
-      again.push_back(std::move(job));
-      retried = intake_.return_to_front(again);  // not if the pool is degraded
+      const Clock::duration backoff = retry_backoff(*job);
+      std::string retrying =
+          fmt::format("{}; retrying (attempt {} of {}){}", message, job->attempts + 1,
+                      job->options.max_attempts,
+                      backoff > Clock::duration::zero()
+                          ? fmt::format(" in {} ms", duration_cast<milliseconds>(backoff).count())
+                          : std::string());
+      if (backoff > Clock::duration::zero()) {
+        retried = intake_.hold(job, now + backoff);  // not if the pool is degraded
+      } else {
+        std::deque<std::unique_ptr<Job>> again;
+        again.push_back(std::move(job));
+        retried = intake_.return_to_front(again);  // not if the pool is degraded
+        if (!retried) job = std::move(again.front());
+      }
       if (retried) {
         reporter_.log(LogLevel::warning, retrying);
         reporter_.count_retry();
-      } else {
-        job = std::move(again.front());
       }
     }
     if (!retried) {
@@ -329,6 +337,17 @@ void Supervisor::on_exit(WorkerProcess& worker, Clock::time_point now) {
   poller_.remove(worker.pidfd.get());
   if (worker.link.output() >= 0) poller_.remove(worker.link.output());
   workers_.erase(worker.id);  // `worker` is gone from here on
+}
+
+Clock::duration Supervisor::retry_backoff(const Job& job) {
+  const auto first = job.options.retry_backoff;
+  if (first.count() <= 0) return Clock::duration::zero();
+  // Doubled for each attempt after the first, capped so that it cannot overflow: 2^20 times the
+  // first is longer than anyone waits for a retry.
+  const unsigned doublings = std::min(job.attempts > 0 ? job.attempts - 1 : 0u, 20u);
+  const auto full = std::chrono::duration_cast<Clock::duration>(first) * (1LL << doublings);
+  std::uniform_int_distribution<Clock::rep> half(0, full.count() / 2);
+  return full - Clock::duration(half(retry_jitter_));
 }
 
 void Supervisor::stop_worker(WorkerProcess& worker, RecycleReason reason, Clock::time_point now,

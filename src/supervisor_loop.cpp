@@ -126,6 +126,8 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
   const JobIntake::State intake = intake_.state();
   if (intake.drain_asked && !drain_deadline_) drain_deadline_ = now + *intake.drain_asked;
   const bool queued = intake.queued > 0;
+  // Held for a retry's backoff: not dispatchable yet, but a drain waits for them.
+  const bool waiting = queued || intake.held > 0;
   for (auto& [id, worker] : workers_) {
     if (worker->life.untrusted()) continue;
     read_responses(*worker, now);
@@ -135,7 +137,7 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
   if (drain_deadline_ && !final_stop_) {
     bool busy = std::any_of(workers_.begin(), workers_.end(),
                             [](const auto& entry) { return entry.second->job != nullptr; });
-    if ((!busy && !queued) || now >= *drain_deadline_) begin_final_stop(now);
+    if ((!busy && !waiting) || now >= *drain_deadline_) begin_final_stop(now);
   }
   if (!final_stop_) {
     // Scale up on queue depth: jobs wait and no worker is free or coming.
@@ -149,6 +151,7 @@ std::optional<Clock::duration> Supervisor::step(Clock::time_point now) {
       if (!capacity_coming) ++scaled_target_;
     }
     spawn_workers(now);
+    intake_.release_held(now);
     fail_expired(now);
     // A worker given its last job (max_jobs) retires as it gets it: start its replacement now,
     // alongside that job, so that it is ready about when the job ends.
@@ -256,7 +259,10 @@ std::optional<Clock::time_point> Supervisor::check_timers(Clock::time_point now)
     consider(take_back_overdue(worker, now));
   }
   // Queued jobs' deadlines, when a sleeping supervisor must wake to fail them.
-  if (!final_stop_) consider(intake_.earliest_deadline());
+  if (!final_stop_) {
+    consider(intake_.earliest_deadline());
+    consider(intake_.next_release());  // retries waiting out their backoff
+  }
   std::optional<Clock::time_point> fork_server_deadline;
   take_started(now, spawner_.check_deadlines(now, fork_server_deadline));
   consider(fork_server_deadline);

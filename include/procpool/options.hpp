@@ -196,6 +196,11 @@ struct SubmitOptions {
   /// Total attempts for an idempotent job whose worker crashed, timed out or was killed for memory
   /// (never after a handler error). Values above 1 require `idempotent`. Allowed: 1..100.
   unsigned max_attempts = 1;
+  /// How long a job to be retried waits before its second attempt, doubling before each attempt
+  /// after that; each wait is drawn between half and all of that (jitter), so that jobs failed
+  /// together are not retried together. The job waits without holding a worker, and can be
+  /// cancelled or pass its deadline meanwhile. 0 (default): retried at once.
+  std::chrono::milliseconds retry_backoff{0};
   /// The most memory the job may add to its worker while it runs, for PoolOptions::memory_budget
   /// (unused without one). 0 (default): the largest change in a worker's memory across one job of
   /// this name so far (JobStats::memory_delta_max_bytes), or nothing before one has been read. Give
