@@ -20,6 +20,7 @@ JobIntake::Pushed JobIntake::push(std::span<Job> jobs, bool may_wait) {
   // No lock for nothing: a batch all refused takes none (in a forked copy, it may be held forever).
   if (jobs.empty()) return pushed;
   std::unique_lock lock(mutex_);
+  bool deadline_sooner = false;
   while (pushed.queued < jobs.size()) {
     if (stopping_) {
       pushed.refusal = Refusal{ErrorKind::shutting_down, "the pool is shutting down"};
@@ -42,10 +43,12 @@ JobIntake::Pushed JobIntake::push(std::span<Job> jobs, bool may_wait) {
     const std::size_t room = capacity_ - queue_.size();
     for (std::size_t end = std::min(jobs.size(), pushed.queued + room); pushed.queued < end;
          ++pushed.queued) {
-      note_deadline(jobs[pushed.queued]);
+      deadline_sooner |= note_deadline(jobs[pushed.queued]);
       queue_.insert_last_of_priority(std::move(jobs[pushed.queued]));
     }
-    if (supervisor_sleeping_ && submit_wakes_supervisor_) {
+    // A sleeping supervisor that does not wake for submits still must for a deadline sooner than
+    // any it set its timers by.
+    if (supervisor_sleeping_ && (submit_wakes_supervisor_ || deadline_sooner)) {
       supervisor_sleeping_ = false;
       lock.unlock();
       wake();
@@ -158,12 +161,12 @@ void JobIntake::recompute_earliest_deadline() noexcept {
   earliest_deadline_.store(earliest, std::memory_order_relaxed);
 }
 
-void JobIntake::note_deadline(const Job& job) noexcept {
-  if (!job.options.deadline) return;
+bool JobIntake::note_deadline(const Job& job) noexcept {
+  if (!job.options.deadline) return false;
   const auto ticks = job.options.deadline->time_since_epoch().count();
-  if (ticks < earliest_deadline_.load(std::memory_order_relaxed)) {
-    earliest_deadline_.store(ticks, std::memory_order_relaxed);
-  }
+  if (ticks >= earliest_deadline_.load(std::memory_order_relaxed)) return false;
+  earliest_deadline_.store(ticks, std::memory_order_relaxed);
+  return true;
 }
 
 JobQueue JobIntake::take_all() {

@@ -152,8 +152,9 @@ class JobIntake {
   static constexpr std::chrono::steady_clock::rep no_deadline =
       std::numeric_limits<std::chrono::steady_clock::rep>::max();
   std::atomic<std::chrono::steady_clock::rep> earliest_deadline_{no_deadline};
-  // Lowers earliest_deadline_ to `job`'s deadline if it has an earlier one (mutex_ held).
-  void note_deadline(const Job& job) noexcept;
+  // Lowers earliest_deadline_ to `job`'s deadline if it has an earlier one (mutex_ held); true if
+  // it did.
+  bool note_deadline(const Job& job) noexcept;
   // Sets earliest_deadline_ from the jobs queued and held (mutex_ held).
   void recompute_earliest_deadline() noexcept;
 

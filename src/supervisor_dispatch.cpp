@@ -156,8 +156,12 @@ bool Supervisor::prefetch(WorkerProcess& worker, std::uint64_t& budget_in_use,
           return false;
         }
         // An in-place job's buffers are passed when it is dispatched to an idle worker: never
-        // ahead. A job past its deadline is failed, never sent (fail_expired).
-        if (job.in_place || (job.options.deadline && *job.options.deadline <= now)) return false;
+        // ahead. Nor a job whose deadline could pass while it waits behind others: stopped
+        // there, it would cost the worker.
+        if (job.in_place ||
+            (job.options.deadline && *job.options.deadline <= now + policy.max_work_ahead)) {
+          return false;
+        }
         // Only jobs whose request fits in one go: a prefetched job is sent whole, never streamed.
         const std::uint64_t bytes = WorkerLink::bytes_ahead(job);
         if (job.payload.size() > worker.link.max_body() || bytes > space) return false;

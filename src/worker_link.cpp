@@ -74,7 +74,15 @@ bool WorkerLink::append_job_start(const Job& job) {
     body.payload_bytes = job.in_place->input.size();
     body.output_bytes = job.in_place->output.size();
   }
-  body.timeout_ms = job.timeout.count();
+  // JobContext::deadline(): the earlier of this attempt's timeout and the job's deadline.
+  std::chrono::milliseconds time_left = job.timeout;
+  if (job.options.deadline) {
+    const auto to_deadline = std::max(std::chrono::ceil<std::chrono::milliseconds>(
+                                          *job.options.deadline - std::chrono::steady_clock::now()),
+                                      std::chrono::milliseconds(1));
+    if (time_left.count() == 0 || to_deadline < time_left) time_left = to_deadline;
+  }
+  body.timeout_ms = time_left.count();
   body.attempt = job.attempts;
   body.name_bytes = static_cast<std::uint32_t>(job.name.size());
   auto name = std::as_bytes(std::span(job.name.data(), job.name.size()));

@@ -57,8 +57,9 @@ enum class ErrorKind {
   invalid_request,
   /// A typed job's request or response bytes could not be decoded by its codec.
   codec_error,
-  /// The job's SubmitOptions::deadline passed: it was still queued (and never dispatched), or its
-  /// worker was stopped as for a timeout.
+  /// The job's SubmitOptions::deadline passed: before it was submitted, while it was queued or
+  /// waiting to be retried (it was not dispatched again), or while it ran (its worker was stopped
+  /// as for a timeout).
   deadline_exceeded,
 };
 

@@ -58,7 +58,9 @@ enum class CancelMode {
   /// A started job is asked to stop (JobContext::stop_requested(), a flag in shared memory, no
   /// signal); its worker is killed if it still runs it after PoolOptions::kill_grace.
   interrupt,
-  /// A started job's worker is killed now (SIGKILL) and replaced; no other job is affected.
+  /// A started job's worker is killed now (SIGKILL) and replaced. The jobs sent ahead behind it go
+  /// back to the queue; the kill waits (briefly) for the worker to reach the job, so that it never
+  /// ends one the worker read meanwhile.
   kill,
 };
 

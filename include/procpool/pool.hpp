@@ -184,11 +184,11 @@ class PROCPOOL_API Pool {
   /// Cancels the job `id`. True: its outcome is, or will be, ErrorKind::cancelled, whatever its
   /// worker answers from now on (a result returned after an interrupt is discarded). False: it
   /// keeps the outcome it has or will have, because it already has one, is unknown (in a fork of
-  /// the host, every job is), or started under CancelMode::if_queued. A job not yet started
-  /// (queued, sent ahead, waiting to be retried) completes at once, on this thread; a started one
-  /// when its worker stops it or is killed (`mode`). A job counts as started once the worker it was
-  /// given or sent ahead to has read it. Cancelling again may raise
-  /// the mode (interrupt, then kill). Exactly one outcome, always.
+  /// the host, every job is), or started under CancelMode::if_queued with no stop asked for. A job
+  /// not yet started (queued, sent ahead, waiting to be retried) completes at once, on this thread;
+  /// a started one when its worker stops it or is killed (`mode`). A job counts as started once the
+  /// worker it was given or sent ahead to has read it. Cancelling again may raise the mode
+  /// (interrupt, then kill). Exactly one outcome, always.
   bool cancel(JobId id, CancelMode mode = CancelMode::if_queued);
 
   /// A consistent snapshot of the pool and its workers. In a fork of the host: PoolHealth::stopped,

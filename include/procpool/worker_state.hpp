@@ -43,7 +43,7 @@ enum class RecycleReason {
   memory_hard_limit,
   /// Grew more than RecyclePolicy::memory_growth_limit over its own baseline.
   memory_growth,
-  /// Its job ran past its timeout: stopped (SIGTERM, grace, SIGKILL).
+  /// Its job ran past its timeout or its deadline: stopped (SIGTERM, grace, SIGKILL).
   job_timeout,
   /// Died on its own, with or without a job.
   crash,

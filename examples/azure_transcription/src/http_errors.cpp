@@ -68,6 +68,9 @@ HttpError from_job_error(const JobError& error) {
       e.status = 504;
       e.message = "the transcription did not finish within the job timeout";
       break;
+    case procpool::ErrorKind::deadline_exceeded:
+      e.status = 504;
+      break;
     case procpool::ErrorKind::queue_full:
     case procpool::ErrorKind::shutting_down:
     case procpool::ErrorKind::pool_degraded:
