@@ -49,9 +49,9 @@ class JobContext {
   unsigned attempt() const noexcept { return attempt_; }
   /// How many jobs this worker process finished before this one.
   std::uint64_t jobs_done_by_worker() const noexcept { return jobs_done_by_worker_; }
-  /// About when the supervisor will start killing this job, if it has a timeout: counted here from
-  /// when the payload arrived, so slightly later than the supervisor's (which counts from
-  /// dispatch).
+  /// About when the supervisor will start killing this job, if it has a timeout or a deadline
+  /// (SubmitOptions::deadline), whichever comes first: counted here from when the payload arrived,
+  /// so slightly later than the supervisor's (which counts from dispatch).
   std::optional<std::chrono::steady_clock::time_point> deadline() const noexcept {
     return deadline_;
   }
