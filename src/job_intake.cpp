@@ -2,7 +2,30 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace procpool::detail {
+
+namespace {
+
+using Ticks = std::chrono::steady_clock::rep;
+
+/// A time kept as ticks in an atomic, or nullopt for `none`.
+std::optional<std::chrono::steady_clock::time_point> time_of(Ticks ticks, Ticks none) noexcept {
+  if (ticks == none) return std::nullopt;
+  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ticks));
+}
+
+/// Lowers `earliest` to `t` if `t` is earlier (its one writer holds the intake's lock); true if it
+/// did.
+bool lower(std::atomic<Ticks>& earliest, std::chrono::steady_clock::time_point t) noexcept {
+  const Ticks ticks = t.time_since_epoch().count();
+  if (ticks >= earliest.load(std::memory_order_relaxed)) return false;
+  earliest.store(ticks, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace
 
 JobIntake::JobIntake(std::size_t capacity, QueueFullPolicy when_full)
     : capacity_(capacity), when_full_(when_full), wake_fd_(platform::make_eventfd()) {}
@@ -75,10 +98,7 @@ bool JobIntake::hold(std::unique_ptr<Job>& job, std::chrono::steady_clock::time_
   held_.push_back(HeldJob{ready_at, std::move(*job)});
   job.reset();
   note_deadline(held_.back().job);
-  const auto ticks = ready_at.time_since_epoch().count();
-  if (ticks < next_release_.load(std::memory_order_relaxed)) {
-    next_release_.store(ticks, std::memory_order_relaxed);
-  }
+  lower(next_release_, ready_at);
   return true;
 }
 
@@ -89,9 +109,7 @@ void JobIntake::release_held(std::chrono::steady_clock::time_point now) {
   std::chrono::steady_clock::rep next = no_deadline;
   for (std::size_t i = 0; i < held_.size();) {
     if (held_[i].ready_at <= now) {
-      queue_.insert_first_of_priority(std::move(held_[i].job));
-      held_[i] = std::move(held_.back());
-      held_.pop_back();
+      queue_.insert_first_of_priority(take_held(i));
     } else {
       next = std::min(next, held_[i].ready_at.time_since_epoch().count());
       ++i;
@@ -101,9 +119,14 @@ void JobIntake::release_held(std::chrono::steady_clock::time_point now) {
 }
 
 std::optional<std::chrono::steady_clock::time_point> JobIntake::next_release() const noexcept {
-  const auto ticks = next_release_.load(std::memory_order_relaxed);
-  if (ticks == no_deadline) return std::nullopt;
-  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ticks));
+  return time_of(next_release_.load(std::memory_order_relaxed), no_deadline);
+}
+
+Job JobIntake::take_held(std::size_t i) noexcept {
+  Job job(std::move(held_[i].job));
+  held_[i] = std::move(held_.back());
+  held_.pop_back();
+  return job;
 }
 
 std::optional<Job> JobIntake::remove(JobId id) {
@@ -112,9 +135,7 @@ std::optional<Job> JobIntake::remove(JobId id) {
   if (!job) {
     for (std::size_t i = 0; i < held_.size(); ++i) {
       if (held_[i].job.id != id) continue;
-      job.emplace(std::move(held_[i].job));
-      held_[i] = std::move(held_.back());
-      held_.pop_back();
+      job.emplace(take_held(i));
       break;
     }
   }
@@ -123,9 +144,7 @@ std::optional<Job> JobIntake::remove(JobId id) {
 }
 
 std::optional<std::chrono::steady_clock::time_point> JobIntake::earliest_deadline() const noexcept {
-  const auto ticks = earliest_deadline_.load(std::memory_order_relaxed);
-  if (ticks == no_deadline) return std::nullopt;
-  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ticks));
+  return time_of(earliest_deadline_.load(std::memory_order_relaxed), no_deadline);
 }
 
 void JobIntake::take_expired(std::chrono::steady_clock::time_point now, std::vector<Job>& expired) {
@@ -135,11 +154,13 @@ void JobIntake::take_expired(std::chrono::steady_clock::time_point now, std::vec
     return job.options.deadline && *job.options.deadline <= now;
   };
   queue_.take_if(passed, expired);
+  // Room first: a held job is moved out before it is appended.
+  expired.reserve(expired.size() + static_cast<std::size_t>(std::count_if(
+                                       held_.begin(), held_.end(),
+                                       [&](const HeldJob& held) { return passed(held.job); })));
   for (std::size_t i = 0; i < held_.size();) {
     if (passed(held_[i].job)) {
-      expired.push_back(std::move(held_[i].job));
-      held_[i] = std::move(held_.back());
-      held_.pop_back();
+      expired.push_back(take_held(i));
     } else {
       ++i;
     }
@@ -162,11 +183,7 @@ void JobIntake::recompute_earliest_deadline() noexcept {
 }
 
 bool JobIntake::note_deadline(const Job& job) noexcept {
-  if (!job.options.deadline) return false;
-  const auto ticks = job.options.deadline->time_since_epoch().count();
-  if (ticks >= earliest_deadline_.load(std::memory_order_relaxed)) return false;
-  earliest_deadline_.store(ticks, std::memory_order_relaxed);
-  return true;
+  return job.options.deadline && lower(earliest_deadline_, *job.options.deadline);
 }
 
 JobQueue JobIntake::take_all() {

@@ -155,6 +155,8 @@ class JobIntake {
   // Lowers earliest_deadline_ to `job`'s deadline if it has an earlier one (mutex_ held); true if
   // it did.
   bool note_deadline(const Job& job) noexcept;
+  // Removes held_[i] (mutex_ held), moving the last one into its place.
+  Job take_held(std::size_t i) noexcept;
   // Sets earliest_deadline_ from the jobs queued and held (mutex_ held).
   void recompute_earliest_deadline() noexcept;
 
